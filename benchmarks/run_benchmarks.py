@@ -1,0 +1,283 @@
+"""``make bench``: speed and memory of sihnet side by side with a plain MONAI-tutorial loop.
+
+Measures, each in its own subprocess so peak memory is clean:
+* training-step seconds (batch 4) and inference seconds per volume at the ``quick`` size, and
+  forward seconds at the paper's 240x260x260 (CPU: forward only), with peak RSS;
+* one training epoch on the same synthetic cohort: sihnet (cached, preprocessed volumes in memory,
+  profile precision) vs a plain MONAI-tutorial loop (LoadImaged -> EnsureChannelFirstd ->
+  Orientationd -> Spacingd -> ScaleIntensityd -> ResizeWithPadOrCropd -> augmentation, no cache,
+  fp32), and their ratio.
+
+Writes ``OUT/results.json`` and ``OUT/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+QUICK_SIZE = (48, 64, 64)
+PAPER_SIZE = (240, 260, 260)
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def median_seconds(step: Any, repeats: int) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def measure_model(
+    size: tuple[int, int, int], precision: str, train: bool, repeats: int
+) -> dict[str, Any]:
+    """Seconds per training step (batch 4) or per inference volume (batch 1)."""
+    from sihnet.models.densenet import build_model
+    from sihnet.training.fold import autocast
+
+    torch.manual_seed(0)
+    model = build_model()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    if train:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        images = torch.rand(4, 1, *size, device=device)
+        labels = torch.tensor([0, 1, 0, 1], device=device)
+
+        def step() -> None:
+            with autocast(device, precision):
+                logits = model(images)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+    else:
+        model.eval()
+        image = torch.rand(1, 1, *size, device=device)
+
+        def step() -> None:
+            with torch.inference_mode(), autocast(device, precision):
+                model(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+    seconds = median_seconds(step, repeats)
+    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "device": device.type}
+
+
+def sihnet_epoch(manifest: Path, cache_dir: Path) -> dict[str, Any]:
+    """One training epoch the sihnet way (the profile's precision, cached volumes in memory)."""
+    from sihnet.config import load_config
+    from sihnet.data.dataset import CachedVolumeDataset
+    from sihnet.data.manifest import read_manifest
+    from sihnet.models.densenet import build_model
+    from sihnet.preprocessing.cache import VolumeCache
+    from sihnet.training.augmentation import augment_batch, build_augmentation
+    from sihnet.training.fold import autocast
+
+    config = load_config("quick")
+    cohort = read_manifest(manifest)
+    cache = VolumeCache(cache_dir)
+    entries = [cache.get(s.image, config.preprocessing) for s in cohort.scans]  # warm: not timed
+    labels = [int(s.label or 0) for s in cohort.scans]
+    model, device = build_model(), torch.device("cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    augmentation = build_augmentation(config.augmentation, config.preprocessing.spacing_mm, 0)
+
+    def epoch() -> None:
+        loader = torch.utils.data.DataLoader(
+            CachedVolumeDataset(entries, labels), batch_size=4, shuffle=True
+        )
+        for images, targets in loader:
+            with autocast(device, config.training.precision):
+                logits = model(augment_batch(images, augmentation))
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    return {
+        "seconds": median_seconds(epoch, 2),
+        "peak_rss_gb": peak_rss_gb(),
+        "scans": len(entries),
+    }
+
+
+def plain_monai_epoch(manifest: Path) -> dict[str, Any]:
+    """One epoch of the MONAI classification tutorial's loop: transforms on every load, fp32."""
+    import math
+
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import (
+        Compose,
+        EnsureChannelFirstd,
+        LoadImaged,
+        Orientationd,
+        RandAffined,
+        RandFlipd,
+        RandGaussianNoised,
+        RandShiftIntensityd,
+        ResizeWithPadOrCropd,
+        ScaleIntensityd,
+        Spacingd,
+    )
+
+    from sihnet.data.manifest import read_manifest
+    from sihnet.models.densenet import build_model
+
+    cohort = read_manifest(manifest)
+    items = [{"image": str(s.image), "label": int(s.label or 0)} for s in cohort.scans]
+    transforms = Compose(
+        [
+            LoadImaged(keys="image"),
+            EnsureChannelFirstd(keys="image"),
+            Orientationd(keys="image", axcodes="RAS"),
+            Spacingd(keys="image", pixdim=(4.0, 4.0, 4.0), mode="bilinear"),
+            ScaleIntensityd(keys="image"),
+            ResizeWithPadOrCropd(keys="image", spatial_size=QUICK_SIZE),
+            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+            RandFlipd(keys="image", spatial_axis=0, prob=0.5),
+            RandAffined(
+                keys="image",
+                prob=0.3,
+                rotate_range=(math.radians(10),) * 3,
+                scale_range=(0.1,) * 3,
+                padding_mode="zeros",
+            ),
+            RandGaussianNoised(keys="image", prob=0.2, std=0.03),
+        ]
+    )
+    model = build_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+
+    def epoch() -> None:
+        for batch in DataLoader(
+            Dataset(items, transforms), batch_size=4, shuffle=True, num_workers=0
+        ):
+            loss = torch.nn.functional.cross_entropy(
+                model(batch["image"].as_tensor()), batch["label"]
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    return {"seconds": median_seconds(epoch, 2), "peak_rss_gb": peak_rss_gb(), "scans": len(items)}
+
+
+def run_child(task: str, *args: str) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter (clean peak memory)."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", task, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{task} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def child(task: str, args: list[str]) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    if task == "model":
+        size = tuple(int(v) for v in args[0].split("x"))
+        out = measure_model(size, args[1], args[2] == "train", int(args[3]))  # type: ignore[arg-type]
+    elif task == "sihnet_epoch":
+        out = sihnet_epoch(Path(args[0]), Path(args[1]))
+    else:
+        out = plain_monai_epoch(Path(args[0]))
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--patients", type=int, default=32, help="synthetic patients for the epoch comparison"
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(options.child[0], options.child[1:])
+        return
+
+    from sihnet.synth.cohort import run_synth
+
+    out: Path = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = out / "cohort"
+    manifest = cohort / "cohort.csv"
+    if not manifest.is_file():
+        run_synth(cohort, n=options.patients, seed=1, spacing_mm=2.0)
+    cuda = torch.cuda.is_available()
+    quick = "x".join(map(str, QUICK_SIZE))
+    paper = "x".join(map(str, PAPER_SIZE))
+    rows: list[dict[str, Any]] = []
+    for label, args in [
+        ("train step b4, quick size, bf16", ("model", quick, "bf16", "train", "5")),
+        ("train step b4, quick size, fp32", ("model", quick, "fp32", "train", "5")),
+        ("inference per volume, quick size, bf16", ("model", quick, "bf16", "infer", "10")),
+        ("inference per volume, quick size, fp32", ("model", quick, "fp32", "infer", "10")),
+        ("inference per volume, paper size, fp32", ("model", paper, "fp32", "infer", "2")),
+        ("inference per volume, paper size, bf16", ("model", paper, "bf16", "infer", "2")),
+    ] + (
+        [("train step b4, paper size, bf16", ("model", paper, "bf16", "train", "3"))]
+        if cuda
+        else []
+    ):
+        result = run_child(*args)
+        rows.append({"measurement": label, **result})
+        print(
+            f"{label}: {result['seconds']:.3f} s, peak RSS {result['peak_rss_gb']:.2f} GB",
+            flush=True,
+        )
+    ours = run_child("sihnet_epoch", str(manifest), str(out / "cache"))
+    plain = run_child("plain_monai_epoch", str(manifest))
+    ratio = plain["seconds"] / ours["seconds"]
+    rows.append({"measurement": f"epoch, sihnet quick ({ours['scans']} scans)", **ours})
+    rows.append(
+        {"measurement": f"epoch, plain MONAI-tutorial loop ({plain['scans']} scans)", **plain}
+    )
+    print(
+        f"epoch: sihnet {ours['seconds']:.2f} s vs plain MONAI loop {plain['seconds']:.2f} s: {ratio:.1f}x faster"
+    )
+    results = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": torch.get_num_threads(),
+            "cuda": cuda,
+            "torch": torch.__version__,
+        },
+        "rows": rows,
+        "epoch_speedup_vs_plain_monai": ratio,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| measurement | seconds | peak RSS (GB) |", "|---|---|---|"]
+    lines += [f"| {r['measurement']} | {r['seconds']:.3f} | {r['peak_rss_gb']:.2f} |" for r in rows]
+    lines.append(
+        f"\nEpoch speed-up of sihnet over the plain MONAI-tutorial loop: **{ratio:.1f}x**\n"
+    )
+    (out / "results.md").write_text("\n".join(lines))
+    print(f"results: {out / 'results.json'}, {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

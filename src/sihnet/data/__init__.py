@@ -1,0 +1,1 @@
+"""Cohort manifests, patient-level splits and datasets of cached volumes."""

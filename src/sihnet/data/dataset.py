@@ -1,0 +1,40 @@
+"""A dataset of cached, preprocessed volumes (no NIfTI is read here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from sihnet.preprocessing.cache import read_cached
+
+# Volumes are held in memory when the whole set is smaller than this (e.g. the quick profile).
+IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
+
+
+class CachedVolumeDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Items ``(image (1, X, Y, Z) float32, label)`` from cache entries.
+
+    Holds every volume in memory when they fit under ``IN_MEMORY_LIMIT_BYTES``, else reads the
+    cache entry on each access.
+    """
+
+    def __init__(self, entries: Sequence[Path], labels: Sequence[int]) -> None:
+        self.entries = list(entries)
+        self.labels = [int(label) for label in labels]
+        self._memory: list[torch.Tensor] | None = None
+        total = sum(Path(e).stat().st_size for e in self.entries)
+        if total <= IN_MEMORY_LIMIT_BYTES:
+            self._memory = [self._read(i) for i in range(len(self.entries))]
+
+    def _read(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(read_cached(self.entries[index]).image)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self._memory[index] if self._memory is not None else self._read(index)
+        return image, self.labels[index]

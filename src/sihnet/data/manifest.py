@@ -1,0 +1,283 @@
+"""Cohort manifest (DESIGN.md contract): CSV/TSV or a BIDS root -> validated :class:`Cohort`.
+
+Every problem (missing column, unknown label, missing file, duplicate row, a patient with two
+labels, an image listed for two patients) is reported as one line naming the row, before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from sihnet.errors import SihnetError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("patient_id", "image")
+BERN_SIGN_COLUMNS = (
+    "pachymeningeal_enhancement",
+    "venous_sinus_engorgement",
+    "subdural_fluid_collection",
+)
+BERN_MEASUREMENT_COLUMNS = (
+    "suprasellar_cistern_mm",
+    "prepontine_cistern_mm",
+    "mamillopontine_distance_mm",
+)
+OPTIONAL_COLUMNS = (
+    "label",
+    "age",
+    "sex",
+    "days_mri_to_dsm",
+    "site",
+    "slec",
+    *BERN_SIGN_COLUMNS,
+    *BERN_MEASUREMENT_COLUMNS,
+)
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """One manifest row.
+
+    Attributes:
+        patient_id: the grouping key of every split.
+        image: absolute path of a NIfTI file or a DICOM folder.
+        label: 1 fistula, 0 no fistula, None when the manifest has no label for it.
+        row: line number in the manifest file (header is line 1).
+        fields: the optional columns as given (text), e.g. ``site`` or the Bern columns.
+    """
+
+    patient_id: str
+    image: Path
+    label: int | None
+    row: int
+    fields: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+    """Validated scans plus what was excluded (counted per patient)."""
+
+    scans: tuple[Scan, ...]
+    source: Path
+    excluded_indeterminate: int = 0
+    excluded_slec: int = 0
+
+    @property
+    def patient_ids(self) -> list[str]:
+        """Patient ids in manifest order, each once."""
+        return list(dict.fromkeys(scan.patient_id for scan in self.scans))
+
+    def patient_labels(self) -> dict[str, int | None]:
+        """Label per patient (all scans of a patient share it)."""
+        return {scan.patient_id: scan.label for scan in self.scans}
+
+    def scans_of(self, patient_ids: set[str]) -> list[Scan]:
+        return [scan for scan in self.scans if scan.patient_id in patient_ids]
+
+
+class _Problems:
+    """Collects row problems and raises one line: the first problem and how many more."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, row: int | None, message: str) -> None:
+        where = f"row {row}: " if row is not None else ""
+        self.lines.append(f"{where}{message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            more = f" (+{len(self.lines) - 1} more problems)" if len(self.lines) > 1 else ""
+            raise SihnetError(f"manifest {self.source.name}: {self.lines[0]}{more}")
+
+
+def _parse_label(text: str) -> int | str | None:
+    value = text.strip().lower()
+    if value == "":
+        return None
+    if value in ("indeterminate",):
+        return "indeterminate"
+    try:
+        number = float(value)
+    except ValueError:
+        return "?"
+    return int(number) if number in (0.0, 1.0) else "?"
+
+
+def _check_optional(row: int, fields: Mapping[str, str], problems: _Problems) -> None:
+    for column in BERN_SIGN_COLUMNS:
+        value = fields.get(column, "").strip()
+        if value and value not in ("0", "1", "0.0", "1.0"):
+            problems.add(row, f"{column} must be 0, 1 or empty, got {value!r}")
+    for column in (*BERN_MEASUREMENT_COLUMNS, "age", "days_mri_to_dsm"):
+        value = fields.get(column, "").strip()
+        if value:
+            try:
+                number = float(value)
+            except ValueError:
+                problems.add(row, f"{column} must be a number, got {value!r}")
+                continue
+            if not math.isfinite(number) or (column != "days_mri_to_dsm" and number < 0):
+                problems.add(row, f"{column} must be a finite non-negative number, got {value!r}")
+
+
+def _read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SihnetError(f"cannot read manifest {path.name}: {error}") from None
+    if not text.strip():
+        raise SihnetError(f"manifest {path.name} is empty")
+    if path.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        header = text.splitlines()[0]
+        delimiter = max(",\t;", key=header.count)
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    rows = [
+        {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()}
+        for r in reader
+    ]
+    return columns, rows
+
+
+def _bids_rows(root: Path) -> tuple[list[str], list[dict[str, str]], Path]:
+    """Rows of a BIDS dataset: participants.tsv joined with ``sub-*/[ses-*/]anat/*ce-*_T1w.nii*``."""
+    participants = root / "participants.tsv"
+    columns, table = _read_table(participants)
+    by_subject = {r.get("participant_id", ""): r for r in table}
+    rows: list[dict[str, str]] = []
+    for subject_dir in sorted(root.glob("sub-*")):
+        images = sorted(
+            p
+            for p in subject_dir.glob("**/anat/*_T1w.nii*")
+            if "_ce-" in p.name and p.name.endswith(NIFTI_SUFFIXES)
+        )
+        extra = by_subject.get(subject_dir.name, {})
+        for image in images:
+            row = {k: v for k, v in extra.items() if k != "participant_id"}
+            row.update(patient_id=subject_dir.name, image=str(image.relative_to(root)))
+            rows.append(row)
+    if not rows:
+        raise SihnetError(f"BIDS dataset {root.name}: no contrast-enhanced T1w images (ce-*)")
+    names = ["patient_id", "image", *[c for c in columns if c != "participant_id"]]
+    return names, rows, participants
+
+
+def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
+    """Read and validate a manifest (CSV/TSV file or BIDS root).
+
+    Args:
+        path: the manifest file; image paths are relative to its folder. A folder holding
+            ``participants.tsv`` is read as a BIDS dataset.
+        require_labels: every kept row must carry label 0 or 1 (training, evaluation).
+
+    Returns:
+        The cohort with ``indeterminate`` and SLEC patients excluded and counted.
+
+    Raises:
+        SihnetError: one line naming the first bad row (and how many more there are).
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "participants.tsv").is_file():
+            raise SihnetError(f"{path.name} is a folder without participants.tsv (not BIDS)")
+        columns, rows, source = _bids_rows(path)
+        base = path
+    else:
+        if not path.is_file():
+            raise SihnetError(f"manifest {path} does not exist")
+        columns, rows = _read_table(path)
+        source, base = path, path.parent
+    problems = _Problems(source)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if require_labels and "label" not in columns:
+        missing.append("label")
+    if missing:
+        raise SihnetError(f"manifest {source.name}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise SihnetError(f"manifest {source.name} has no rows")
+
+    scans: list[Scan] = []
+    seen_rows: dict[tuple[str, Path], int] = {}
+    image_owner: dict[Path, tuple[str, int]] = {}
+    patient_label: dict[str, tuple[int | None, int]] = {}
+    indeterminate: set[str] = set()
+    slec: set[str] = set()
+    root = base.resolve()
+    for index, raw in enumerate(rows, start=2):
+        patient_id, image_text = raw.get("patient_id", ""), raw.get("image", "")
+        if not patient_id:
+            problems.add(index, "empty patient_id")
+            continue
+        if not image_text:
+            problems.add(index, "empty image")
+            continue
+        label = _parse_label(raw.get("label", ""))
+        if label == "?":
+            problems.add(index, f"unknown label {raw.get('label')!r} (use 1, 0 or indeterminate)")
+            continue
+        slec_value = raw.get("slec", "").strip()
+        if slec_value not in ("", "0", "1", "0.0", "1.0"):
+            problems.add(index, f"slec must be 0, 1 or empty, got {slec_value!r}")
+            continue
+        image = (base / image_text).resolve()
+        key = (patient_id, image)
+        if key in seen_rows:
+            problems.add(index, f"duplicate of row {seen_rows[key]} (same patient_id and image)")
+            continue
+        seen_rows[key] = index
+        if image in image_owner and image_owner[image][0] != patient_id:
+            problems.add(
+                index, f"image also listed for another patient at row {image_owner[image][1]}"
+            )
+            continue
+        image_owner[image] = (patient_id, index)
+        if not image.exists():
+            problems.add(index, f"image not found: {image_text}")
+            continue
+        if image.is_file() and not image.name.lower().endswith(NIFTI_SUFFIXES):
+            problems.add(index, f"image must be .nii, .nii.gz or a DICOM folder: {image_text}")
+            continue
+        if not image.is_relative_to(root):
+            log.warning("row %d: image lies outside the manifest's folder tree", index)
+        fields = {c: raw.get(c, "") for c in columns if c not in ("patient_id", "image", "label")}
+        _check_optional(index, fields, problems)
+        if slec_value in ("1", "1.0"):
+            slec.add(patient_id)
+            continue
+        if label == "indeterminate":
+            indeterminate.add(patient_id)
+            continue
+        numeric_label = label if isinstance(label, int) else None
+        if numeric_label is None and require_labels:
+            problems.add(index, "empty label (use 1, 0 or indeterminate)")
+            continue
+        if patient_id in patient_label and patient_label[patient_id][0] != numeric_label:
+            first = patient_label[patient_id][1]
+            problems.add(index, f"patient has a different label at row {first}")
+            continue
+        patient_label.setdefault(patient_id, (numeric_label, index))
+        scans.append(Scan(patient_id, image, numeric_label, index, fields))
+    problems.raise_if_any()
+    # A patient with one indeterminate/SLEC row and one kept row is excluded entirely.
+    excluded = indeterminate | slec
+    kept = tuple(scan for scan in scans if scan.patient_id not in excluded)
+    if not kept:
+        raise SihnetError(f"manifest {source.name}: no patients left after exclusions")
+    return Cohort(
+        scans=kept,
+        source=source,
+        excluded_indeterminate=len(indeterminate - slec),
+        excluded_slec=len(slec),
+    )

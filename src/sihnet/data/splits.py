@@ -1,0 +1,129 @@
+"""Patient-level cross-validation splits, made once with a seed, saved to ``splits.json``, reused.
+
+scikit-learn's ``StratifiedGroupKFold`` (default) or ``GroupKFold`` (the paper's literal choice)
+over patients; every scan of a patient follows its patient.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+from sihnet.atomic import write_json_atomic
+from sihnet.errors import SihnetError
+
+
+def make_splits(
+    patient_labels: Mapping[str, int | None],
+    folds: int,
+    splitter: str = "stratified_group",
+    seed: int = 0,
+) -> dict[str, int]:
+    """Assign every patient to one validation fold.
+
+    Args:
+        patient_labels: patient_id -> label (0/1).
+        folds: number of folds K.
+        splitter: ``stratified_group`` or ``group``.
+        seed: shuffling seed.
+
+    Returns:
+        patient_id -> fold index in [0, K), in the input's patient order.
+    """
+    patients = list(patient_labels)
+    labels = np.array([patient_labels[p] for p in patients])
+    if len(patients) < folds:
+        raise SihnetError(f"{len(patients)} patients are fewer than {folds} folds")
+    if len(set(labels.tolist())) < 2:
+        raise SihnetError(
+            "the cohort holds one class only; cross-validated AUROC needs both labels"
+        )
+    if splitter == "stratified_group":
+        minority = int(min((labels == 0).sum(), (labels == 1).sum()))
+        if minority < folds:
+            raise SihnetError(
+                f"the smaller class has {minority} patients, fewer than {folds} folds"
+            )
+        kfold: Any = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    elif splitter == "group":
+        kfold = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        raise SihnetError(f"unknown splitter {splitter!r}")
+    groups = np.arange(len(patients))
+    assignment: dict[str, int] = {}
+    for fold, (_, validation) in enumerate(kfold.split(np.zeros(len(patients)), labels, groups)):
+        for index in validation:
+            assignment[patients[index]] = fold
+    return {p: assignment[p] for p in patients}
+
+
+def inner_split(
+    patient_labels: Mapping[str, int | None], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Stratified patient-level holdout of the training patients for ``inner`` checkpoint selection.
+
+    Returns:
+        ``(inner_train, inner_validation)`` patient ids; validation is ~``fraction`` of patients.
+    """
+    patients = list(patient_labels)
+    labels = np.array([patient_labels[p] for p in patients])
+    minority = int(min((labels == 0).sum(), (labels == 1).sum()))
+    if minority < 2:
+        raise SihnetError(
+            f"inner selection: the smaller class has {minority} training patient(s); "
+            "use selection 'last' or 'paper'"
+        )
+    # Small cohorts: fewer inner groups (a larger validation share) so both classes appear.
+    n_splits = max(2, min(round(1 / fraction), minority))
+    kfold = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train, validation = next(kfold.split(np.zeros(len(patients)), labels, np.arange(len(patients))))
+    return [patients[i] for i in train], [patients[i] for i in validation]
+
+
+def check_no_leakage(train_ids: Iterable[str], validation_ids: Iterable[str]) -> None:
+    """Fail if any patient is on both sides of a split."""
+    shared = set(train_ids) & set(validation_ids)
+    if shared:
+        raise SihnetError(
+            f"split leakage: {len(shared)} patient(s) in both training and validation"
+        )
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        duplicated = next(k for k in keys if keys.count(k) > 1)
+        raise SihnetError(f"splits.json: patient {duplicated!r} is assigned to more than one fold")
+    return dict(pairs)
+
+
+def save_splits(
+    path: Path, assignment: Mapping[str, int], folds: int, splitter: str, seed: int
+) -> None:
+    """Write ``splits.json``: the settings and patient_id -> fold."""
+    write_json_atomic(
+        path, {"folds": folds, "splitter": splitter, "seed": seed, "assignment": dict(assignment)}
+    )
+
+
+def load_splits(path: Path) -> tuple[dict[str, int], int]:
+    """Read ``splits.json``; checks that every patient is in exactly one valid fold.
+
+    Returns:
+        ``(assignment, folds)``.
+    """
+    try:
+        data = json.loads(Path(path).read_text(), object_pairs_hook=_no_duplicate_keys)
+        assignment = {str(k): int(v) for k, v in data["assignment"].items()}
+        folds = int(data["folds"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SihnetError(f"cannot read {Path(path).name}: {error}") from None
+    bad = [p for p, f in assignment.items() if not 0 <= f < folds]
+    if bad:
+        raise SihnetError(f"splits.json: a patient has a fold outside 0..{folds - 1}")
+    return assignment, folds

@@ -1,0 +1,1 @@
+"""Metrics of a run: per-fold and pooled AUROC with confidence intervals, ROC plots."""

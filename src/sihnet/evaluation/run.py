@@ -1,0 +1,153 @@
+"""``run_evaluation``: merge whatever folds a run holds into OOF predictions, metrics and ROC plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.errors import SihnetError
+from sihnet.evaluation.statistics import auroc_ci
+from sihnet.paths import RunPaths
+
+log = logging.getLogger(__name__)
+
+OOF_COLUMNS = ("patient_id", "fold", "label", "probability")
+
+
+def read_fold_predictions(path: Path) -> list[dict[str, str]]:
+    """Rows of ``fold_K/predictions.csv``."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _auroc(rows: list[dict[str, str]], column: str) -> float:
+    labels = [int(r["label"]) for r in rows]
+    if len(set(labels)) < 2:
+        return math.nan
+    return float(roc_auc_score(labels, [float(r[column]) for r in rows]))
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if not math.isnan(v)]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) of the finite values."""
+    finite = _finite(values)
+    if not finite:
+        return math.nan, math.nan
+    return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+
+
+def _pooled(rows: list[dict[str, str]], column: str) -> tuple[float, list[float]]:
+    labels = np.array([int(r["label"]) for r in rows])
+    scores = np.array([float(r[column]) for r in rows])
+    if min((labels == 0).sum(), (labels == 1).sum()) < 2:
+        return _auroc(rows, column), [math.nan, math.nan]
+    estimate = auroc_ci(labels, scores)
+    return estimate.auroc, [estimate.ci_low, estimate.ci_high]
+
+
+def plot_roc(
+    path: Path, folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]]
+) -> None:
+    """One ROC curve per validation fold plus the pooled OOF curve (the paper's Figure 2)."""
+    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    for fold, rows in folds.items():
+        labels = [int(r["label"]) for r in rows]
+        if len(set(labels)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, [float(r["probability"]) for r in rows])
+        axis.plot(fpr, tpr, lw=1.5, label=f"fold {fold} (AUROC {_auroc(rows, 'probability'):.3f})")
+    labels = [int(r["label"]) for r in pooled]
+    if len(set(labels)) == 2:
+        fpr, tpr, _ = roc_curve(labels, [float(r["probability"]) for r in pooled])
+        axis.plot(
+            fpr, tpr, "k--", lw=2, label=f"pooled OOF (AUROC {_auroc(pooled, 'probability'):.3f})"
+        )
+    axis.plot([0, 1], [0, 1], color="0.7", lw=1)
+    axis.set(
+        xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), aspect="equal"
+    )
+    axis.set_title("ROC per validation fold")
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=120))
+    plt.close(figure)
+
+
+def run_evaluation(paths: RunPaths) -> dict[str, Any]:
+    """Merge the run's completed folds and write ``oof_predictions.csv``, ``metrics.json``, ``roc.png``.
+
+    Returns:
+        The metrics (also written to ``metrics.json``).
+    """
+    if not paths.config.is_file():
+        raise SihnetError(f"{paths.root} is not a sihnet run folder (no config.yaml)")
+    config = yaml.safe_load(paths.config.read_text())
+    n_folds = int(config["cross_validation"]["folds"])
+    present = [k for k in range(n_folds) if paths.fold_summary(k).is_file()]
+    if not present:
+        raise SihnetError(f"{paths.root.name} holds no completed fold yet")
+    folds = {k: read_fold_predictions(paths.fold_predictions(k)) for k in present}
+    summaries = {k: json.loads(paths.fold_summary(k).read_text()) for k in present}
+    pooled = [row for k in present for row in folds[k]]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(OOF_COLUMNS)
+    for row in pooled:
+        writer.writerow([row[c] for c in OOF_COLUMNS])
+    write_text_atomic(paths.oof_predictions, buffer.getvalue())
+
+    auroc_folds = [_auroc(folds[k], "probability") for k in present]
+    last_folds = [_auroc(folds[k], "probability_last_epoch") for k in present]
+    best_validation_folds = [_auroc(folds[k], "probability_best_validation") for k in present]
+    mean, std = _mean_std(auroc_folds)
+    pooled_auroc, pooled_ci = _pooled(pooled, "probability")
+    last_pooled, last_ci = _pooled(pooled, "probability_last_epoch")
+    cohort = json.loads(paths.cohort.read_text()) if paths.cohort.is_file() else {}
+    metrics: dict[str, Any] = {
+        "selection": config["training"]["selection"],
+        "folds_evaluated": present,
+        "folds_total": n_folds,
+        "n_patients": len(pooled),
+        "n_positive": sum(int(r["label"]) for r in pooled),
+        "excluded_indeterminate": cohort.get("excluded_indeterminate", 0),
+        "excluded_slec": cohort.get("excluded_slec", 0),
+        "auroc_folds": auroc_folds,
+        "auroc_mean": mean,
+        "auroc_std": std,
+        "auroc_pooled": pooled_auroc,
+        "auroc_pooled_ci95": pooled_ci,
+        "selected_epochs": [summaries[k]["selected_epoch"] for k in present],
+        "auroc_last_epoch_folds": last_folds,
+        "auroc_last_epoch_mean": _mean_std(last_folds)[0],
+        "auroc_last_epoch_pooled": last_pooled,
+        "auroc_last_epoch_pooled_ci95": last_ci,
+        "auroc_best_validation_folds": best_validation_folds,
+        "auroc_best_validation_mean": _mean_std(best_validation_folds)[0],
+        "notes": {
+            "auroc_std": "sample standard deviation (ddof=1) over folds",
+            "auroc_pooled_ci95": "DeLong 95% CI of the pooled out-of-fold AUROC",
+            "auroc_best_validation": "checkpoint picked on the very fold it is scored on "
+            "(the paper's protocol): optimistic, shown for comparison only",
+        },
+    }
+    write_json_atomic(paths.metrics, metrics)
+    plot_roc(paths.roc_plot, folds, pooled)
+    return metrics

@@ -1,0 +1,1 @@
+"""The network (MONAI DenseNet-121) and its safetensors weights."""

@@ -1,0 +1,1 @@
+"""NIfTI -> model-input canvas (reorient, resample, normalise, pad) and its on-disk cache."""

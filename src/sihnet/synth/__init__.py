@@ -1,0 +1,1 @@
+"""Synthetic SIH cohort: CE-T1 phantoms from the MNI152 template with graded SIH signs."""

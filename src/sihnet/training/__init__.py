@@ -1,0 +1,1 @@
+"""Cross-validated training: augmentation, the per-fold loop, checkpoint selection."""

@@ -1,0 +1,166 @@
+"""``run_training``: manifest -> cached volumes -> patient-level CV folds -> fold checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from sihnet.atomic import write_json_atomic, write_text_atomic
+from sihnet.config import ExperimentConfig, config_to_dict
+from sihnet.data.manifest import Cohort, Scan
+from sihnet.data.splits import check_no_leakage, inner_split, load_splits, make_splits, save_splits
+from sihnet.errors import SihnetError
+from sihnet.paths import RunPaths
+from sihnet.preprocessing.cache import VolumeCache
+from sihnet.training.fold import Samples, train_fold
+
+log = logging.getLogger(__name__)
+
+
+def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
+    """Write ``config.yaml``, or check that an existing run folder holds the same configuration."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    if paths.config.is_file():
+        if yaml.safe_load(paths.config.read_text()) != yaml.safe_load(text):
+            raise SihnetError(
+                f"{paths.root.name}/config.yaml differs from this configuration; use a new --out folder"
+            )
+        return
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(paths.config, text)
+
+
+def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) -> dict[str, int]:
+    """Load ``splits.json`` (checking it covers exactly this cohort's patients) or make and save it."""
+    labels = cohort.patient_labels()
+    if paths.splits.is_file():
+        assignment, folds = load_splits(paths.splits)
+        if set(assignment) != set(labels):
+            raise SihnetError(
+                "the manifest's patients differ from those in splits.json; use a new --out folder"
+            )
+        if folds != config.cross_validation.folds:
+            raise SihnetError(
+                f"splits.json has {folds} folds, the configuration {config.cross_validation.folds}"
+            )
+        return assignment
+    cv = config.cross_validation
+    assignment = make_splits(labels, cv.folds, cv.splitter, config.seed)
+    save_splits(paths.splits, assignment, cv.folds, cv.splitter, config.seed)
+    return assignment
+
+
+def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
+    """``cohort.json``: labels per patient and exclusion counts (no image paths)."""
+    digest = hashlib.sha256(Path(cohort.source).read_bytes()).hexdigest()
+    write_json_atomic(
+        paths.cohort,
+        {
+            "manifest_sha256": digest,
+            "labels": cohort.patient_labels(),
+            "excluded_indeterminate": cohort.excluded_indeterminate,
+            "excluded_slec": cohort.excluded_slec,
+            "n_scans": len(cohort.scans),
+        },
+    )
+
+
+def cache_cohort(cohort: Cohort, config: ExperimentConfig, cache: VolumeCache) -> dict[Path, Path]:
+    """Preprocess every scan into the cache; all good scans are cached before a bad one is reported."""
+    entries: dict[Path, Path] = {}
+    failures: list[str] = []
+    for scan in cohort.scans:
+        try:
+            entries[scan.image] = cache.get(scan.image, config.preprocessing)
+        except SihnetError as error:
+            failures.append(f"row {scan.row}: {error}")
+    if failures:
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise SihnetError(f"{failures[0]}{more}")
+    log.info("preprocessed %d scans (%d from cache)", len(entries), cache.hits)
+    return entries
+
+
+def _samples(scans: list[Scan], entries: dict[Path, Path]) -> Samples:
+    return Samples(
+        patient_ids=[s.patient_id for s in scans],
+        entries=[entries[s.image] for s in scans],
+        labels=[int(s.label) for s in scans if s.label is not None],
+    )
+
+
+def run_training(
+    config: ExperimentConfig,
+    cohort: Cohort,
+    paths: RunPaths,
+    cache: VolumeCache,
+    folds: list[int] | None = None,
+) -> list[dict[str, object]]:
+    """Train the requested folds (default: all not yet complete) of a patient-level CV.
+
+    Args:
+        config: the resolved experiment configuration.
+        cohort: labelled cohort (every scan has label 0/1).
+        paths: the run folder.
+        cache: the preprocessed-volume cache.
+        folds: fold indices to train (``--fold K``); ``None`` trains every fold.
+
+    Returns:
+        The summaries of the folds trained now.
+    """
+    prepare_run_folder(paths, config)
+    write_cohort_record(paths, cohort)
+    assignment = prepare_splits(paths, cohort, config)
+    n_folds = config.cross_validation.folds
+    requested = list(range(n_folds)) if folds is None else folds
+    for fold in requested:
+        if not 0 <= fold < n_folds:
+            raise SihnetError(f"--fold {fold} is outside 0..{n_folds - 1}")
+    threads = config.training.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    entries = cache_cohort(cohort, config, cache)
+    labels = cohort.patient_labels()
+    summaries = []
+    for fold in requested:
+        if paths.fold_summary(fold).is_file():
+            log.info("fold %d is already complete; skipped", fold)
+            continue
+        validation_ids = {p for p, f in assignment.items() if f == fold}
+        train_ids = {p for p, f in assignment.items() if f != fold}
+        check_no_leakage(train_ids, validation_ids)
+        inner = None
+        if config.training.selection == "inner":
+            train_labels = {p: labels[p] for p in cohort.patient_ids if p in train_ids}
+            inner_train, inner_validation = inner_split(
+                train_labels, config.training.inner_validation_fraction, config.seed * 1000 + fold
+            )
+            check_no_leakage(inner_train, inner_validation)
+            check_no_leakage(inner_validation, validation_ids)
+            train_ids, inner = (
+                set(inner_train),
+                _samples(cohort.scans_of(set(inner_validation)), entries),
+            )
+        log.info(
+            "fold %d/%d: %d training, %d inner-validation, %d validation patients",
+            fold,
+            n_folds,
+            len(train_ids),
+            len(set(inner.patient_ids)) if inner else 0,
+            len(validation_ids),
+        )
+        summaries.append(
+            train_fold(
+                fold,
+                _samples(cohort.scans_of(train_ids), entries),
+                inner,
+                _samples(cohort.scans_of(validation_ids), entries),
+                config,
+                paths,
+            )
+        )
+    return summaries

@@ -1,0 +1,123 @@
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from sihnet.config import PreprocessingConfig
+from sihnet.errors import SihnetError
+from sihnet.preprocessing.volume import (
+    canvas_affine,
+    load_volume,
+    normalize_intensity,
+    preprocess_file,
+)
+from tests.conftest import brain_like, write_nifti
+
+POINT = np.array([12.0, -20.0, 30.0])  # world mm (RAS)
+
+
+def rotation_z(degrees: float) -> np.ndarray:
+    a = math.radians(degrees)
+    return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+
+
+def blob_volume(linear: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian blob at POINT sampled on a grid whose centre is near the world origin."""
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = -linear @ ((np.array(shape) - 1) / 2)
+    index = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    data = np.exp(-((world - POINT) ** 2).sum(-1) / (2 * 6.0**2)) * 1000 + 1
+    return data.astype(np.float32), affine
+
+
+# Storage orientations as linear parts of the affine: RAS, LPS, PIR (sagittal), and an oblique one.
+ORIENTATIONS = {
+    "RAS": np.diag([1.5, 1.5, 1.5]),
+    "LPS": np.diag([-1.5, -1.5, 1.5]),
+    "PIR": np.array([[0, 0, 1.2], [-1.0, 0, 0], [0, -1.0, 0]]),
+    "oblique": rotation_z(17) @ np.diag([1.2, 1.4, 2.0]),
+}
+
+
+@pytest.mark.parametrize("name", ORIENTATIONS)
+def test_a_world_point_lands_where_expected(tmp_path: Path, name: str) -> None:
+    data, affine = blob_volume(ORIENTATIONS[name], (80, 90, 70))
+    path = write_nifti(tmp_path / f"{name}.nii.gz", data, affine)
+    result = preprocess_file(path, PreprocessingConfig(spacing_mm=3.0, size=(48, 40, 36)))
+    image = result.image[0]
+    assert image.shape == (48, 40, 36)
+    weights = np.clip(image - 0.05, 0, None)
+    centre_voxel = (
+        np.stack(np.meshgrid(*(np.arange(n) for n in image.shape), indexing="ij"), -1)
+        * weights[..., None]
+    ).sum((0, 1, 2)) / weights.sum()
+    centre_world = result.affine[:3, :3] @ centre_voxel + result.affine[:3, 3]
+    np.testing.assert_allclose(centre_world, POINT, atol=0.5)
+    # The canvas is RAS-aligned and isotropic.
+    np.testing.assert_allclose(result.affine[:3, :3], np.diag([3.0, 3.0, 3.0]))
+
+
+def test_canvas_is_centred_on_the_field_of_view() -> None:
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-10, -20, -30]
+    canvas = canvas_affine(affine, (11, 21, 31), 4.0, (8, 8, 8))
+    centre = canvas[:3, :3] @ np.full(3, 3.5) + canvas[:3, 3]
+    np.testing.assert_allclose(centre, [0.0, 0.0, 0.0])
+
+
+def test_larger_images_are_centre_cropped_and_smaller_zero_padded(tmp_path: Path) -> None:
+    path = write_nifti(tmp_path / "a.nii.gz", brain_like((40, 40, 40)))
+    result = preprocess_file(path, PreprocessingConfig(spacing_mm=1.0, size=(32, 64, 64)))
+    image = result.image[0]
+    assert image[:, 0, :].max() == 0 and image[:, :, -1].max() == 0  # padded
+    assert (
+        image[0].max() > 0 or image[-1].max() > 0 or image[16].max() > 0
+    )  # cropped axis keeps data
+
+
+def test_normalisation_is_robust_and_keeps_zero() -> None:
+    volume = brain_like()
+    scaled = normalize_intensity(volume * 37.0 + 0)
+    np.testing.assert_allclose(scaled, normalize_intensity(volume), rtol=1e-5)
+    assert normalize_intensity(np.zeros((4, 4, 4)) + np.eye(4)[0][:, None, None]).min() == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: nib.Nifti1Image(np.full((8, 8, 8), np.nan, dtype=np.float32), np.eye(4)), "NaN"),
+        (lambda: nib.Nifti1Image(np.ones((8, 8, 8, 3), dtype=np.float32), np.eye(4)), "4D image"),
+        (lambda: nib.Nifti1Image(np.ones((8, 8), dtype=np.float32), np.eye(4)), "2D image"),
+        (
+            lambda: nib.Nifti1Image(np.ones((8, 8, 1), dtype=np.float32), np.eye(4)),
+            "3D volume is needed",
+        ),
+        (
+            lambda: nib.Nifti1Image(np.full((8, 8, 8), 3, dtype=np.float32), np.eye(4)),
+            "constant image",
+        ),
+        (lambda: nib.Nifti1Image(brain_like(), np.diag([100.0, 1, 1, 1])), "spacing"),
+    ],
+)
+def test_bad_volumes_are_one_clear_error(tmp_path: Path, make: object, message: str) -> None:
+    path = tmp_path / "bad.nii.gz"
+    nib.save(make(), str(path))  # type: ignore[operator]
+    with pytest.raises(SihnetError, match=message):
+        load_volume(path)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.nii.gz"
+    path.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(SihnetError, match="cannot read NIfTI"):
+        load_volume(path)
+
+
+def test_singleton_fourth_dimension_is_accepted(tmp_path: Path) -> None:
+    path = write_nifti(tmp_path / "a.nii.gz", brain_like()[..., None])
+    volume, _ = load_volume(path)
+    assert volume.ndim == 3
