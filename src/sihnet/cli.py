@@ -157,6 +157,7 @@ def demo(
     spacing: Annotated[
         float, typer.Option("--spacing", help="Voxel size of the synthetic studies, mm.")
     ] = 2.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic cohort.")] = 0,
     cache_dir: CacheOption = None,
 ) -> None:
     """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate."""
@@ -170,7 +171,7 @@ def demo(
 
     manifest = out / "cohort" / "cohort.csv"
     if not manifest.is_file():
-        run_synth(out / "cohort", n=n, spacing_mm=spacing)
+        run_synth(out / "cohort", n=n, seed=seed, spacing_mm=spacing)
     experiment = load_config(profile)
     paths = RunPaths(out / "run")
     run_training(

@@ -119,13 +119,21 @@ class ExperimentConfig:
     cross_validation: CrossValidationConfig = CrossValidationConfig()
 
 
-# Overrides of the paper recipe. ``quick``: 4 mm, few epochs, bf16 - the whole demo on a 2-core CPU
-# in minutes; chosen so the synthetic cohort is still learnt (see README "Profiles").
+# Overrides of the paper recipe. ``quick``: the whole demo on a 2-core CPU in ~15 minutes, chosen
+# so the synthetic cohort is still learnt (README "The recipe"): 4 mm (5 mm learnt worse), 16
+# epochs, bf16, half the paper's learning rate (1e-3 does not settle in 16 epochs: pooled OOF AUROC
+# 0.77 vs 0.82), and the last epoch (unbiased; an inner split would hold out 20% of few patients).
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {
         "preprocessing": {"spacing_mm": 4.0, "size": [48, 64, 64], "antialias": True},
-        "training": {"epochs": 16, "restart_epochs": 16, "precision": "bf16"},
+        "training": {
+            "epochs": 16,
+            "restart_epochs": 16,
+            "precision": "bf16",
+            "learning_rate": 5e-4,
+            "selection": "last",
+        },
         "augmentation": {"affine_prob": 0.3, "bias_field_prob": 0.0, "histogram_shift_prob": 0.0},
     },
 }
