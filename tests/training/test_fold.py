@@ -44,3 +44,42 @@ def test_augmentation_keeps_shape_and_is_seeded(enabled: bool) -> None:
     assert first.shape == images.shape and type(first) is torch.Tensor
     torch.testing.assert_close(first, second)
     assert (not torch.equal(first, images)) == enabled
+
+
+class NanModel(torch.nn.Module):
+    """Stands in for DenseNet: its logits (and so its gradients) are NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.full((images.shape[0], 2), float("nan"))
+
+
+def test_non_finite_gradients_never_reach_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sihnet.config import load_config
+    from sihnet.errors import SihnetError
+    from sihnet.paths import RunPaths
+    from sihnet.preprocessing.cache import VolumeCache
+    from sihnet.training import fold as fold_module
+    from tests.conftest import brain_like, write_nifti
+
+    config = load_config(
+        "quick",
+        overrides={
+            "preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]},
+            "training": {"epochs": 1},
+        },
+    )
+    cache = VolumeCache(tmp_path / "cache")
+    entries = [
+        cache.get(write_nifti(tmp_path / f"{i}.nii.gz", brain_like(seed=i)), config.preprocessing)
+        for i in range(4)
+    ]
+    samples = Samples(["a", "b", "c", "d"], entries, [0, 1, 0, 1])
+    monkeypatch.setattr(fold_module, "build_model", NanModel)
+    with pytest.raises(SihnetError, match="non-finite gradients"):
+        fold_module.train_fold(0, samples, None, samples, config, RunPaths(tmp_path / "run"))

@@ -90,7 +90,7 @@ def _samples(scans: list[Scan], entries: dict[Path, Path]) -> Samples:
     return Samples(
         patient_ids=[s.patient_id for s in scans],
         entries=[entries[s.image] for s in scans],
-        labels=[int(s.label) for s in scans if s.label is not None],
+        labels=[int(s.label) if s.label is not None else -1 for s in scans],
     )
 
 
