@@ -14,7 +14,7 @@ import pytest
 from nibabel import orientations
 from sklearn.metrics import roc_auc_score
 
-TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\ncross_validation:\n  folds: 2\n"
+TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\n  selection: inner\ncross_validation:\n  folds: 2\n"
 METRIC_KEYS = {
     "auroc_folds",
     "auroc_mean",
