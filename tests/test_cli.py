@@ -77,6 +77,11 @@ def test_train_two_folds_one_epoch_then_evaluate(tiny_cohort: Path, tmp_path: Pa
     assert str(run / "metrics.json") in result.stdout and str(run / "roc.png") in result.stdout
     metrics = assert_run_folder(run, folds=2)
     assert metrics["selection"] == "inner" and len(metrics["auroc_folds"]) == 2  # type: ignore[arg-type]
+    bern = metrics["bern"]
+    assert {"auroc_bern", "auroc_bern_ci95", "auroc_model", "delong_p", "n_patients"} <= set(bern)  # type: ignore[arg-type]
+    assert bern["auroc_model"] == pytest.approx(metrics["auroc_pooled"])  # type: ignore[index]
+    assert (run / "roc_vs_bern.png").is_file() and (run / "reliability.png").is_file()
+    assert "vs Bern score on 12 patients" in result.stdout
     again = sihnet("evaluate", run, cache=tmp_path / "cache")
     assert again.returncode == 0, again.stderr
     assert json.loads((run / "metrics.json").read_text())["auroc_pooled"] == metrics["auroc_pooled"]
@@ -185,3 +190,20 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("synth", "train", "evaluate", "demo"):
         assert command in result.stdout
+
+
+def test_bern_command_prints_scores_and_writes_the_table(tiny_cohort: Path, tmp_path: Path) -> None:
+    rows = list(csv.DictReader(tiny_cohort.open()))
+    rows[0]["suprasellar_cistern_mm"] = ""  # one partial score
+    manifest = tmp_path / "cohort.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**r, "image": str(tiny_cohort.parent / r["image"])} for r in rows])
+    result = sihnet("bern", manifest, "--out", tmp_path / "bern.csv", cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert "Bern AUROC" in result.stdout and "on 11 patients" in result.stdout
+    table = list(csv.DictReader((tmp_path / "bern.csv").open()))
+    assert list(table[0])[:4] == ["patient_id", "bern_score", "bern_category", "bern_complete"]
+    assert table[0]["bern_complete"] == "0" and table[0]["bern_score"] == ""
+    assert all(r["bern_complete"] == "1" for r in table[1:])

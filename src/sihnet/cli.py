@@ -131,8 +131,17 @@ def _print_metrics(metrics: dict[str, Any], paths: Any) -> None:
         if low is not None
         else f"folds {metrics['folds_evaluated']}: pooled OOF AUROC {metrics['auroc_pooled']}"
     )
+    bern = metrics.get("bern") or {}
+    if "auroc_bern" in bern:
+        typer.echo(
+            f"vs Bern score on {bern['n_patients']} patients: model {bern['auroc_model']:.4f}, "
+            f"Bern {bern['auroc_bern']:.4f} [{bern['auroc_bern_ci95'][0]:.3f}–{bern['auroc_bern_ci95'][1]:.3f}], "
+            f"difference {bern['auroc_difference']:+.4f}, DeLong p = {bern['delong_p']:.3g}"
+        )
     typer.echo(f"metrics: {paths.metrics}")
     typer.echo(f"roc:     {paths.roc_plot}")
+    if "auroc_bern" in bern:
+        typer.echo(f"vs Bern: {paths.roc_vs_bern_plot}")
 
 
 @app.command()
@@ -145,6 +154,24 @@ def evaluate(
 
     paths = RunPaths(run)
     _print_metrics(run_evaluation(paths), paths)
+
+
+@app.command()
+def bern(
+    manifest: Annotated[
+        Path, typer.Argument(help="Cohort manifest (CSV/TSV) or BIDS root with Bern columns.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write patient_id,bern_score,bern_category,bern_complete."),
+    ] = None,
+) -> None:
+    """Bern score per patient (partial when a field is missing) and its AUROC against the labels."""
+    from sihnet.evaluation.bern_table import run_bern
+
+    summary = run_bern(manifest, out)
+    for line in summary:
+        typer.echo(line)
 
 
 @app.command()

@@ -11,7 +11,7 @@ class RunPaths:
     """The run folder layout of DESIGN.md.
 
     ``RUN/config.yaml, splits.json, fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,
-    summary.json}, oof_predictions.csv, metrics.json, roc.png, report.html``; K counts from 0.
+    summary.json}, oof_predictions.csv, metrics.json, roc.png, roc_vs_bern.png, reliability.png, report.html``; K counts from 0.
     """
 
     root: Path
@@ -58,6 +58,14 @@ class RunPaths:
     @property
     def roc_plot(self) -> Path:
         return self.root / "roc.png"
+
+    @property
+    def roc_vs_bern_plot(self) -> Path:
+        return self.root / "roc_vs_bern.png"
+
+    @property
+    def reliability_plot(self) -> Path:
+        return self.root / "reliability.png"
 
     @property
     def report(self) -> Path:

@@ -82,6 +82,17 @@ class Cohort:
     def scans_of(self, patient_ids: set[str]) -> list[Scan]:
         return [scan for scan in self.scans if scan.patient_id in patient_ids]
 
+    def bern_fields(self) -> dict[str, dict[str, str]]:
+        """Bern columns per patient (first non-empty value over the patient's rows); patients
+        without any Bern value are left out."""
+        fields: dict[str, dict[str, str]] = {}
+        for scan in self.scans:
+            for column in (*BERN_SIGN_COLUMNS, *BERN_MEASUREMENT_COLUMNS):
+                value = scan.fields.get(column, "").strip()
+                if value:
+                    fields.setdefault(scan.patient_id, {}).setdefault(column, value)
+        return fields
+
 
 class _Problems:
     """Collects row problems and raises one line: the first problem and how many more."""

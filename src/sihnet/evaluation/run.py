@@ -1,4 +1,9 @@
-"""``run_evaluation``: merge whatever folds a run holds into OOF predictions, metrics and ROC plot."""
+"""``run_evaluation``: merge whatever folds a run holds into OOF predictions, metrics and plots.
+
+Writes ``oof_predictions.csv``, ``metrics.json`` (per-fold and pooled AUROC, calibration, and
+the comparison with the Bern score when the manifest had Bern columns), ``roc.png``,
+``reliability.png`` and ``roc_vs_bern.png``.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import yaml
-from sklearn.metrics import roc_auc_score, roc_curve
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 
 from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
 from sihnet.errors import SihnetError
+from sihnet.evaluation.bern_comparison import bern_scores_for, compare_with_bern, plot_roc_vs_bern
 from sihnet.evaluation.statistics import auroc_ci
 from sihnet.paths import RunPaths
 
@@ -66,7 +70,8 @@ def plot_roc(
     path: Path, folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]]
 ) -> None:
     """One ROC curve per validation fold plus the pooled OOF curve (the paper's Figure 2)."""
-    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    figure = Figure(figsize=(5.5, 5.5))
+    axis = figure.subplots()
     for fold, rows in folds.items():
         labels = [int(r["label"]) for r in rows]
         if len(set(labels)) < 2:
@@ -87,7 +92,6 @@ def plot_roc(
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=120))
-    plt.close(figure)
 
 
 def run_evaluation(paths: RunPaths) -> dict[str, Any]:
@@ -148,6 +152,58 @@ def run_evaluation(paths: RunPaths) -> dict[str, Any]:
             "(the paper's protocol): optimistic, shown for comparison only",
         },
     }
+    patients = [r["patient_id"] for r in pooled]
+    labels = np.array([int(r["label"]) for r in pooled])
+    probabilities = np.array([float(r["probability"]) for r in pooled])
+    fold_of = np.array([int(r["fold"]) for r in pooled])
+    metrics["calibration"] = calibration(labels, probabilities)
+    plot_reliability(paths.reliability_plot, metrics["calibration"])
+    bern_fields = cohort.get("bern", {})
+    section = compare_with_bern(
+        patients, labels, probabilities, fold_of, bern_fields, int(config.get("seed", 0))
+    )
+    if section is not None:
+        metrics["bern"] = section
+        if "auroc_bern" in section:
+            bern = bern_scores_for(patients, bern_fields)
+            known = ~np.isnan(bern)
+            plot_roc_vs_bern(
+                paths.roc_vs_bern_plot, labels[known], probabilities[known], bern[known], section
+            )
     write_json_atomic(paths.metrics, metrics)
     plot_roc(paths.roc_plot, folds, pooled)
     return metrics
+
+
+def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 5) -> dict[str, Any]:
+    """Brier score and a quantile-binned reliability curve of the out-of-fold probabilities."""
+    mean_predicted: list[float] = []
+    fraction_positive: list[float] = []
+    if len(set(labels.tolist())) == 2:
+        fraction, predicted = calibration_curve(
+            labels, probabilities, n_bins=bins, strategy="quantile"
+        )
+        mean_predicted, fraction_positive = predicted.tolist(), fraction.tolist()
+    return {
+        "brier": float(brier_score_loss(labels, probabilities)),
+        "reliability_mean_predicted": mean_predicted,
+        "reliability_fraction_positive": fraction_positive,
+    }
+
+
+def plot_reliability(path: Path, section: dict[str, Any]) -> None:
+    """Reliability diagram of the pooled out-of-fold probabilities."""
+    figure = Figure(figsize=(4.5, 4.5))
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], color="0.7", lw=1)
+    axis.plot(section["reliability_mean_predicted"], section["reliability_fraction_positive"], "o-")
+    axis.set(
+        xlabel="mean predicted probability",
+        ylabel="fraction with fistula",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        aspect="equal",
+    )
+    axis.set_title(f"Reliability (Brier {section['brier']:.3f})", fontsize=10)
+    figure.tight_layout()
+    write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=110))

@@ -7,6 +7,7 @@ AUROC only); this is the fast algorithm of Sun & Xu (IEEE SPL 2014) on scipy's m
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from scipy import stats
@@ -72,3 +73,80 @@ def delong_test(
         return difference, 1.0 if difference == 0 else 0.0
     z = difference / np.sqrt(variance)
     return difference, float(2 * stats.norm.sf(abs(z)))
+
+
+def _auroc_of_samples(positives: np.ndarray, negatives: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mann-Whitney AUROC of score samples (..., m) vs (..., n), ties one half; vectorised.
+
+    ``axis`` is scipy's resampling axis and is always the last one here.
+    """
+    difference = positives[..., :, None] - negatives[..., None, :]
+    return ((difference > 0) + 0.5 * (difference == 0)).mean(axis=(-1, -2))
+
+
+def bootstrap_auroc_ci(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Stratified BCa bootstrap CI of the AUROC (scipy ``bootstrap``).
+
+    Positives and negatives are resampled separately (two samples), so every resample keeps the
+    class counts.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    result = stats.bootstrap(
+        (scores[labels], scores[~labels]),
+        _auroc_of_samples,
+        method="BCa",
+        n_resamples=resamples,
+        confidence_level=level,
+        vectorized=True,
+        batch=100,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def bootstrap_difference_ci(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Stratified, paired BCa bootstrap CI of AUROC(a) - AUROC(b) on the same patients."""
+    labels = np.asarray(labels).astype(bool)
+    a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
+
+    def difference(
+        positive_index: np.ndarray, negative_index: np.ndarray, axis: int = -1
+    ) -> np.ndarray:
+        p, n = positive_index.astype(int), negative_index.astype(int)
+        return _auroc_of_samples(a[p], a[n]) - _auroc_of_samples(b[p], b[n])
+
+    result = stats.bootstrap(
+        (np.flatnonzero(labels), np.flatnonzero(~labels)),
+        difference,
+        method="BCa",
+        n_resamples=resamples,
+        confidence_level=level,
+        vectorized=True,
+        batch=100,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def wilson_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy ``binomtest``); NaNs when ``trials`` is 0."""
+    if trials == 0:
+        return math.nan, math.nan
+    interval = stats.binomtest(successes, trials).proportion_ci(
+        confidence_level=level, method="wilson"
+    )
+    return float(interval.low), float(interval.high)

@@ -92,13 +92,11 @@ def _truth_row(patient_id: str, patient: Patient) -> dict[str, Any]:
 
 def write_montage(path: Path, images: list[tuple[str, int, Path]]) -> None:
     """Mid-sagittal slices (canonical RAS orientation) of the given studies, labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = max(1, (len(images) + 1) // 2)
-    figure, axes = plt.subplots(2, columns, figsize=(2.6 * columns, 5.6), squeeze=False)
+    figure = Figure(figsize=(2.6 * columns, 5.6))
+    axes = figure.subplots(2, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, (patient_id, label, file) in zip(axes.flat, images, strict=False):
@@ -116,7 +114,6 @@ def write_montage(path: Path, images: list[tuple[str, int, Path]]) -> None:
         axis.set_title(f"{patient_id}  {'fistula' if label else 'no fistula'}", fontsize=8)
     figure.tight_layout()
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=90))
-    plt.close(figure)
 
 
 def run_synth(

@@ -56,7 +56,7 @@ def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) ->
 
 
 def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
-    """``cohort.json``: labels per patient and exclusion counts (no image paths)."""
+    """``cohort.json``: labels, Bern fields per patient, exclusion counts (no image paths)."""
     digest = hashlib.sha256(Path(cohort.source).read_bytes()).hexdigest()
     write_json_atomic(
         paths.cohort,
@@ -66,6 +66,7 @@ def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
             "excluded_indeterminate": cohort.excluded_indeterminate,
             "excluded_slec": cohort.excluded_slec,
             "n_scans": len(cohort.scans),
+            "bern": cohort.bern_fields(),
         },
     )
 
