@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
-from sihnet.errors import SihnetError
+from sihnet.errors import SihnetError, TrainingInterrupted
 
 app = typer.Typer(
     add_completion=False,
@@ -25,7 +26,8 @@ app = typer.Typer(
 log = logging.getLogger("sihnet")
 
 ProfileOption = Annotated[
-    str, typer.Option("--profile", help="Recipe: 'paper' (GPU) or 'quick' (CPU, minutes).")
+    str | None,
+    typer.Option("--profile", help="Recipe: 'paper' (GPU; the default) or 'quick' (CPU, minutes)."),
 ]
 ConfigOption = Annotated[
     Path | None,
@@ -81,7 +83,7 @@ def synth(
 def train(
     manifest: Annotated[Path, typer.Argument(help="Cohort manifest (CSV/TSV) or BIDS root.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder.")],
-    profile: ProfileOption = "paper",
+    profile: ProfileOption = None,
     config: ConfigOption = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold.")] = None,
     folds: Annotated[int | None, typer.Option("--folds", help="Cross-validation folds.")] = None,
@@ -91,17 +93,37 @@ def train(
     fold: Annotated[
         int | None, typer.Option("--fold", help="Train only this fold (0-based), e.g. one per GPU.")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue interrupted folds from their last complete epoch."),
+    ] = False,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Deterministic GPU kernels (slower).")
+    ] = False,
     cache_dir: CacheOption = None,
 ) -> None:
-    """Patient-level cross-validated training; evaluates the folds present when done."""
-    from sihnet.config import load_config
+    """Patient-level cross-validated training; evaluates the folds present when done.
+
+    SIGINT/SIGTERM finish the current step and exit; the last complete epoch of each fold is saved
+    and ``--resume`` continues from it.
+    """
+    from sihnet.config import config_from_dict, load_config
     from sihnet.data.manifest import read_manifest
     from sihnet.evaluation.run import run_evaluation
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.training.checkpoint import graceful_interrupt
     from sihnet.training.run import run_training
 
-    experiment = load_config(profile, config, _overrides(epochs, folds, seed))
+    paths = RunPaths(out)
+    overrides = _overrides(epochs, folds, seed)
+    if deterministic:
+        overrides["training"] = {**overrides.get("training", {}), "deterministic": True}
+    explicit = profile is not None or config is not None or overrides
+    if resume and not explicit and paths.config.is_file():
+        experiment = config_from_dict(yaml.safe_load(paths.config.read_text()))
+    else:
+        experiment = load_config(profile or "paper", config, overrides)
     cohort = read_manifest(manifest, require_labels=True)
     log.info(
         "cohort: %d patients (%d scans); excluded: %d indeterminate, %d SLEC",
@@ -110,14 +132,15 @@ def train(
         cohort.excluded_indeterminate,
         cohort.excluded_slec,
     )
-    paths = RunPaths(out)
-    run_training(
-        experiment,
-        cohort,
-        paths,
-        VolumeCache(cache_dir or default_cache_dir()),
-        None if fold is None else [fold],
-    )
+    with graceful_interrupt():
+        run_training(
+            experiment,
+            cohort,
+            paths,
+            VolumeCache(cache_dir or default_cache_dir()),
+            None if fold is None else [fold],
+            resume,
+        )
     metrics = run_evaluation(paths)
     _print_metrics(metrics, paths)
 
@@ -199,7 +222,7 @@ def demo(
     manifest = out / "cohort" / "cohort.csv"
     if not manifest.is_file():
         run_synth(out / "cohort", n=n, seed=seed, spacing_mm=spacing)
-    experiment = load_config(profile)
+    experiment = load_config(profile or "quick")
     paths = RunPaths(out / "run")
     run_training(
         experiment, read_manifest(manifest), paths, VolumeCache(cache_dir or default_cache_dir())
@@ -215,6 +238,16 @@ def main() -> None:
     except SihnetError as error:
         typer.echo(f"sihnet: error: {error}", err=True)
         sys.exit(2)
+    except TrainingInterrupted as stop:
+        command = " ".join(
+            ["sihnet", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])]
+        )
+        typer.echo(
+            f"sihnet: stopped by {stop}; the last complete epoch of each unfinished fold is saved. "
+            f"Continue with: {command}",
+            err=True,
+        )
+        sys.exit(128 + stop.signal_number)
     except KeyboardInterrupt:
         typer.echo("sihnet: interrupted", err=True)
         sys.exit(130)

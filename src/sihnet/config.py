@@ -84,6 +84,7 @@ class TrainingConfig:
         class_weighting: cross-entropy weighted by inverse class ratios of the training fold.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda[:N]``.
         threads: CPU threads for torch; 0 = all cores.
+        deterministic: deterministic GPU kernels (slower); CPU training is deterministic anyway.
     """
 
     epochs: int = 450
@@ -97,6 +98,7 @@ class TrainingConfig:
     class_weighting: bool = True
     device: str = "auto"
     threads: int = 0
+    deterministic: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

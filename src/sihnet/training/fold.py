@@ -3,35 +3,38 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import logging
 import math
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
 from sihnet.data.dataset import CachedVolumeDataset
-from sihnet.errors import SihnetError
+from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import save_weights
 from sihnet.paths import RunPaths
 from sihnet.training.augmentation import augment_batch, build_augmentation
+from sihnet.training.checkpoint import (
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    stop_requested,
+)
+from sihnet.training.records import epoch_bar, write_history, write_predictions
 
 log = logging.getLogger(__name__)
-
-HISTORY_COLUMNS = ("epoch", "loss", "val_auroc", "inner_auroc", "lr", "seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,33 +133,73 @@ def _update(tracked: _Tracked, score: float, epoch: int, probabilities: np.ndarr
     return False
 
 
-@contextlib.contextmanager
-def _epoch_bar(total: int, description: str) -> Iterator[tqdm | None]:
-    """A tqdm bar on a terminal; ``None`` (plain log lines) otherwise."""
-    if sys.stderr.isatty():
-        with tqdm(total=total, desc=description, unit="epoch", leave=True) as bar:
-            yield bar
-    else:
-        yield None
+def _tracker_state(tracked: _Tracked) -> dict[str, Any]:
+    probabilities = (
+        None if tracked.probabilities is None else torch.from_numpy(tracked.probabilities)
+    )
+    return {"score": tracked.score, "epoch": tracked.epoch, "probabilities": probabilities}
 
 
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+def _tracker_from(state: dict[str, Any]) -> _Tracked:
+    probabilities = state["probabilities"]
+    return _Tracked(
+        state["score"], state["epoch"], None if probabilities is None else probabilities.numpy()
+    )
 
 
-def _write_predictions(
-    path: Path, fold: int, patients: list[str], labels: np.ndarray, columns: dict[str, np.ndarray]
-) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["patient_id", "fold", "label", *columns])
-    for i, patient in enumerate(patients):
-        writer.writerow([patient, fold, int(labels[i]), *(f"{c[i]:.6f}" for c in columns.values())])
-    write_text_atomic(path, buffer.getvalue())
+def _train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    augmentation: Any,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    precision: str,
+    where: str,
+) -> float:
+    """One pass over the training data; returns the mean loss of the steps taken.
+
+    Raises:
+        TrainingInterrupted: after the current step, when SIGINT/SIGTERM asked to stop.
+    """
+    model.train()
+    losses, skipped = [], 0
+    for images, labels in loader:
+        images = augment_batch(images.to(device), augmentation)
+        with autocast(device, precision):
+            logits = model(images)
+        loss = criterion(logits.float(), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes)
+        # would poison the weights: skip that step, as AMP's GradScaler does.
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=math.inf)
+        if torch.isfinite(norm):
+            optimizer.step()
+            losses.append(loss.item())
+        else:
+            skipped += 1
+        signal_number = stop_requested()
+        if signal_number is not None:
+            raise TrainingInterrupted(signal_number)
+    if skipped:
+        log.warning("%s: %d step(s) skipped for non-finite gradients", where, skipped)
+    if not losses:
+        raise SihnetError(
+            f"{where}: every step had non-finite gradients; set training.precision to fp32"
+        )
+    return float(np.mean(losses))
+
+
+def _score(
+    model: torch.nn.Module, samples: Samples, config: ExperimentConfig, device: torch.device
+) -> tuple[np.ndarray, float]:
+    """Patient-level probabilities (in first-seen patient order) and their AUROC."""
+    scan = predict_probabilities(
+        model, samples, config.training.batch_size, device, config.training.precision
+    )
+    _, labels, probabilities = patient_level(samples, scan)
+    return probabilities, auroc_or_nan(labels, probabilities)
 
 
 def train_fold(
@@ -166,18 +209,25 @@ def train_fold(
     validation: Samples,
     config: ExperimentConfig,
     paths: RunPaths,
+    fingerprints: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> dict[str, object]:
     """Train one fold and write ``fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,summary.json}``.
 
     Every epoch scores the outer validation fold (``val_auroc``) and, for ``inner`` selection, the
     inner validation patients (``inner_auroc``). The checkpoint kept in ``best.safetensors`` is the
     one the configured selection picks; the last epoch's and the best-validation epoch's (the paper's
-    optimistic choice) predictions are kept beside it.
+    optimistic choice) predictions are kept beside it. ``last.pt`` is saved after every epoch.
+
+    Args:
+        fingerprints: hashes of the configuration, manifest and splits; a resumed fold must match.
+        resume: continue from ``last.pt`` (the last complete epoch) when it exists.
 
     Returns:
         The fold summary (also written to ``summary.json``).
     """
     settings = config.training
+    fingerprints = fingerprints or {}
     device = resolve_device(settings.device)
     seed = config.seed * 1000 + fold
     torch.manual_seed(seed)
@@ -198,58 +248,50 @@ def train_fold(
         shuffle=True,
         generator=generator,
     )
-    fold_dir = paths.fold_dir(fold)
-    fold_dir.mkdir(parents=True, exist_ok=True)
+    paths.fold_dir(fold).mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []
     selected, best_validation, last = _Tracked(), _Tracked(), _Tracked()
-    weights_sha256 = ""
-    started = time.perf_counter()
-    with _epoch_bar(settings.epochs, f"fold {fold}") as bar:
-        for epoch in range(settings.epochs):
-            tick = time.perf_counter()
-            model.train()
-            lr = optimizer.param_groups[0]["lr"]
-            losses, skipped = [], 0
-            for images, labels in loader:
-                images = augment_batch(images.to(device), augmentation)
-                with autocast(device, settings.precision):
-                    logits = model(images)
-                loss = criterion(logits.float(), labels.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes)
-                # would poison the weights: skip that step, as AMP's GradScaler does.
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=math.inf)
-                if not torch.isfinite(norm):
-                    skipped += 1
-                    continue
-                optimizer.step()
-                losses.append(loss.item())
-            if skipped:
-                log.warning(
-                    "fold %d epoch %d: %d step(s) skipped for non-finite gradients",
-                    fold,
-                    epoch + 1,
-                    skipped,
-                )
-            if not losses:
+    weights_sha256, start_epoch = "", 0
+    if resume and paths.last_state(fold).is_file():
+        state = load_state(paths.last_state(fold))
+        for key, what in (
+            ("config", "configuration"),
+            ("manifest", "manifest"),
+            ("splits", "splits.json"),
+        ):
+            if state.get("fingerprints", {}).get(key) != fingerprints.get(key):
                 raise SihnetError(
-                    f"fold {fold} epoch {epoch + 1}: every step had non-finite gradients; "
-                    "set training.precision to fp32"
+                    f"cannot resume fold {fold}: the {what} changed since it was started"
                 )
-            scheduler.step()
-            scan_probabilities = predict_probabilities(
-                model, validation, settings.batch_size, device, settings.precision
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], generator, augmentation)
+        history = list(state["history"])
+        selected, best_validation, last = (
+            _tracker_from(state[k]) for k in ("selected", "best_validation", "last")
+        )
+        weights_sha256, start_epoch = state["weights_sha256"], state["epoch"] + 1
+        log.info("fold %d: resumed after epoch %d", fold, start_epoch)
+    patients, labels_v, _ = patient_level(validation, np.zeros(len(validation)))
+    started = time.perf_counter()
+    with epoch_bar(settings.epochs, f"fold {fold}") as bar:
+        if bar is not None:
+            bar.update(start_epoch)
+        for epoch in range(start_epoch, settings.epochs):
+            tick = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            where = f"fold {fold} epoch {epoch + 1}"
+            loss = _train_epoch(
+                model, loader, augmentation, criterion, optimizer, device, settings.precision, where
             )
-            patients, labels_v, probabilities = patient_level(validation, scan_probabilities)
-            val_auroc = auroc_or_nan(labels_v, probabilities)
-            inner_auroc = math.nan
-            if inner_validation is not None:
-                inner_scan = predict_probabilities(
-                    model, inner_validation, settings.batch_size, device, settings.precision
-                )
-                _, labels_i, probabilities_i = patient_level(inner_validation, inner_scan)
-                inner_auroc = auroc_or_nan(labels_i, probabilities_i)
+            scheduler.step()
+            probabilities, val_auroc = _score(model, validation, config, device)
+            inner_auroc = (
+                _score(model, inner_validation, config, device)[1]
+                if inner_validation is not None
+                else math.nan
+            )
             criterion_value = {"inner": inner_auroc, "paper": val_auroc, "last": float(epoch)}[
                 settings.selection
             ]
@@ -260,36 +302,50 @@ def train_fold(
             _update(best_validation, val_auroc, epoch, probabilities)
             _update(last, float(epoch), epoch, probabilities)
             seconds = time.perf_counter() - tick
-            row = {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "val_auroc": val_auroc,
-                "inner_auroc": inner_auroc,
-                "lr": lr,
-                "seconds": round(seconds, 3),
-            }
-            history.append(row)
-            _write_history(paths.history(fold), history)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-            }
-            write_atomic(paths.last_state(fold), lambda temp, state=state: torch.save(state, temp))  # type: ignore[misc]
-            message = (
-                f"fold {fold} epoch {epoch + 1}/{settings.epochs} loss {row['loss']:.4f} "
-                f"val AUROC {val_auroc:.3f}"
-                + (f" inner AUROC {inner_auroc:.3f}" if inner_validation is not None else "")
-                + f" ({seconds:.1f} s)"
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "val_auroc": val_auroc,
+                    "inner_auroc": inner_auroc,
+                    "lr": lr,
+                    "seconds": round(seconds, 3),
+                }
             )
+            write_history(paths.history(fold), history)
+            save_state(
+                paths.last_state(fold),
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "selected": _tracker_state(selected),
+                    "best_validation": _tracker_state(best_validation),
+                    "last": _tracker_state(last),
+                    "weights_sha256": weights_sha256,
+                    "rng": capture_rng(generator, augmentation),
+                    "fingerprints": fingerprints,
+                },
+            )
+            inner_text = f" inner AUROC {inner_auroc:.3f}" if inner_validation is not None else ""
             if bar is not None:
-                bar.set_postfix_str(f"loss {row['loss']:.3f} val {val_auroc:.3f}")
+                bar.set_postfix_str(f"loss {loss:.3f} val {val_auroc:.3f}")
                 bar.update()
             else:
-                log.info(message)
+                log.info(
+                    "%s/%d loss %.4f val AUROC %.3f%s (%.1f s)",
+                    where,
+                    settings.epochs,
+                    loss,
+                    val_auroc,
+                    inner_text,
+                    seconds,
+                )
     assert selected.probabilities is not None and last.probabilities is not None
     assert best_validation.probabilities is not None
-    _write_predictions(
+    write_predictions(
         paths.fold_predictions(fold),
         fold,
         patients,

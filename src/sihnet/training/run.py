@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -17,6 +19,7 @@ from sihnet.data.splits import check_no_leakage, inner_split, load_splits, make_
 from sihnet.errors import SihnetError
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
+from sihnet.training.checkpoint import remove_stale_temporaries
 from sihnet.training.fold import Samples, train_fold
 
 log = logging.getLogger(__name__)
@@ -26,13 +29,26 @@ def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
     """Write ``config.yaml``, or check that an existing run folder holds the same configuration."""
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     if paths.config.is_file():
-        if yaml.safe_load(paths.config.read_text()) != yaml.safe_load(text):
+        changed = _differences(yaml.safe_load(paths.config.read_text()), yaml.safe_load(text))
+        if changed:
             raise SihnetError(
-                f"{paths.root.name}/config.yaml differs from this configuration; use a new --out folder"
+                f"{paths.root.name}/config.yaml differs from this configuration in {changed[0]}"
+                + (f" (+{len(changed) - 1} more)" if len(changed) > 1 else "")
+                + "; use the run's settings or a new --out folder"
             )
         return
     paths.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(paths.config, text)
+
+
+def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, as ``key (stored -> wanted)``."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        keys = list(dict.fromkeys([*stored, *wanted]))
+        return [
+            d for k in keys for d in _differences(stored.get(k), wanted.get(k), f"{prefix}{k}.")
+        ]
+    return [] if stored == wanted else [f"{prefix.rstrip('.')} ({stored} -> {wanted})"]
 
 
 def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) -> dict[str, int]:
@@ -55,9 +71,22 @@ def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) ->
     return assignment
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
-    """``cohort.json``: labels, Bern fields per patient, exclusion counts (no image paths)."""
-    digest = hashlib.sha256(Path(cohort.source).read_bytes()).hexdigest()
+    """``cohort.json``: labels, Bern fields per patient, exclusion counts (no image paths).
+
+    A run folder stays tied to its manifest: a different manifest is refused.
+    """
+    digest = _sha256(cohort.source)
+    if paths.cohort.is_file():
+        recorded = json.loads(paths.cohort.read_text()).get("manifest_sha256")
+        if recorded not in (None, digest):
+            raise SihnetError(
+                f"the manifest changed since {paths.root.name} was started; use a new --out folder"
+            )
     write_json_atomic(
         paths.cohort,
         {
@@ -101,6 +130,7 @@ def run_training(
     paths: RunPaths,
     cache: VolumeCache,
     folds: list[int] | None = None,
+    resume: bool = False,
 ) -> list[dict[str, object]]:
     """Train the requested folds (default: all not yet complete) of a patient-level CV.
 
@@ -110,13 +140,27 @@ def run_training(
         paths: the run folder.
         cache: the preprocessed-volume cache.
         folds: fold indices to train (``--fold K``); ``None`` trains every fold.
+        resume: continue interrupted folds from their last complete epoch.
 
     Returns:
         The summaries of the folds trained now.
+
+    Raises:
+        TrainingInterrupted: SIGINT/SIGTERM arrived; every fold's last complete epoch is saved.
     """
     prepare_run_folder(paths, config)
+    removed = remove_stale_temporaries(paths.root)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write", removed)
     write_cohort_record(paths, cohort)
     assignment = prepare_splits(paths, cohort, config)
+    fingerprints = {
+        "config": _sha256(paths.config),
+        "manifest": _sha256(cohort.source),
+        "splits": _sha256(paths.splits),
+    }
+    if config.training.deterministic:
+        use_deterministic_algorithms()
     n_folds = config.cross_validation.folds
     requested = list(range(n_folds)) if folds is None else folds
     for fold in requested:
@@ -131,6 +175,11 @@ def run_training(
         if paths.fold_summary(fold).is_file():
             log.info("fold %d is already complete; skipped", fold)
             continue
+        if paths.last_state(fold).is_file() and not resume:
+            raise SihnetError(
+                f"fold {fold} was interrupted; continue it with --resume "
+                f"(or delete {paths.root.name}/fold_{fold} to start it over)"
+            )
         validation_ids = {p for p, f in assignment.items() if f == fold}
         train_ids = {p for p, f in assignment.items() if f != fold}
         check_no_leakage(train_ids, validation_ids)
@@ -162,6 +211,16 @@ def run_training(
                 _samples(cohort.scans_of(validation_ids), entries),
                 config,
                 paths,
+                fingerprints,
+                resume,
             )
         )
     return summaries
+
+
+def use_deterministic_algorithms() -> None:
+    """Deterministic kernels on the GPU (slower); CPU runs are deterministic already."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True

@@ -1,0 +1,189 @@
+"""Every bad input is one line naming the file or row, a non-zero exit, and no traceback."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import brain_like
+
+TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\n  selection: last\ncross_validation:\n  folds: 2\n"
+
+
+def sihnet(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "sihnet.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["patient_id", "image", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def good_rows(tiny_cohort: Path) -> list[dict[str, str]]:
+    return [
+        {
+            "patient_id": r["patient_id"],
+            "image": str(tiny_cohort.parent / r["image"]),
+            "label": r["label"],
+        }
+        for r in csv.DictReader(tiny_cohort.open())
+    ]
+
+
+def save(image: nib.Nifti1Image, path: Path) -> None:
+    nib.save(image, str(path))
+
+
+BAD_IMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "nan": (
+        lambda p: save(
+            nib.Nifti1Image(
+                np.where(brain_like() > 100, np.nan, 1.0).astype(np.float32), np.eye(4)
+            ),
+            p,
+        ),
+        "contains NaN or infinite voxels",
+    ),
+    "inf": (
+        lambda p: save(
+            nib.Nifti1Image(
+                np.where(brain_like() > 100, np.inf, 1.0).astype(np.float32), np.eye(4)
+            ),
+            p,
+        ),
+        "contains NaN or infinite voxels",
+    ),
+    "constant": (
+        lambda p: save(nib.Nifti1Image(np.full((20, 20, 20), 7.0, dtype=np.float32), np.eye(4)), p),
+        "constant image",
+    ),
+    "2d": (lambda p: save(nib.Nifti1Image(brain_like()[:, :, 0], np.eye(4)), p), "2D image"),
+    "4d": (
+        lambda p: save(nib.Nifti1Image(np.stack([brain_like()] * 3, -1), np.eye(4)), p),
+        "4D image (3 volumes)",
+    ),
+    "spacing": (
+        lambda p: save(nib.Nifti1Image(brain_like(), np.diag([0.001, 1.0, 1.0, 1.0])), p),
+        "voxel spacing",
+    ),
+    "unreadable": (lambda p: p.write_bytes(b"\x1f\x8b\x08 this is no NIfTI"), "cannot read NIfTI"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_IMAGES)
+def test_bad_image_names_its_row_and_the_rest_is_cached(
+    tiny_cohort: Path, tmp_path: Path, case: str
+) -> None:
+    make, message = BAD_IMAGES[case]
+    bad = tmp_path / f"bad_{case}.nii.gz"
+    make(bad)
+    rows = good_rows(tiny_cohort)
+    rows.append({"patient_id": "BAD", "image": str(bad), "label": "1"})
+    (tmp_path / "c.yaml").write_text(TINY)
+    manifest = write_manifest(tmp_path / "m.csv", rows)
+    result = sihnet(
+        "train",
+        manifest,
+        "--out",
+        tmp_path / "run",
+        "--config",
+        tmp_path / "c.yaml",
+        cache=tmp_path / "cache",
+    )
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"row {len(rows) + 1}: bad_{case}.nii.gz: {message}" in line, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(list((tmp_path / "cache" / "volumes").rglob("*.safetensors"))) == len(rows) - 1
+
+
+def test_a_path_outside_the_manifest_folder_is_allowed_but_reported(
+    tiny_cohort: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    rows = good_rows(tiny_cohort)
+    for index, row in enumerate(rows):
+        name = Path(row["image"]).name
+        folder, text = (
+            ("outside", f"../outside/{name}") if index == 1 else ("data/images", f"images/{name}")
+        )
+        (tmp_path / folder / name).write_bytes(Path(row["image"]).read_bytes())
+        row["image"] = text
+    (tmp_path / "c.yaml").write_text(TINY)
+    manifest = write_manifest(tmp_path / "data" / "m.csv", rows)
+    result = sihnet(
+        "train",
+        manifest,
+        "--out",
+        tmp_path / "run",
+        "--config",
+        tmp_path / "c.yaml",
+        cache=tmp_path / "cache",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "row 3: image lies outside the manifest's folder tree" in result.stderr
+    assert result.stderr.count("outside the manifest's folder tree") == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "message"),
+    [
+        ([], [], "has no rows"),
+        (
+            [{"patient_id": f"P{i}", "image": "IMG", "label": "1"} for i in range(6)],
+            [],
+            "one class only",
+        ),
+        (
+            [{"patient_id": f"P{i}", "image": "IMG", "label": str(i % 2)} for i in range(3)],
+            ["--folds", "5"],
+            "3 patients are fewer than 5 folds",
+        ),
+        (
+            [{"patient_id": "P0", "image": "IMG", "label": "indeterminate"}],
+            [],
+            "no patients left after exclusions",
+        ),
+    ],
+)
+def test_cohort_level_problems(
+    tiny_cohort: Path, tmp_path: Path, rows: list[dict[str, str]], extra: list[str], message: str
+) -> None:
+    image = good_rows(tiny_cohort)[0]["image"]
+    rows = [{**r, "image": image if r["image"] == "IMG" else r["image"]} for r in rows]
+    # One image per patient: distinct copies, so no image is listed for two patients.
+    for index, row in enumerate(rows):
+        copy = tmp_path / f"img{index}.nii.gz"
+        copy.write_bytes(Path(image).read_bytes())
+        row["image"] = str(copy)
+    result = sihnet(
+        "train",
+        write_manifest(tmp_path / "m.csv", rows),
+        "--out",
+        tmp_path / "run",
+        "--profile",
+        "quick",
+        *extra,
+        cache=tmp_path / "cache",
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sihnet: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr

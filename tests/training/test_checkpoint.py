@@ -1,0 +1,180 @@
+"""Resume, safe resume state, atomic checkpoints (issue: reliability)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sihnet.errors import SihnetError
+from sihnet.training.checkpoint import load_state, remove_stale_temporaries, save_state
+
+CONFIG = (
+    "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\n"
+    "training:\n  epochs: 3\n  precision: fp32\n  selection: last\n"
+    "cross_validation:\n  folds: 2\n"
+)
+
+
+def start(args: list[str | Path], cache: Path) -> subprocess.Popen[str]:
+    env = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "sihnet.cli", *map(str, args)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def run(args: list[str | Path], cache: Path) -> subprocess.CompletedProcess[str]:
+    process = start(args, cache)
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def interrupt_after_first_epoch(
+    args: list[str | Path], cache: Path, history: Path
+) -> subprocess.CompletedProcess[str]:
+    process = start(args, cache)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def history_without_time(path: Path) -> list[list[str]]:
+    return [line.split(",")[:-1] for line in path.read_text().splitlines()]
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_sigterm_then_resume_equals_a_straight_run(
+    tiny_cohort: Path, tmp_path: Path, config: Path
+) -> None:
+    cache = tmp_path / "cache"
+    straight = run(["train", tiny_cohort, "--out", tmp_path / "a", "--config", config], cache)
+    assert straight.returncode == 0, straight.stderr
+    args: list[str | Path] = ["train", tiny_cohort, "--out", tmp_path / "b", "--config", config]
+    stopped = interrupt_after_first_epoch(args, cache, tmp_path / "b" / "fold_0" / "history.csv")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "stopped by SIGTERM" in stopped.stderr and "--resume" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert not (tmp_path / "b" / "fold_1" / "summary.json").exists()
+    again = run([*args], cache)
+    assert again.returncode == 2 and "continue it with --resume" in again.stderr
+    resumed = run([*args, "--resume"], cache)
+    assert resumed.returncode == 0, resumed.stderr
+    for fold in (0, 1):
+        a, b = tmp_path / "a" / f"fold_{fold}", tmp_path / "b" / f"fold_{fold}"
+        assert history_without_time(a / "history.csv") == history_without_time(b / "history.csv")
+        weights_a, weights_b = (
+            load_file(str(a / "best.safetensors")),
+            load_file(str(b / "best.safetensors")),
+        )
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert (
+        json.loads((tmp_path / "a" / "metrics.json").read_text())["auroc_pooled"]
+        == json.loads((tmp_path / "b" / "metrics.json").read_text())["auroc_pooled"]
+    )
+
+
+def test_resume_refuses_changed_config_manifest_or_splits(
+    tiny_cohort: Path, tmp_path: Path, config: Path
+) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    args: list[str | Path] = ["train", tiny_cohort, "--out", out, "--config", config]
+    stopped = interrupt_after_first_epoch(args, cache, out / "fold_0" / "history.csv")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    changed_config = run([*args, "--resume", "--epochs", "5"], cache)
+    assert changed_config.returncode == 2 and "training.epochs (3 -> 5)" in changed_config.stderr
+    splits = json.loads((out / "splits.json").read_text())
+    first, second = (
+        (p for p in splits["assignment"] if splits["assignment"][p] == 0),
+        (p for p in splits["assignment"] if splits["assignment"][p] == 1),
+    )
+    a, b = next(first), next(second)
+    splits["assignment"][a], splits["assignment"][b] = 1, 0
+    (out / "splits.json").write_text(json.dumps(splits))
+    changed_splits = run([*args, "--resume"], cache)
+    assert changed_splits.returncode == 2 and "the splits.json changed" in changed_splits.stderr
+    edited = tmp_path / "edited.csv"
+    edited.write_text(tiny_cohort.read_text().replace("synthetic", "site-b"))
+    rows = edited.read_text().replace("images/", f"{tiny_cohort.parent}/images/")
+    edited.write_text(rows)
+    changed_manifest = run(["train", edited, "--out", out, "--config", config, "--resume"], cache)
+    assert changed_manifest.returncode == 2 and "the manifest changed" in changed_manifest.stderr
+
+
+class Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch SENTINEL_CREATED",))
+
+
+def test_a_pickle_payload_in_the_resume_state_is_refused_and_not_run(
+    tiny_cohort: Path, tmp_path: Path, config: Path
+) -> None:
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    args: list[str | Path] = ["train", tiny_cohort, "--out", out, "--config", config]
+    assert (
+        interrupt_after_first_epoch(args, cache, out / "fold_0" / "history.csv").returncode
+        == 128 + signal.SIGTERM
+    )
+    torch.save({"epoch": 0, "model": Payload()}, out / "fold_0" / "last.pt")
+    (out / "fold_0" / "last.pt").write_bytes((out / "fold_0" / "last.pt").read_bytes())
+    env_cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        result = run([*args, "--resume"], cache)
+    finally:
+        os.chdir(env_cwd)
+    assert result.returncode == 2 and "not a safe sihnet resume state" in result.stderr
+    assert not (tmp_path / "SENTINEL_CREATED").exists() and not Path("SENTINEL_CREATED").exists()
+
+
+def test_pickled_file_is_refused_in_process(tmp_path: Path) -> None:
+    (tmp_path / "last.pt").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(SihnetError, match="not a safe sihnet resume state"):
+        load_state(tmp_path / "last.pt")
+
+
+def test_a_failing_save_keeps_the_earlier_checkpoint_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "last.pt"
+    save_state(path, {"epoch": 1, "model": {"w": torch.ones(3)}})
+
+    def broken_save(obj: object, target: Path) -> None:
+        Path(target).write_bytes(b"PK\x03\x04 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_state(path, {"epoch": 2, "model": {"w": torch.zeros(3)}})
+    monkeypatch.undo()
+    state = load_state(path)
+    assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "fold_0").mkdir()
+    (tmp_path / "fold_0" / ".last.pt.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "fold_0" / "last.pt").write_bytes(b"keep")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "fold_0").iterdir()] == ["last.pt"]
