@@ -27,6 +27,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python benchmarks/run_benchmarks.py --out benchmarks/results
+	$(BIN)/python -W ignore::UserWarning benchmarks/occlusion_benchmark.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -197,6 +197,83 @@ def bern(
         typer.echo(line)
 
 
+def _triple(text: str | None, name: str) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SihnetError(f"{name} must be three positive integers like 12,13,13, not {text!r}")
+    a, b, c = (int(p) for p in parts)
+    return (a, b, c)
+
+
+@app.command()
+def occlusion(
+    run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
+    image: Annotated[Path, typer.Argument(help="CE-T1 of one patient: NIfTI file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    fold: Annotated[str, typer.Option("--fold", help="Fold model K, or 'all' (mean map).")] = "all",
+    patch: Annotated[
+        str,
+        typer.Option("--patch", help="Zero patch in voxels at 1 mm, scaled to the run's spacing."),
+    ] = "12,13,13",
+    stride: Annotated[
+        str | None,
+        typer.Option("--stride", help="Window step in voxels at 1 mm [default: the patch]."),
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", help="Score of the fistula class: 'logit' or 'probability'.")
+    ] = "logit",
+    precision: Annotated[
+        str, typer.Option("--precision", help="'fp32' (exact) or 'bf16' (faster, approximate).")
+    ] = "fp32",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Occluded copies per forward [default: from free memory]."
+        ),
+    ] = None,
+) -> None:
+    """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
+    from sihnet.interpret.run import run_occlusion
+
+    if target != "logit" and target != "probability":
+        raise SihnetError(f"--target must be 'logit' or 'probability', not {target!r}")
+    if precision != "fp32" and precision != "bf16":
+        raise SihnetError(f"--precision must be 'fp32' or 'bf16', not {precision!r}")
+    if batch_size is not None and batch_size < 1:
+        raise SihnetError("--batch-size must be at least 1")
+    patch_1mm = _triple(patch, "--patch")
+    assert patch_1mm is not None
+    record = run_occlusion(
+        run,
+        image,
+        out,
+        fold,
+        patch_1mm,
+        _triple(stride, "--stride"),
+        "probability" if target == "probability" else "logit",
+        "bf16" if precision == "bf16" else "fp32",
+        batch_size,
+    )
+    _print_occlusion(record, out)
+
+
+def _print_occlusion(record: dict[str, Any], out: Path) -> None:
+    typer.echo(
+        f"occlusion map: {record['forwards']} forwards over {len(record['folds'])} fold(s), "
+        f"{record['seconds']:.1f} s; patch {record['patch_voxels']} voxels of {record['grid']['spacing_mm']} mm"
+    )
+    for row in record["regions"][:3]:
+        typer.echo(
+            f"  #{row['rank']} {row['sign']}: peak {row['peak']:+.4g} at "
+            f"({row['x_mm']}, {row['y_mm']}, {row['z_mm']}) mm, {row['location']}"
+        )
+    typer.echo(f"figure: {out / 'occlusion.png'}")
+
+
 @app.command()
 def demo(
     out: Annotated[
@@ -210,7 +287,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic cohort.")] = 0,
     cache_dir: CacheOption = None,
 ) -> None:
-    """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate."""
+    """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate, one occlusion map."""
     from sihnet.config import load_config
     from sihnet.data.manifest import read_manifest
     from sihnet.evaluation.run import run_evaluation
@@ -224,10 +301,17 @@ def demo(
         run_synth(out / "cohort", n=n, seed=seed, spacing_mm=spacing)
     experiment = load_config(profile or "quick")
     paths = RunPaths(out / "run")
-    run_training(
-        experiment, read_manifest(manifest), paths, VolumeCache(cache_dir or default_cache_dir())
-    )
+    cohort = read_manifest(manifest)
+    run_training(experiment, cohort, paths, VolumeCache(cache_dir or default_cache_dir()))
     _print_metrics(run_evaluation(paths), paths)
+    from sihnet.interpret.run import demo_patient, run_occlusion
+
+    patient, image, fold = demo_patient(paths, cohort)
+    typer.echo(
+        f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
+    )
+    record = run_occlusion(paths.root, image, out / "occlusion", str(fold))
+    _print_occlusion(record, out / "occlusion")
 
 
 def main() -> None:

@@ -1,0 +1,311 @@
+"""``sihnet occlusion``: a patient's occlusion map from a run's fold models, written for viewers.
+
+Outputs in ``DIR``: ``input.nii.gz`` (the preprocessed model input with its canvas affine),
+``occlusion.nii.gz`` (float32, same grid), ``occlusion_native.nii.gz`` (the map resampled to the
+patient's original image grid, to overlay on the series in 3D Slicer / ITK-SNAP / FSLeyes),
+``occlusion.png`` (the paper's three panels through the sagittal slice of largest effect),
+``regions.tsv`` (the largest effects, world coordinates in mm) and ``occlusion.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import nibabel as nib
+import numpy as np
+import torch
+from scipy import ndimage
+
+from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.errors import SihnetError
+from sihnet.interpret.occlusion import Target, occlusion_map
+from sihnet.models.ensemble import load_fold_model, run_config, select_folds
+from sihnet.paths import RunPaths
+from sihnet.preprocessing.volume import load_volume, preprocess_file, resample_to_canvas
+
+log = logging.getLogger(__name__)
+
+PAPER_PATCH_1MM = (12, 13, 13)
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionPaths:
+    """Files of an occlusion output folder (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input.nii.gz"
+
+    @property
+    def map(self) -> Path:
+        return self.root / "occlusion.nii.gz"
+
+    @property
+    def native(self) -> Path:
+        return self.root / "occlusion_native.nii.gz"
+
+    @property
+    def figure(self) -> Path:
+        return self.root / "occlusion.png"
+
+    @property
+    def regions(self) -> Path:
+        return self.root / "regions.tsv"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "occlusion.json"
+
+
+def scale_to_grid(voxels_1mm: tuple[int, int, int], spacing_mm: float) -> tuple[int, int, int]:
+    """A patch or stride given in 1 mm voxels as voxels of a grid of ``spacing_mm`` (at least 1)."""
+    a, b, c = (max(1, round(v / spacing_mm)) for v in voxels_1mm)
+    return (a, b, c)
+
+
+def save_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
+    """Write a float32 NIfTI atomically, with a clean header (no description, no extensions)."""
+    image = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), affine)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    write_atomic(path, lambda temp: nib.save(image, str(temp)), suffix=".nii.gz")
+
+
+_THIRDS = (
+    ("left", "midline", "right"),
+    ("posterior", "middle", "anterior"),
+    ("inferior", "middle", "superior"),
+)
+
+
+def _location(point: np.ndarray, low: np.ndarray, high: np.ndarray) -> str:
+    """Coarse position of a RAS-canvas voxel within the head's bounding box: thirds per axis (S-A-R)."""
+    parts = []
+    for axis in (2, 1, 0):
+        fraction = (point[axis] - low[axis]) / max(high[axis] - low[axis], 1)
+        parts.append(_THIRDS[axis][min(2, max(0, int(fraction * 3)))])
+    return "-".join(parts)
+
+
+def top_regions(
+    effect: np.ndarray, image: np.ndarray, affine: np.ndarray, count: int = 5
+) -> list[dict[str, Any]]:
+    """The connected regions of largest effect (|value| >= half the largest), strongest first.
+
+    Args:
+        effect: (X, Y, Z) occlusion map on the canvas; image: (X, Y, Z) model input;
+        affine: canvas voxel -> world (RAS mm).
+
+    Returns:
+        Rows with rank, sign, peak value, peak world coordinate (mm), volume (mL) and a coarse
+        location within the head's bounding box (thirds; not an atlas label).
+    """
+    peak = float(np.abs(effect).max())
+    if peak == 0:
+        return []
+    head = np.argwhere(image > 0.05 * float(image.max()))
+    low, high = head.min(axis=0), head.max(axis=0)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000
+    rows: list[dict[str, Any]] = []
+    for sign in (1, -1):
+        labels, found = ndimage.label(sign * effect >= 0.5 * peak)
+        for index in range(1, found + 1):
+            mask = labels == index
+            values = np.where(mask, sign * effect, -np.inf)
+            voxel = np.array(np.unravel_index(np.argmax(values), effect.shape))
+            world = affine[:3, :3] @ voxel + affine[:3, 3]
+            rows.append(
+                {
+                    "sign": "raises fistula score" if sign > 0 else "lowers fistula score",
+                    "peak": float(effect[tuple(voxel)]),
+                    "x_mm": round(float(world[0]), 1),
+                    "y_mm": round(float(world[1]), 1),
+                    "z_mm": round(float(world[2]), 1),
+                    "volume_ml": round(float(mask.sum()) * voxel_ml, 2),
+                    "location": _location(voxel, low, high),
+                }
+            )
+    rows.sort(key=lambda row: -abs(row["peak"]))
+    return [{"rank": rank, **row} for rank, row in enumerate(rows[:count], start=1)]
+
+
+def plot_panels(path: Path, image: np.ndarray, effect: np.ndarray, title: str) -> int:
+    """The paper's Figure 3 panels: sagittal CE-T1, overlay, map, through the slice of largest |effect|.
+
+    Args:
+        image, effect: (X, Y, Z) arrays on the RAS canvas.
+
+    Returns:
+        The sagittal slice index (x) shown.
+    """
+    from matplotlib.figure import Figure
+
+    x = int(np.unravel_index(np.argmax(np.abs(effect)), effect.shape)[0])
+    # Sagittal slice (y: posterior->anterior, z: inferior->superior), shown anterior left, superior up.
+    picture = np.flipud(image[x].T)[:, ::-1]
+    values = np.flipud(effect[x].T)[:, ::-1]
+    limit = float(np.abs(effect).max()) or 1.0
+    figure = Figure(figsize=(10.5, 4), dpi=110)
+    axes = figure.subplots(1, 3)
+    shown = np.ma.masked_where(np.abs(values) < 0.2 * limit, values)
+    panels = (("A  CE-T1", None), ("B  overlay", shown), ("C  occlusion map", values))
+    colour = None
+    for axis, (label, layer) in zip(axes, panels, strict=False):
+        if label.startswith("C"):
+            colour = axis.imshow(layer, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            axis.imshow(picture, cmap="gray")
+            if layer is not None:
+                axis.imshow(layer, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+        axis.set_title(label, loc="left", fontsize=10)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_xlabel("A  ←  →  P", fontsize=8)
+    if colour is not None:
+        figure.colorbar(colour, ax=axes[2], fraction=0.046, label="score drop when occluded")
+    figure.suptitle(
+        f"{title} (sagittal slice {x}; red: region supports the fistula score)", fontsize=9
+    )
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    write_atomic(path, lambda temp: temp.write_bytes(buffer.getvalue()), suffix=".png")
+    return x
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def run_occlusion(
+    run: Path,
+    image_path: Path,
+    out: Path,
+    fold: str = "all",
+    patch_1mm: tuple[int, int, int] = PAPER_PATCH_1MM,
+    stride_1mm: tuple[int, int, int] | None = None,
+    target: Target = "logit",
+    precision: Literal["fp32", "bf16"] = "fp32",
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Occlusion map of one image with the run's fold models (averaged when several); see module doc.
+
+    Returns:
+        The ``occlusion.json`` record.
+    """
+    from sihnet.training.fold import resolve_device
+
+    paths, files = RunPaths(run), OcclusionPaths(out)
+    config = run_config(paths)
+    folds = select_folds(paths, fold)
+    spacing = config.preprocessing.spacing_mm
+    patch = scale_to_grid(patch_1mm, spacing)
+    stride = scale_to_grid(stride_1mm or patch_1mm, spacing)
+    if any(s > p for s, p in zip(stride, patch, strict=False)):
+        raise SihnetError("--stride must not exceed --patch (voxels would be left unoccluded)")
+    prepared = preprocess_file(image_path, config.preprocessing)
+    torch_device = resolve_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    maps, per_fold = [], []
+    for k in folds:
+        model = load_fold_model(paths, k, torch_device)
+        image = torch.from_numpy(prepared.image)
+
+        def report(done: int, total: int, k: int = k) -> None:
+            if done == total or done % max(1, total // 10) < (batch_size or 1):
+                log.info("fold %d: %d/%d occluded copies", k, done, total)
+
+        result = occlusion_map(
+            model, image, patch, stride, target, batch_size, precision=precision, progress=report
+        )
+        maps.append(result.map)
+        per_fold.append(
+            {
+                "fold": k,
+                "base_score": result.base_score,
+                "windows": result.windows,
+                "forwards": result.forwards,
+                "seconds": round(result.seconds, 2),
+            }
+        )
+        log.info(
+            "fold %d: %d windows, %d forwards, %.1f s",
+            k,
+            result.windows,
+            result.forwards,
+            result.seconds,
+        )
+    effect = np.mean(maps, axis=0).astype(np.float32)
+    save_nifti(files.input, prepared.image[0], prepared.affine)
+    save_nifti(files.map, effect, prepared.affine)
+    _, native_affine, native_shape = _native_grid(image_path)
+    native = resample_to_canvas(effect, prepared.affine, native_affine, native_shape)
+    save_nifti(files.native, native, native_affine)
+    regions = top_regions(effect, prepared.image[0], prepared.affine)
+    _write_regions(files.regions, regions)
+    slice_x = plot_panels(
+        files.figure, prepared.image[0], effect, f"occlusion map, {target} of fistula class"
+    )
+    record: dict[str, Any] = {
+        "image_sha256": _sha256(image_path),
+        "grid": {"shape": list(effect.shape), "spacing_mm": spacing},
+        "patch_voxels": list(patch),
+        "stride_voxels": list(stride),
+        "patch_mm": [p * spacing for p in patch],
+        "target": target,
+        "value": "target score of the input minus target score with the patch set to 0, averaged over covering windows and folds",
+        "precision": precision,
+        "folds": per_fold,
+        "forwards": sum(f["forwards"] for f in per_fold),
+        "seconds": round(sum(f["seconds"] for f in per_fold), 2),
+        "figure_sagittal_slice": slice_x,
+        "regions": regions,
+    }
+    write_json_atomic(files.record, record)
+    return record
+
+
+def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
+    """The fistula patient the ensemble ranks highest out of fold: (patient ID, image, held-out fold).
+
+    ``cohort`` is the run's :class:`~sihnet.data.manifest.Cohort`; the map uses the fold model that
+    never saw the patient.
+    """
+    if not paths.oof_predictions.is_file():
+        raise SihnetError(f"{paths.root.name}: no out-of-fold predictions (run 'sihnet evaluate')")
+    with paths.oof_predictions.open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["label"] == "1"]
+    if not rows:
+        raise SihnetError("no fistula patient in the out-of-fold predictions")
+    best = max(rows, key=lambda row: float(row["probability"]))
+    scan = next(scan for scan in cohort.scans if scan.patient_id == best["patient_id"])
+    return best["patient_id"], scan.image, int(best["fold"])
+
+
+def _native_grid(image_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    volume, affine = load_volume(image_path)
+    shape = volume.shape
+    return volume, affine, (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def _write_regions(path: Path, regions: list[dict[str, Any]]) -> None:
+    columns = ["rank", "sign", "peak", "x_mm", "y_mm", "z_mm", "volume_ml", "location"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    for row in regions:
+        writer.writerow({**row, "peak": f"{row['peak']:.6g}"})
+    write_text_atomic(path, buffer.getvalue())
