@@ -197,6 +197,86 @@ def bern(
         typer.echo(line)
 
 
+@app.command()
+def convert(
+    dicom_dir: Annotated[
+        Path, typer.Argument(help="Folder tree of DICOM studies (e.g. a PACS export).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (de-identified NIfTI + manifest).")
+    ],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file", help="Secret for keyed-hash pseudonyms [or $SIHNET_PSEUDONYM_KEY]."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping", help="CSV original_id,pseudonym kept outside --out (extended in place)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="CSV/TSV keyed by the original patient_id: label, Bern columns, …"
+        ),
+    ] = None,
+    override: Annotated[
+        Path | None,
+        typer.Option(
+            "--override",
+            help="CSV study,series_number (study: StudyInstanceUID, accession or patient ID).",
+        ),
+    ] = None,
+    quarantine_paths: Annotated[
+        Path | None,
+        typer.Option(
+            "--quarantine-paths",
+            help="Also write the source paths of quarantined files here (outside --out).",
+        ),
+    ] = None,
+) -> None:
+    """DICOM studies to de-identified NIfTI (BIDS layout) + manifest.csv, selection.tsv, quarantine.tsv."""
+    from sihnet.data.manifest import _read_table
+    from sihnet.ingest.convert import run_convert
+    from sihnet.ingest.deid import Pseudonyms
+    from sihnet.ingest.select import read_overrides
+
+    key: bytes | None = None
+    if key_file is not None:
+        if not key_file.is_file():
+            raise SihnetError("--key-file does not exist")
+        key = key_file.read_bytes()
+    elif mapping is None and os.environ.get("SIHNET_PSEUDONYM_KEY"):
+        key = os.environ["SIHNET_PSEUDONYM_KEY"].encode()
+    overrides: dict[str, int] = {}
+    if override is not None:
+        columns, rows = _read_table(override)
+        if not {"study", "series_number"} <= set(columns):
+            raise SihnetError("--override table needs columns study,series_number")
+        try:
+            overrides = read_overrides(rows)
+        except ValueError:
+            raise SihnetError("--override: series_number must be an integer") from None
+    summary = run_convert(
+        dicom_dir, out, Pseudonyms(key, mapping), labels, overrides, quarantine_paths
+    )
+    typer.echo(
+        f"{summary.converted} of {summary.studies} studies converted; {summary.failed} not converted, "
+        f"{summary.warnings} with a fallback series, {summary.quarantined} files quarantined"
+    )
+    typer.echo(f"manifest: {out / 'manifest.csv'}")
+    if summary.converted == 0:
+        raise SihnetError("no study was converted (see selection.tsv and quarantine.tsv)")
+    if summary.failed or summary.quarantined:
+        typer.echo(
+            "sihnet: some input was not used; see selection.tsv and quarantine.tsv", err=True
+        )
+        raise typer.Exit(3)
+
+
 def _triple(text: str | None, name: str) -> tuple[int, int, int] | None:
     if text is None:
         return None
@@ -212,7 +292,9 @@ def _triple(text: str | None, name: str) -> tuple[int, int, int] | None:
 @app.command()
 def occlusion(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
-    image: Annotated[Path, typer.Argument(help="CE-T1 of one patient: NIfTI file.")],
+    image: Annotated[
+        Path, typer.Argument(help="CE-T1 of one patient: NIfTI file or DICOM folder.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     fold: Annotated[str, typer.Option("--fold", help="Fold model K, or 'all' (mean map).")] = "all",
     patch: Annotated[

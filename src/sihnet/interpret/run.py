@@ -27,7 +27,7 @@ from sihnet.errors import SihnetError
 from sihnet.interpret.occlusion import Target, occlusion_map
 from sihnet.models.ensemble import load_fold_model, run_config, select_folds
 from sihnet.paths import RunPaths
-from sihnet.preprocessing.volume import load_volume, preprocess_file, resample_to_canvas
+from sihnet.preprocessing.volume import image_file, load_volume, preprocess_file, resample_to_canvas
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
 
 
 def _native_grid(image_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    volume, affine = load_volume(image_path)
+    volume, affine = load_volume(image_file(image_path))
     shape = volume.shape
     return volume, affine, (int(shape[0]), int(shape[1]), int(shape[2]))
 

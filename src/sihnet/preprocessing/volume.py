@@ -169,11 +169,16 @@ def preprocess_volume(
     return Preprocessed(image=image[None], affine=target)
 
 
-def preprocess_file(path: Path, config: PreprocessingConfig) -> Preprocessed:
-    """Load, check and preprocess one NIfTI file (see :func:`preprocess_volume`)."""
+def image_file(path: Path) -> Path:
+    """A NIfTI path as is; a DICOM folder converted once (``sihnet convert``'s code path, cached)."""
     if Path(path).is_dir():
-        raise SihnetError(
-            f"{Path(path).name}: DICOM folders are not read directly yet; convert them to NIfTI first"
-        )
-    volume, affine = load_volume(path)
+        from sihnet.ingest.convert import dicom_folder_to_nifti
+
+        return dicom_folder_to_nifti(Path(path))
+    return Path(path)
+
+
+def preprocess_file(path: Path, config: PreprocessingConfig) -> Preprocessed:
+    """Load, check and preprocess one NIfTI file or DICOM folder (see :func:`preprocess_volume`)."""
+    volume, affine = load_volume(image_file(path))
     return preprocess_volume(volume, affine, config)
