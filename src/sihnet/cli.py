@@ -277,6 +277,36 @@ def convert(
         raise typer.Exit(3)
 
 
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
+    images: Annotated[list[Path], typer.Argument(help="NIfTI files or DICOM folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Fold-ensemble probability of a CSF-venous fistula per image (research use only)."""
+    import json
+
+    from sihnet.interpret.predict import run_predict
+
+    records = run_predict(run, images)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    else:
+        for record in records:
+            if "error" in record:
+                typer.echo(f"{record['image']}: not scored: {record['error']}")
+            else:
+                typer.echo(
+                    f"{record['image']}: P(fistula) = {record['probability']:.3f} "
+                    f"(SD over {len(record['folds'])} fold models {record['probability_sd']:.3f})"
+                )
+        typer.echo("research use only; not a diagnostic device")
+    failed = sum("error" in r for r in records)
+    if failed:
+        typer.echo(f"sihnet: {failed} of {len(records)} images could not be scored", err=True)
+        raise typer.Exit(2)
+
+
 def _triple(text: str | None, name: str) -> tuple[int, int, int] | None:
     if text is None:
         return None

@@ -165,3 +165,27 @@ def test_demo_patient_is_a_held_out_fistula_case(tiny_run: Path, tiny_cohort: Pa
     assert splits[patient] == fold and image.is_file()
     labels = {row["patient_id"]: row["label"] for row in csv.DictReader(tiny_cohort.open())}
     assert labels[patient] == "1"
+
+
+def test_predict_scores_good_images_and_names_the_bad_one(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    from tests.ingest.dicom_factory import head_volume, write_series
+
+    images = tiny_cohort.parent / "images"
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"oops")
+    dicom = tmp_path / "dicom"
+    write_series(dicom, head_volume((40, 48, 44)))
+    result = sihnet(
+        "predict", tiny_run, images / "synth-001.nii.gz", bad, dicom, "--json", cache=tmp_path / "c"
+    )
+    assert result.returncode == 2 and "1 of 3 images could not be scored" in result.stderr
+    records = json.loads(result.stdout)
+    assert [r["image"] for r in records] == [
+        "#1 synth-001.nii.gz",
+        "#2 bad.nii.gz",
+        "#3 (DICOM folder)",
+    ]
+    assert 0 <= records[0]["probability"] <= 1 and set(records[0]["folds"]) == {"0", "1"}
+    assert "cannot read NIfTI" in records[1]["error"] and 0 <= records[2]["probability"] <= 1
