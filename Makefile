@@ -27,6 +27,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python benchmarks/run_benchmarks.py --out benchmarks/results
+	$(BIN)/python benchmarks/convert_benchmark.py --out benchmarks/results
 	$(BIN)/python -W ignore::UserWarning benchmarks/occlusion_benchmark.py --out benchmarks/results
 
 clean:
