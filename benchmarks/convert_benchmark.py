@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ingest.dicom_factory import head_volume, write_series  # noqa: E402
+from tests.ingest.dicom_factory import head_volume, write_series
 
 
 def main() -> None:
