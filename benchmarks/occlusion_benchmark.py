@@ -239,25 +239,28 @@ def paper_size(subset: int) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    quick, paper = results["quick"], results.get("paper")
+    quick, paper = results.get("quick"), results.get("paper")
     lines = [
         "# Occlusion benchmark",
         "",
         f"{results['machine']}; torch {results['torch']}, {results['threads']} threads.",
         "",
-        f"## quick size {quick['shape']}, patch {quick['patch_voxels']}, {quick['windows']} windows, batch {quick['batch']}",
-        "",
-        "| method | forwards | seconds | max abs diff vs captum |",
-        "|---|---|---|---|",
-        f"| sihnet (skip zero + batch + incremental) | {quick['sihnet']['forwards']} | {quick['sihnet']['seconds']:.1f} | {quick['max_abs_diff_vs_captum']:.2e} |",
-        f"| sihnet, skip zero + batch only | {quick['sihnet_skip_only']['forwards']} | {quick['sihnet_skip_only']['seconds']:.1f} | {quick['max_abs_diff_skip_only_vs_captum']:.2e} |",
-        f"| captum Occlusion | {quick['captum']['forwards']} | {quick['captum']['seconds']:.1f} | 0 |",
-        f"| MONAI OcclusionSensitivity (overlap 0) | {quick['monai']['forwards']} | {quick['monai']['seconds']:.1f} | {quick['max_abs_diff_monai_vs_captum']:.2e} |",
-        "",
-        f"Speed-up vs the fastest peer: **{results['speedup_quick']:.1f}×** (map max |value| {quick['map_max_abs']:.3g}). "
-        f"bf16: {quick['bf16']['seconds']:.1f} s, max abs error vs fp32 {quick['bf16']['max_abs_error_vs_fp32']:.3g}, "
-        f"correlation {quick['bf16']['correlation_vs_fp32']:.3f}.",
     ]
+    if quick:
+        lines += [
+            f"## quick size {quick['shape']}, patch {quick['patch_voxels']}, {quick['windows']} windows, batch {quick['batch']}",
+            "",
+            "| method | forwards | seconds | max abs diff vs captum |",
+            "|---|---|---|---|",
+            f"| sihnet (skip zero + batch + incremental) | {quick['sihnet']['forwards']} | {quick['sihnet']['seconds']:.1f} | {quick['max_abs_diff_vs_captum']:.2e} |",
+            f"| sihnet, skip zero + batch only | {quick['sihnet_skip_only']['forwards']} | {quick['sihnet_skip_only']['seconds']:.1f} | {quick['max_abs_diff_skip_only_vs_captum']:.2e} |",
+            f"| captum Occlusion | {quick['captum']['forwards']} | {quick['captum']['seconds']:.1f} | 0 |",
+            f"| MONAI OcclusionSensitivity (overlap 0) | {quick['monai']['forwards']} | {quick['monai']['seconds']:.1f} | {quick['max_abs_diff_monai_vs_captum']:.2e} |",
+            "",
+            f"Speed-up vs the fastest peer: **{results['speedup_quick']:.1f}×** (map max |value| {quick['map_max_abs']:.3g}). "
+            f"bf16: {quick['bf16']['seconds']:.1f} s, max abs error vs fp32 {quick['bf16']['max_abs_error_vs_fp32']:.3g}, "
+            f"correlation {quick['bf16']['correlation_vs_fp32']:.3f}.",
+        ]
     if paper:
         lines += [
             "",
