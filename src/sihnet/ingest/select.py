@@ -102,8 +102,8 @@ def _contrast_agent(series: Series) -> bool:
 
 def _weighting(series: Series, text: str) -> tuple[str, str]:
     header = series.header
-    if T1.search(text) and not NOT_T1.search(text):
-        return "T1", "description"
+    if re.search(r"t1(?!\d)", text) or (T1.search(text) and not NOT_T1.search(text)):
+        return "T1", "description"  # an explicit 'T1' wins (e.g. GE's T1-FLAIR)
     if NOT_T1.search(text):
         return "other", "description"
 
