@@ -383,3 +383,24 @@ def _key(folder: Path) -> Path:
     key = folder / "key.txt"
     key.write_text("another-secret-key")
     return key
+
+
+def test_dicom_folder_in_a_manifest_is_cached_for_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sihnet.config import load_config
+    from sihnet.data.manifest import read_manifest
+    from sihnet.preprocessing.cache import VolumeCache, read_cached
+
+    monkeypatch.setenv("SIHNET_CACHE_DIR", str(tmp_path / "cache"))
+    write_series(tmp_path / "p1" / "dicom", head_volume((40, 48, 44)))
+    (tmp_path / "manifest.csv").write_text("patient_id,image,label\np1,p1/dicom,1\n")
+    scan = read_manifest(tmp_path / "manifest.csv").scans[0]
+    cache = VolumeCache(tmp_path / "cache")
+    config = load_config("quick").preprocessing
+    entry = cache.get(scan.image, config)
+    assert (
+        read_cached(entry).image.shape == (1, *config.size)
+        and float(read_cached(entry).image.max()) > 0
+    )
+    assert cache.get(scan.image, config) == entry and (cache.hits, cache.misses) == (1, 1)
