@@ -404,3 +404,34 @@ def test_dicom_folder_in_a_manifest_is_cached_for_training(
         and float(read_cached(entry).image.max()) > 0
     )
     assert cache.get(scan.image, config) == entry and (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_failed_conversion_falls_back_to_the_next_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sihnet.ingest.convert as convert
+    from sihnet.errors import SihnetError
+    from sihnet.ingest.discover import discover
+    from sihnet.ingest.select import choose
+
+    uid = pydicom.uid.generate_uid()  # one study
+    volume = head_volume((24, 32, 32))
+    write_series(tmp_path / "in" / "sag", volume, series_number=5, time="101000", study_uid=uid)
+    write_series(
+        tmp_path / "in" / "ax", volume, plane="axial", series_number=6, time="102000", study_uid=uid
+    )
+    study = discover(tmp_path / "in")[0]
+    choice = choose(study)
+    assert study[choice.chosen or 0].series_number == 5 and len(choice.alternatives) == 1
+    real = convert.convert_series
+
+    def failing_sagittal(series: object, scratch: object) -> object:
+        if getattr(series, "series_number", None) == 5:
+            raise SihnetError("dcm2niix made 2 volumes from one series (expected 1)")
+        return real(series, scratch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(convert, "convert_series", failing_sagittal)
+    ended, image, _, errors = convert._convert_choice(study, choice, tmp_path)
+    assert image is not None and study[ended.chosen or 0].series_number == 6
+    assert errors == ["series 5: dcm2niix made 2 volumes from one series (expected 1)"]
+    assert [d for _, d in ended.decisions] == ["conversion failed", "selected (next candidate)"]

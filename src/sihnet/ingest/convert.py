@@ -84,7 +84,7 @@ def _selection_rows(
     rows = []
     for series, (assessment, decision) in zip(study, choice.decisions, strict=True):
         reason = assessment.reason or assessment.evidence
-        if decision.startswith("selected") and note:
+        if (decision.startswith("selected") or decision == "conversion failed") and note:
             reason = "; ".join(r for r in (reason, note) if r)
         rows.append(
             {
@@ -179,22 +179,22 @@ def run_convert(
                 )
                 selection += _selection_rows(subject, runs[subject], study, choice, "")
                 continue
-            chosen = study[choice.chosen]
-            try:
-                image, sidecar = convert_series(chosen, Path(scratch))
-            except SihnetError as error:
+            converted_series = _convert_choice(study, choice, Path(scratch))
+            choice, image, sidecar, errors = converted_series
+            for error in errors:
+                log.warning("%s study %d: %s", subject, runs[subject], error)
+            if image is None:
                 failed += 1
-                log.warning(
-                    "%s study %d series %s: %s", subject, runs[subject], chosen.series_number, error
+                selection += _selection_rows(
+                    subject, runs[subject], study, choice, "; ".join(errors)
                 )
-                decisions = list(choice.decisions)
-                decisions[choice.chosen] = (decisions[choice.chosen][0], "conversion failed")
-                choice = dataclasses.replace(choice, decisions=decisions)
-                selection += _selection_rows(subject, runs[subject], study, choice, str(error))
                 continue
-            if note:
+            assert choice.chosen is not None
+            chosen = study[choice.chosen]
+            note = "; ".join(n for n in (choice.warning, *errors) if n)
+            if choice.warning:
                 warnings += 1
-                log.warning("%s study %d: %s", subject, runs[subject], note)
+                log.warning("%s study %d: %s", subject, runs[subject], choice.warning)
             run = f"_run-{runs[subject]}" if subjects_per_patient[patient] > 1 else ""
             relative = Path(subject) / "anat" / f"{subject}_ce-gadolinium{run}_T1w.nii.gz"
             save_image(out / relative, clean_image(image))
@@ -237,6 +237,35 @@ def run_convert(
                 unlabelled,
             )
     return ConvertSummary(len(studies), converted, failed, len(quarantined), warnings)
+
+
+def _convert_choice(
+    study: Sequence[Series], choice: Choice, scratch: Path | None
+) -> tuple[Choice, nib.Nifti1Image | None, dict[str, Any], list[str]]:
+    """Convert the chosen series; if dcm2niix or the geometry check fails, the next candidate.
+
+    Returns:
+        The choice as it ended (decisions updated), the image (None if every candidate failed),
+        its sidecar, and one message per failed series.
+    """
+    assert choice.chosen is not None
+    decisions, errors = list(choice.decisions), []
+    for index in (choice.chosen, *choice.alternatives):
+        try:
+            image, sidecar = convert_series(study[index], scratch)
+        except SihnetError as error:
+            errors.append(f"series {study[index].series_number}: {error}")
+            decisions[index] = (decisions[index][0], "conversion failed")
+            continue
+        if index != choice.chosen:
+            decisions[index] = (decisions[index][0], "selected (next candidate)")
+        return (
+            dataclasses.replace(choice, chosen=index, decisions=decisions),
+            image,
+            sidecar,
+            errors,
+        )
+    return dataclasses.replace(choice, chosen=None, decisions=decisions), None, {}, errors
 
 
 def _write_quarantine(
@@ -310,6 +339,8 @@ def dicom_folder_to_nifti(folder: Path, cache_root: Path | None = None) -> Path:
         raise SihnetError(f"DICOM folder: {choice.warning}")
     if choice.warning:
         log.warning("DICOM folder: %s", choice.warning)
-    image, _ = convert_series(studies[0][choice.chosen])
+    _, image, _, errors = _convert_choice(studies[0], choice, None)
+    if image is None:
+        raise SihnetError(f"DICOM folder: {'; '.join(errors)}")
     save_image(target, clean_image(image))
     return target

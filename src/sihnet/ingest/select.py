@@ -175,6 +175,7 @@ class Choice:
     chosen: int | None
     warning: str
     decisions: list[tuple[Assessment, str]]
+    alternatives: tuple[int, ...] = ()  # the other candidates, best first (if conversion fails)
 
 
 def _rank(assessment: Assessment, frames: int) -> tuple[int, int, int, int]:
@@ -230,7 +231,10 @@ def choose(study: Sequence[Series], override: int | None = None) -> Choice:
             "no post-contrast T1 series",
             [(a, "rejected" if not a.usable else "not post-contrast T1") for a in assessed],
         )
-    chosen = max(candidates, key=lambda i: (_rank(assessed[i], study[i].frames), i))
+    ranked = sorted(
+        candidates, key=lambda i: (_rank(assessed[i], study[i].frames), i), reverse=True
+    )
+    chosen = ranked[0]
     best = assessed[chosen]
     warning = ""
     if best.orientation != "sagittal":
@@ -246,7 +250,7 @@ def choose(study: Sequence[Series], override: int | None = None) -> Choice:
             decisions.append((a, "not selected (lower rank)"))
         else:
             decisions.append((a, "not post-contrast T1"))
-    return Choice(chosen, warning, decisions)
+    return Choice(chosen, warning, decisions, tuple(ranked[1:]))
 
 
 def read_overrides(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
