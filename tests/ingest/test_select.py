@@ -117,3 +117,14 @@ def test_acquisition_order_marks_later_unknown_series_post() -> None:
     choice = choose(study)
     assert choice.chosen == 1
     assert "acquired after a post-contrast series" in choice.decisions[1][0].evidence
+
+
+def test_enhanced_mr_contrast_usage_in_the_functional_groups() -> None:
+    usage, group = Dataset(), Dataset()
+    usage.ContrastBolusAgentAdministered = "YES"
+    group.ContrastBolusUsageSequence = [usage]
+    item = series("SAG 3D", RepetitionTime=8.0, EchoTime=3.0)
+    item.header.SharedFunctionalGroupsSequence = [group]
+    assert assess(item).contrast == "post"
+    usage.ContrastBolusAgentAdministered = "NO"
+    assert assess(item).contrast == "unknown"

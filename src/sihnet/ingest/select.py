@@ -92,11 +92,16 @@ def _contrast_agent(series: Series) -> bool:
         value = str(header.get(key, "") or "").strip().lower()
         if value and value not in ("none", "no", "n", "0", "nein", "ohne"):
             return True
-    for key in ("ContrastBolusAgentSequence", "ContrastBolusUsageSequence"):
+    groups = [header]
+    for key in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         if header.get(key):
-            usage = header.get(key)[0]
-            administered = str(usage.get("ContrastBolusAgentAdministered", "YES")).upper()
-            return administered != "NO"
+            groups.append(header.get(key)[0])  # enhanced MR: contrast usage lives in the groups
+    for group in groups:
+        for key in ("ContrastBolusAgentSequence", "ContrastBolusUsageSequence"):
+            if group.get(key):
+                usage = group.get(key)[0]
+                administered = str(usage.get("ContrastBolusAgentAdministered", "YES")).upper()
+                return administered != "NO"
     return False
 
 
