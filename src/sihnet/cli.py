@@ -170,12 +170,38 @@ def _print_metrics(metrics: dict[str, Any], paths: Any) -> None:
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest", help="Another labelled cohort: external validation of the run's models."
+        ),
+    ] = None,
+    cache_dir: CacheOption = None,
 ) -> None:
-    """Merge the run's completed folds: oof_predictions.csv, metrics.json, roc.png."""
-    from sihnet.evaluation.run import run_evaluation
+    """Merge the run's completed folds (oof_predictions.csv, metrics.json, roc.png), or score an external cohort."""
     from sihnet.paths import RunPaths
 
     paths = RunPaths(run)
+    if manifest is not None:
+        from sihnet.evaluation.external import run_external
+        from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+
+        metrics = run_external(run, manifest, VolumeCache(cache_dir or default_cache_dir()))
+        low, high = metrics["auroc_ci95"]
+        typer.echo(
+            f"external cohort {metrics['cohort']}: {metrics['n_patients']} patients, AUROC "
+            f"{metrics['auroc']:.4f} [95% CI {low:.3f}–{high:.3f}] (fold ensemble)"
+        )
+        point = metrics.get("operating_point")
+        if point:
+            typer.echo(
+                f"at the development Youden threshold: sensitivity {point['sensitivity']:.3f}, "
+                f"specificity {point['specificity']:.3f}"
+            )
+        typer.echo(f"metrics: {paths.external_dir(metrics['cohort']) / 'metrics.json'}")
+        return
+    from sihnet.evaluation.run import run_evaluation
+
     _print_metrics(run_evaluation(paths), paths)
 
 

@@ -29,6 +29,10 @@ class RunPaths:
         """The manifest rows the run used (patient, label, image path relative to the manifest)."""
         return self.root / "cohort.json"
 
+    def external_dir(self, name: str) -> Path:
+        """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
+        return self.root / "external" / name
+
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold_{fold}"
 

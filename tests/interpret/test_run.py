@@ -189,3 +189,32 @@ def test_predict_scores_good_images_and_names_the_bad_one(
     ]
     assert 0 <= records[0]["probability"] <= 1 and set(records[0]["folds"]) == {"0", "1"}
     assert "cannot read NIfTI" in records[1]["error"] and 0 <= records[2]["probability"] <= 1
+
+
+def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_path: Path) -> None:
+    from sihnet.synth.cohort import run_synth
+
+    external = run_synth(tmp_path / "external", n=10, seed=11, spacing_mm=8.0, workers=1)
+    result = sihnet("evaluate", tiny_run, "--manifest", external, cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert "external cohort cohort: 10 patients, AUROC" in result.stdout
+    folder = tiny_run / "external" / "cohort"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["n_patients"] == 10 and len(metrics["auroc_fold_models"]) == 2
+    assert (
+        0 <= metrics["auroc"] <= 1
+        and metrics["auroc_ci95"][0] <= metrics["auroc"] <= metrics["auroc_ci95"][1]
+    )
+    assert metrics["operating_point"]["thresholds"] and "bern" in metrics
+    rows = list(csv.DictReader((folder / "predictions.csv").open()))
+    assert len(rows) == 10 and list(rows[0]) == [
+        "patient_id",
+        "label",
+        "probability",
+        "probability_fold_0",
+        "probability_fold_1",
+    ]
+    mean = (float(rows[0]["probability_fold_0"]) + float(rows[0]["probability_fold_1"])) / 2
+    assert float(rows[0]["probability"]) == pytest.approx(mean, abs=1e-5)
+    assert (folder / "roc.png").is_file() and (folder / "reliability.png").is_file()
+    assert (tiny_run / "metrics.json").is_file()  # the development metrics are untouched

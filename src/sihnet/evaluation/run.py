@@ -67,7 +67,11 @@ def _pooled(rows: list[dict[str, str]], column: str) -> tuple[float, list[float]
 
 
 def plot_roc(
-    path: Path, folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]]
+    path: Path,
+    folds: dict[int, list[dict[str, str]]],
+    pooled: list[dict[str, str]],
+    pooled_label: str = "pooled OOF",
+    title: str = "ROC per validation fold",
 ) -> None:
     """One ROC curve per validation fold plus the pooled OOF curve (the paper's Figure 2)."""
     figure = Figure(figsize=(5.5, 5.5))
@@ -82,13 +86,17 @@ def plot_roc(
     if len(set(labels)) == 2:
         fpr, tpr, _ = roc_curve(labels, [float(r["probability"]) for r in pooled])
         axis.plot(
-            fpr, tpr, "k--", lw=2, label=f"pooled OOF (AUROC {_auroc(pooled, 'probability'):.3f})"
+            fpr,
+            tpr,
+            "k--",
+            lw=2,
+            label=f"{pooled_label} (AUROC {_auroc(pooled, 'probability'):.3f})",
         )
     axis.plot([0, 1], [0, 1], color="0.7", lw=1)
     axis.set(
         xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), aspect="equal"
     )
-    axis.set_title("ROC per validation fold")
+    axis.set_title(title)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=120))
