@@ -128,3 +128,18 @@ def test_enhanced_mr_contrast_usage_in_the_functional_groups() -> None:
     assert assess(item).contrast == "post"
     usage.ContrastBolusAgentAdministered = "NO"
     assert assess(item).contrast == "unknown"
+
+
+def test_single_valued_image_type_and_unparseable_headers() -> None:
+    item = series("T1 post")
+    item.header.ImageType = "DERIVED"  # VM 1: a plain string, not a list
+    assert assess(item).reason == "derived image (ImageType DERIVED)"
+
+    class Broken(Dataset):
+        def get(self, *args: object, **kwargs: object) -> object:
+            raise ValueError("bad value")
+
+    item = series("T1 post")
+    item.header = Broken()
+    result = assess(item)
+    assert not result.usable and result.reason == "unreadable header fields (ValueError)"

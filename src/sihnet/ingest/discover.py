@@ -216,7 +216,15 @@ def discover(root: Path) -> tuple[list[Series], list[Quarantined]]:
                 return (0, item[0].name)
 
         members.sort(key=order)
-        positions = [p for _, header in members for p in _positions(header)]
+        try:
+            positions = [p for _, header in members for p in _positions(header)]
+            orientation = _orientation(members[0][1])
+        except Exception as error:  # malformed geometry values (pydicom converts lazily)
+            reason = f"unreadable geometry fields ({type(error).__name__})"
+            quarantined += [
+                Quarantined(file_sha256(p), p.stat().st_size, reason) for p, _ in members
+            ]
+            continue
         series.append(
             Series(
                 study_uid=study,
@@ -224,7 +232,7 @@ def discover(root: Path) -> tuple[list[Series], list[Quarantined]]:
                 files=[path for path, _ in members],
                 header=members[0][1],
                 positions=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
-                orientation=_orientation(members[0][1]),
+                orientation=orientation,
             )
         )
     series.sort(key=lambda s: (s.study_uid, s.time, s.series_number or 0))

@@ -130,10 +130,20 @@ def _weighting(series: Series, text: str) -> tuple[str, str]:
 
 
 def assess(series: Series) -> Assessment:
-    """Classify one series (see :class:`Assessment`)."""
+    """Classify one series (see :class:`Assessment`); a header that cannot be parsed is unusable."""
+    try:
+        return _assess(series)
+    except Exception as error:  # malformed values surface lazily in pydicom, with many types
+        reason = f"unreadable header fields ({type(error).__name__})"
+        return Assessment(False, "unknown", "unknown", "unknown", "unknown", "", reason)
+
+
+def _assess(series: Series) -> Assessment:
     header = series.header
     text = _text(series)
-    image_type = [str(v).upper() for v in (header.get("ImageType") or [])]
+    raw_type = header.get("ImageType") or []
+    raw_type = str(raw_type).split("\\") if isinstance(raw_type, (str, bytes)) else raw_type
+    image_type = [str(v).strip().upper() for v in raw_type]
     orientation = orientation_of(series.orientation)
     acquisition = str(header.get("MRAcquisitionType", "") or "").upper() or "unknown"
     acquisition = acquisition if acquisition in ("2D", "3D") else "unknown"
