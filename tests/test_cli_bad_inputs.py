@@ -187,3 +187,19 @@ def test_cohort_level_problems(
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("sihnet: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_without_paths(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sihnet.cli as cli
+
+    def broken() -> None:
+        raise OSError(13, "Permission denied", "/data/DOE^JOHN/IM0001")
+
+    monkeypatch.setattr(cli, "app", broken)
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    error = capsys.readouterr().err
+    assert stop.value.code == 1 and len(error.strip().splitlines()) == 1
+    assert "internal error: PermissionError" in error and "DOE" not in error and "<path>" in error

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -476,8 +477,11 @@ def main() -> None:
     except Exception as error:
         if os.environ.get("SIHNET_DEBUG"):
             raise
+        text = re.sub(
+            r"(?:[A-Za-z]:)?[/\\][^\s'\"]+", "<path>", str(error)
+        )  # paths may name patients
         typer.echo(
-            f"sihnet: internal error: {type(error).__name__}: {error} (SIHNET_DEBUG=1 shows the traceback)",
+            f"sihnet: internal error: {type(error).__name__}: {text} (SIHNET_DEBUG=1 shows the traceback)",
             err=True,
         )
         sys.exit(1)

@@ -435,3 +435,23 @@ def test_a_failed_conversion_falls_back_to_the_next_candidate(
     assert image is not None and study[ended.chosen or 0].series_number == 6
     assert errors == ["series 5: dcm2niix made 2 volumes from one series (expected 1)"]
     assert [d for _, d in ended.decisions] == ["conversion failed", "selected (next candidate)"]
+
+
+def test_an_unreadable_file_is_quarantined_without_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sihnet.ingest.discover as discovery
+
+    folder = tmp_path / f"{SENTINEL}_x"
+    write_series(folder, head_volume((20, 32, 32)))
+    (folder / "locked.dcm").write_bytes(b"x")
+
+    def no_access(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(discovery, "file_sha256", no_access)
+    series, quarantined = discovery.discover(tmp_path)
+    assert len(series) == 1
+    assert [(q.sha256, q.reason) for q in quarantined] == [
+        ("", "unreadable file (PermissionError)")
+    ]

@@ -190,6 +190,13 @@ def _files(root: Path) -> Iterable[Path]:
                 yield path
 
 
+def _quarantine(path: Path, reason: str) -> Quarantined:
+    try:
+        return Quarantined(file_sha256(path), path.stat().st_size, reason)
+    except OSError as error:  # unreadable: no hash to give, and never the path
+        return Quarantined("", 0, f"unreadable file ({type(error).__name__})")
+
+
 def discover(root: Path) -> tuple[list[Series], list[Quarantined]]:
     """Group every readable image file under ``root`` into series; quarantine the rest.
 
@@ -201,7 +208,7 @@ def discover(root: Path) -> tuple[list[Series], list[Quarantined]]:
     for path in _files(Path(root)):
         header = read_header(path)
         if isinstance(header, str):
-            quarantined.append(Quarantined(file_sha256(path), path.stat().st_size, header))
+            quarantined.append(_quarantine(path, header))
             continue
         key = (str(header.StudyInstanceUID), str(header.SeriesInstanceUID))
         groups.setdefault(key, []).append((path, header))
