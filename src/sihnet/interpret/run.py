@@ -224,8 +224,11 @@ def run_occlusion(
         model = load_fold_model(paths, k, torch_device)
         image = torch.from_numpy(prepared.image)
 
-        def report(done: int, total: int, k: int = k) -> None:
-            if done == total or done % max(1, total // 10) < (batch_size or 1):
+        shown = [0]  # tenths of the sweep already logged
+
+        def report(done: int, total: int, k: int = k, shown: list[int] = shown) -> None:
+            if done * 10 >= (shown[0] + 1) * total:
+                shown[0] = done * 10 // total
                 log.info("fold %d: %d/%d occluded copies", k, done, total)
 
         result = occlusion_map(
