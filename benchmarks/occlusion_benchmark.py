@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from sihnet.config import load_config
-from sihnet.interpret.occlusion import _Engine, default_batch_size, occlusion_map, windows
+from sihnet.interpret.incremental import OccludedForward
+from sihnet.interpret.occlusion import default_batch_size, occlusion_map, windows
 from sihnet.interpret.run import PAPER_PATCH_1MM, scale_to_grid
 from sihnet.models.densenet import build_model
 from sihnet.preprocessing.volume import preprocess_volume
@@ -190,12 +191,12 @@ def paper_size(subset: int) -> dict[str, Any]:
     x = image.reshape(1, 1, *shape)
     with torch.inference_mode():
         started = time.perf_counter()
-        engine = _Engine(model, x, "logit", incremental=True)
+        engine = OccludedForward(model, x, incremental=True)
         engine.prepare(patch)
         prepare_seconds = time.perf_counter() - started
         started = time.perf_counter()
         scores = torch.cat(
-            [engine.scores(chunk[i : i + batch], patch) for i in range(0, len(chunk), batch)]
+            [engine.logits(chunk[i : i + batch], patch)[:, 1] for i in range(0, len(chunk), batch)]
         )
         per_copy = (time.perf_counter() - started) / len(chunk)
         check = []

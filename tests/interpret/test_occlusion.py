@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sihnet.interpret.occlusion import densenet_units, occlusion_map, window_starts
+from sihnet.interpret.occlusion import occlusion_map, window_starts
 from sihnet.models.densenet import build_model
 
 BOX = (slice(4, 8), slice(8, 12), slice(0, 4))
@@ -107,16 +107,6 @@ def test_map_equals_captum_occlusion(
     assert np.abs(reference).max() > 1e-4  # the comparison is not between two flat maps
     np.testing.assert_allclose(ours.map, reference, atol=1e-5, rtol=0)
     assert ours.forwards < ours.windows  # all-zero windows were skipped
-
-
-def test_incremental_inference_equals_plain_forwards() -> None:
-    model, image = randomised_densenet(), volume(seed=1)
-    assert densenet_units(model) is not None
-    fast = occlusion_map(model, image, (5, 6, 7), batch_size=5)
-    plain = occlusion_map(model, image, (5, 6, 7), batch_size=5, incremental=False)
-    assert fast.incremental_units > 0 and plain.incremental_units == 0
-    assert fast.forwards == plain.forwards
-    np.testing.assert_allclose(fast.map, plain.map, atol=1e-6, rtol=0)
 
 
 def test_probability_target_and_bf16_are_close_to_fp32() -> None:

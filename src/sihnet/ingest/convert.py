@@ -32,6 +32,7 @@ import nibabel as nib
 from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
 from sihnet.data.manifest import OPTIONAL_COLUMNS, _read_table
 from sihnet.errors import SihnetError
+from sihnet.hashing import file_sha256
 from sihnet.ingest.dcm2niix import convert_series, dcm2niix_version
 from sihnet.ingest.deid import Pseudonyms, allowlisted, clean_image
 from sihnet.ingest.discover import Quarantined, Series, discover
@@ -285,7 +286,7 @@ def _write_quarantine(
             path = Path(folder) / name
             if not path.is_file():
                 continue
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = file_sha256(path)
             if digest in by_hash:
                 lines.append({"path": str(path), "sha256": digest, "reason": by_hash[digest]})
     write_text_atomic(Path(paths_file), _tsv(lines, ["path", "sha256", "reason"]))

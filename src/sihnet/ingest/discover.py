@@ -8,7 +8,6 @@ read here is logged: identifiers stay in memory (pseudonyms and label matching n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+from sihnet.hashing import file_sha256
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
@@ -76,15 +77,6 @@ class Series:
                 return str(value)
         value = self.header.get("AcquisitionDateTime")
         return str(value)[8:] if value else ""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first(dataset: Dataset, *path: str) -> Any:
@@ -228,9 +220,7 @@ def discover(root: Path) -> tuple[list[Series], list[Quarantined]]:
             orientation = _orientation(members[0][1])
         except Exception as error:  # malformed geometry values (pydicom converts lazily)
             reason = f"unreadable geometry fields ({type(error).__name__})"
-            quarantined += [
-                Quarantined(file_sha256(p), p.stat().st_size, reason) for p, _ in members
-            ]
+            quarantined += [_quarantine(p, reason) for p, _ in members]
             continue
         series.append(
             Series(

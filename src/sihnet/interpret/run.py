@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import logging
 from pathlib import Path
@@ -24,6 +23,7 @@ from scipy import ndimage
 
 from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
 from sihnet.errors import SihnetError
+from sihnet.hashing import tree_sha256
 from sihnet.interpret.occlusion import Target, occlusion_map
 from sihnet.models.ensemble import load_fold_model, run_config, select_folds
 from sihnet.paths import RunPaths
@@ -181,14 +181,6 @@ def plot_panels(path: Path, image: np.ndarray, effect: np.ndarray, title: str) -
     return x
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def run_occlusion(
     run: Path,
     image_path: Path,
@@ -263,7 +255,7 @@ def run_occlusion(
         files.figure, prepared.image[0], effect, f"occlusion map, {target} of fistula class"
     )
     record: dict[str, Any] = {
-        "image_sha256": _sha256(image_path),
+        "image_sha256": tree_sha256(image_path),
         "grid": {"shape": list(effect.shape), "spacing_mm": spacing},
         "patch_voxels": list(patch),
         "stride_voxels": list(stride),

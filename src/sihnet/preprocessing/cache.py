@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from sihnet.atomic import write_atomic, write_text_atomic
 from sihnet.config import PreprocessingConfig
+from sihnet.hashing import tree_sha256
 from sihnet.preprocessing.volume import Preprocessed, preprocess_file
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
@@ -55,15 +56,7 @@ class VolumeCache:
         memo = self.root / "hashes" / signature
         if memo.is_file():
             return memo.read_text().strip()
-        digest = hashlib.sha256()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            if path.is_dir():
-                digest.update(str(file.relative_to(path)).encode())
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        value = digest.hexdigest()
+        value = tree_sha256(path)
         write_text_atomic(memo, value)
         return value
 

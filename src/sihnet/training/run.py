@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from sihnet.config import ExperimentConfig, config_to_dict
 from sihnet.data.manifest import Cohort, Scan
 from sihnet.data.splits import check_no_leakage, inner_split, load_splits, make_splits, save_splits
 from sihnet.errors import SihnetError
+from sihnet.hashing import file_sha256
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.training.checkpoint import remove_stale_temporaries
@@ -71,16 +71,12 @@ def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) ->
     return assignment
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
     """``cohort.json``: labels, Bern fields per patient, exclusion counts (no image paths).
 
     A run folder stays tied to its manifest: a different manifest is refused.
     """
-    digest = _sha256(cohort.source)
+    digest = file_sha256(cohort.source)
     if paths.cohort.is_file():
         recorded = json.loads(paths.cohort.read_text()).get("manifest_sha256")
         if recorded not in (None, digest):
@@ -155,9 +151,9 @@ def run_training(
     write_cohort_record(paths, cohort)
     assignment = prepare_splits(paths, cohort, config)
     fingerprints = {
-        "config": _sha256(paths.config),
-        "manifest": _sha256(cohort.source),
-        "splits": _sha256(paths.splits),
+        "config": file_sha256(paths.config),
+        "manifest": file_sha256(cohort.source),
+        "splits": file_sha256(paths.splits),
     }
     if config.training.deterministic:
         use_deterministic_algorithms()
