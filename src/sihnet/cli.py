@@ -17,6 +17,13 @@ import typer
 import yaml
 
 from sihnet.errors import SihnetError, TrainingInterrupted
+from sihnet.summaries import (
+    convert_lines,
+    external_lines,
+    metrics_lines,
+    occlusion_lines,
+    prediction_lines,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +48,11 @@ CacheOption = Annotated[
         help="Preprocessed-volume cache [default: $SIHNET_CACHE_DIR or ~/.cache/sihnet].",
     ),
 ]
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
 
 
 def _setup_logging() -> None:
@@ -143,29 +155,7 @@ def train(
             resume,
         )
     metrics = run_evaluation(paths)
-    _print_metrics(metrics, paths)
-
-
-def _print_metrics(metrics: dict[str, Any], paths: Any) -> None:
-    low, high = metrics["auroc_pooled_ci95"]
-    typer.echo(
-        f"folds {metrics['folds_evaluated']}: AUROC mean {metrics['auroc_mean']:.4f} ± {metrics['auroc_std']:.4f} "
-        f"(selection '{metrics['selection']}'); pooled OOF {metrics['auroc_pooled']:.4f} "
-        f"[95% CI {low:.3f}–{high:.3f}]"
-        if low is not None
-        else f"folds {metrics['folds_evaluated']}: pooled OOF AUROC {metrics['auroc_pooled']}"
-    )
-    bern = metrics.get("bern") or {}
-    if "auroc_bern" in bern:
-        typer.echo(
-            f"vs Bern score on {bern['n_patients']} patients: model {bern['auroc_model']:.4f}, "
-            f"Bern {bern['auroc_bern']:.4f} [{bern['auroc_bern_ci95'][0]:.3f}–{bern['auroc_bern_ci95'][1]:.3f}], "
-            f"difference {bern['auroc_difference']:+.4f}, DeLong p = {bern['delong_p']:.3g}"
-        )
-    typer.echo(f"metrics: {paths.metrics}")
-    typer.echo(f"roc:     {paths.roc_plot}")
-    if "auroc_bern" in bern:
-        typer.echo(f"vs Bern: {paths.roc_vs_bern_plot}")
+    _echo(metrics_lines(metrics, paths))
 
 
 @app.command()
@@ -188,22 +178,11 @@ def evaluate(
         from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
         metrics = run_external(run, manifest, VolumeCache(cache_dir or default_cache_dir()))
-        low, high = metrics["auroc_ci95"]
-        typer.echo(
-            f"external cohort {metrics['cohort']}: {metrics['n_patients']} patients, AUROC "
-            f"{metrics['auroc']:.4f} [95% CI {low:.3f}–{high:.3f}] (fold ensemble)"
-        )
-        point = metrics.get("operating_point")
-        if point:
-            typer.echo(
-                f"at the development Youden threshold: sensitivity {point['sensitivity']:.3f}, "
-                f"specificity {point['specificity']:.3f}"
-            )
-        typer.echo(f"metrics: {paths.external_dir(metrics['cohort']) / 'metrics.json'}")
+        _echo(external_lines(metrics, paths))
         return
     from sihnet.evaluation.run import run_evaluation
 
-    _print_metrics(run_evaluation(paths), paths)
+    _echo(metrics_lines(run_evaluation(paths), paths))
 
 
 @app.command()
@@ -266,35 +245,14 @@ def convert(
     ] = None,
 ) -> None:
     """DICOM studies to de-identified NIfTI (BIDS layout) + manifest.csv, selection.tsv, quarantine.tsv."""
-    from sihnet.data.manifest import _read_table
     from sihnet.ingest.convert import run_convert
     from sihnet.ingest.deid import Pseudonyms
     from sihnet.ingest.select import read_overrides
 
-    key: bytes | None = None
-    if key_file is not None:
-        if not key_file.is_file():
-            raise SihnetError("--key-file does not exist")
-        key = key_file.read_bytes()
-    elif mapping is None and os.environ.get("SIHNET_PSEUDONYM_KEY"):
-        key = os.environ["SIHNET_PSEUDONYM_KEY"].encode()
-    overrides: dict[str, int] = {}
-    if override is not None:
-        columns, rows = _read_table(override)
-        if not {"study", "series_number"} <= set(columns):
-            raise SihnetError("--override table needs columns study,series_number")
-        try:
-            overrides = read_overrides(rows)
-        except ValueError:
-            raise SihnetError("--override: series_number must be an integer") from None
-    summary = run_convert(
-        dicom_dir, out, Pseudonyms(key, mapping), labels, overrides, quarantine_paths
-    )
-    typer.echo(
-        f"{summary.converted} of {summary.studies} studies converted; {summary.failed} not converted, "
-        f"{summary.warnings} with a fallback series, {summary.quarantined} files quarantined"
-    )
-    typer.echo(f"manifest: {out / 'manifest.csv'}")
+    pseudonyms = Pseudonyms.from_options(key_file, mapping)
+    overrides = read_overrides(override) if override is not None else {}
+    summary = run_convert(dicom_dir, out, pseudonyms, labels, overrides, quarantine_paths)
+    _echo(convert_lines(summary, out))
     if summary.converted == 0:
         raise SihnetError("no study was converted (see selection.tsv and quarantine.tsv)")
     if summary.failed or summary.quarantined:
@@ -316,34 +274,11 @@ def predict(
     from sihnet.interpret.predict import run_predict
 
     records = run_predict(run, images)
-    if as_json:
-        typer.echo(json.dumps(records, indent=2))
-    else:
-        for record in records:
-            if "error" in record:
-                typer.echo(f"{record['image']}: not scored: {record['error']}")
-            else:
-                typer.echo(
-                    f"{record['image']}: P(fistula) = {record['probability']:.3f} "
-                    f"(SD over {len(record['folds'])} fold models {record['probability_sd']:.3f})"
-                )
-        typer.echo("research use only; not a diagnostic device")
+    _echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
         typer.echo(f"sihnet: {failed} of {len(records)} images could not be scored", err=True)
         raise typer.Exit(2)
-
-
-def _triple(text: str | None, name: str) -> tuple[int, int, int] | None:
-    if text is None:
-        return None
-    parts = text.replace("x", ",").split(",")
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise SihnetError(f"{name} must be three positive integers like 12,13,13, not {text!r}")
-    a, b, c = (int(p) for p in parts)
-    return (a, b, c)
 
 
 @app.command()
@@ -376,7 +311,7 @@ def occlusion(
     ] = None,
 ) -> None:
     """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
-    from sihnet.interpret.run import run_occlusion
+    from sihnet.interpret.run import parse_voxels, run_occlusion
 
     if target != "logit" and target != "probability":
         raise SihnetError(f"--target must be 'logit' or 'probability', not {target!r}")
@@ -384,7 +319,7 @@ def occlusion(
         raise SihnetError(f"--precision must be 'fp32' or 'bf16', not {precision!r}")
     if batch_size is not None and batch_size < 1:
         raise SihnetError("--batch-size must be at least 1")
-    patch_1mm = _triple(patch, "--patch")
+    patch_1mm = parse_voxels(patch, "--patch")
     assert patch_1mm is not None
     record = run_occlusion(
         run,
@@ -392,25 +327,12 @@ def occlusion(
         out,
         fold,
         patch_1mm,
-        _triple(stride, "--stride"),
+        parse_voxels(stride, "--stride"),
         "probability" if target == "probability" else "logit",
         "bf16" if precision == "bf16" else "fp32",
         batch_size,
     )
-    _print_occlusion(record, out)
-
-
-def _print_occlusion(record: dict[str, Any], out: Path) -> None:
-    typer.echo(
-        f"occlusion map: {record['forwards']} forwards over {len(record['folds'])} fold(s), "
-        f"{record['seconds']:.1f} s; patch {record['patch_voxels']} voxels of {record['grid']['spacing_mm']} mm"
-    )
-    for row in record["regions"][:3]:
-        typer.echo(
-            f"  #{row['rank']} {row['sign']}: peak {row['peak']:+.4g} at "
-            f"({row['x_mm']}, {row['y_mm']}, {row['z_mm']}) mm, {row['location']}"
-        )
-    typer.echo(f"figure: {out / 'occlusion.png'}")
+    _echo(occlusion_lines(record, out))
 
 
 @app.command()
@@ -442,7 +364,7 @@ def demo(
     paths = RunPaths(out / "run")
     cohort = read_manifest(manifest)
     run_training(experiment, cohort, paths, VolumeCache(cache_dir or default_cache_dir()))
-    _print_metrics(run_evaluation(paths), paths)
+    _echo(metrics_lines(run_evaluation(paths), paths))
     from sihnet.interpret.run import demo_patient, run_occlusion
 
     patient, image, fold = demo_patient(paths, cohort)
@@ -450,7 +372,7 @@ def demo(
         f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
     )
     record = run_occlusion(paths.root, image, out / "occlusion", str(fold))
-    _print_occlusion(record, out / "occlusion")
+    _echo(occlusion_lines(record, out / "occlusion"))
 
 
 def main() -> None:

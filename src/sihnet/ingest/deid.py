@@ -6,6 +6,7 @@ import csv
 import hashlib
 import hmac
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,18 @@ class Pseudonyms:
                     )
                 for row in reader:
                     self.mapping[row["original_id"]] = row["pseudonym"].removeprefix("sub-")
+
+    @classmethod
+    def from_options(cls, key_file: Path | None, mapping: Path | None) -> Pseudonyms:
+        """From ``--key-file`` (else ``$SIHNET_PSEUDONYM_KEY`` when no ``--mapping``) or ``--mapping``."""
+        key: bytes | None = None
+        if key_file is not None:
+            if not Path(key_file).is_file():
+                raise SihnetError("--key-file does not exist")
+            key = Path(key_file).read_bytes()
+        elif mapping is None and os.environ.get("SIHNET_PSEUDONYM_KEY"):
+            key = os.environ["SIHNET_PSEUDONYM_KEY"].encode()
+        return cls(key, mapping)
 
     def check_outside(self, out: Path) -> None:
         """The mapping table must not be written into the de-identified output."""

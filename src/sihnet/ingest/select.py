@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -268,9 +269,18 @@ def choose(study: Sequence[Series], override: int | None = None) -> Choice:
     return Choice(chosen, warning, decisions, tuple(ranked[1:]))
 
 
-def read_overrides(rows: Sequence[Mapping[str, str]]) -> dict[str, int]:
-    """Override table rows (``study``, ``series_number``) -> {study key: SeriesNumber}."""
-    table: dict[str, int] = {}
-    for row in rows:
-        table[str(row["study"]).strip()] = int(str(row["series_number"]).strip())
-    return table
+def read_overrides(path: Path) -> dict[str, int]:
+    """The override table (CSV/TSV ``study,series_number``) -> {study key: SeriesNumber}.
+
+    ``study`` is a StudyInstanceUID, an accession number or a patient ID.
+    """
+    from sihnet.data.manifest import _read_table
+    from sihnet.errors import SihnetError
+
+    columns, rows = _read_table(Path(path))
+    if not {"study", "series_number"} <= set(columns):
+        raise SihnetError("--override table needs columns study,series_number")
+    try:
+        return {row["study"].strip(): int(row["series_number"].strip()) for row in rows}
+    except ValueError:
+        raise SihnetError("--override: series_number must be an integer") from None

@@ -1,0 +1,85 @@
+"""What the commands print: results turned into short lines of text (no I/O here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sihnet.paths import RunPaths
+
+
+def metrics_lines(metrics: dict[str, Any], paths: RunPaths) -> list[str]:
+    """A run's cross-validated AUROC, its comparison with the Bern score, and the files written."""
+    low, high = metrics["auroc_pooled_ci95"]
+    lines = [
+        f"folds {metrics['folds_evaluated']}: AUROC mean {metrics['auroc_mean']:.4f} ± {metrics['auroc_std']:.4f} "
+        f"(selection '{metrics['selection']}'); pooled OOF {metrics['auroc_pooled']:.4f} "
+        f"[95% CI {low:.3f}–{high:.3f}]"
+        if low is not None
+        else f"folds {metrics['folds_evaluated']}: pooled OOF AUROC {metrics['auroc_pooled']}"
+    ]
+    bern = metrics.get("bern") or {}
+    if "auroc_bern" in bern:
+        lines.append(
+            f"vs Bern score on {bern['n_patients']} patients: model {bern['auroc_model']:.4f}, "
+            f"Bern {bern['auroc_bern']:.4f} [{bern['auroc_bern_ci95'][0]:.3f}–{bern['auroc_bern_ci95'][1]:.3f}], "
+            f"difference {bern['auroc_difference']:+.4f}, DeLong p = {bern['delong_p']:.3g}"
+        )
+    lines += [f"metrics: {paths.metrics}", f"roc:     {paths.roc_plot}"]
+    if "auroc_bern" in bern:
+        lines.append(f"vs Bern: {paths.roc_vs_bern_plot}")
+    return lines
+
+
+def external_lines(metrics: dict[str, Any], paths: RunPaths) -> list[str]:
+    """An external cohort's AUROC and the development operating point on it."""
+    low, high = metrics["auroc_ci95"]
+    lines = [
+        f"external cohort {metrics['cohort']}: {metrics['n_patients']} patients, AUROC "
+        f"{metrics['auroc']:.4f} [95% CI {low:.3f}–{high:.3f}] (fold ensemble)"
+    ]
+    point = metrics.get("operating_point")
+    if point:
+        lines.append(
+            f"at the development Youden threshold: sensitivity {point['sensitivity']:.3f}, "
+            f"specificity {point['specificity']:.3f}"
+        )
+    lines.append(f"metrics: {paths.external_dir(metrics['cohort']) / 'metrics.json'}")
+    return lines
+
+
+def convert_lines(summary: Any, out: Path) -> list[str]:
+    """Counts of a ``sihnet convert`` (a :class:`~sihnet.ingest.convert.ConvertSummary`)."""
+    return [
+        f"{summary.converted} of {summary.studies} studies converted; {summary.failed} not converted, "
+        f"{summary.warnings} with a fallback series, {summary.quarantined} files quarantined",
+        f"manifest: {out / 'manifest.csv'}",
+    ]
+
+
+def prediction_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per image: the ensemble probability and its spread, or why it was not scored."""
+    lines = []
+    for record in records:
+        if "error" in record:
+            lines.append(f"{record['image']}: not scored: {record['error']}")
+        else:
+            lines.append(
+                f"{record['image']}: P(fistula) = {record['probability']:.3f} "
+                f"(SD over {len(record['folds'])} fold models {record['probability_sd']:.3f})"
+            )
+    return [*lines, "research use only; not a diagnostic device"]
+
+
+def occlusion_lines(record: dict[str, Any], out: Path) -> list[str]:
+    """Forwards and time of an occlusion map, its three strongest regions, the figure."""
+    lines = [
+        f"occlusion map: {record['forwards']} forwards over {len(record['folds'])} fold(s), "
+        f"{record['seconds']:.1f} s; patch {record['patch_voxels']} voxels of {record['grid']['spacing_mm']} mm"
+    ]
+    for row in record["regions"][:3]:
+        lines.append(
+            f"  #{row['rank']} {row['sign']}: peak {row['peak']:+.4g} at "
+            f"({row['x_mm']}, {row['y_mm']}, {row['z_mm']}) mm, {row['location']}"
+        )
+    return [*lines, f"figure: {out / 'occlusion.png'}"]
