@@ -267,13 +267,15 @@ def predict(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
     images: Annotated[list[Path], typer.Argument(help="NIfTI files or DICOM folders.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    cache_dir: CacheOption = None,
 ) -> None:
     """Fold-ensemble probability of a CSF-venous fistula per image (research use only)."""
     import json
 
     from sihnet.interpret.predict import run_predict
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
-    records = run_predict(run, images)
+    records = run_predict(run, images, cache=VolumeCache(cache_dir or default_cache_dir()))
     _echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
@@ -309,9 +311,11 @@ def occlusion(
             "--batch-size", help="Occluded copies per forward [default: from free memory]."
         ),
     ] = None,
+    cache_dir: CacheOption = None,
 ) -> None:
     """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
     from sihnet.interpret.run import parse_voxels, run_occlusion
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
     if target != "logit" and target != "probability":
         raise SihnetError(f"--target must be 'logit' or 'probability', not {target!r}")
@@ -331,6 +335,7 @@ def occlusion(
         "probability" if target == "probability" else "logit",
         "bf16" if precision == "bf16" else "fp32",
         batch_size,
+        cache=VolumeCache(cache_dir or default_cache_dir()),
     )
     _echo(occlusion_lines(record, out))
 
@@ -363,7 +368,8 @@ def demo(
     experiment = load_config(profile or "quick")
     paths = RunPaths(out / "run")
     cohort = read_manifest(manifest)
-    run_training(experiment, cohort, paths, VolumeCache(cache_dir or default_cache_dir()))
+    cache = VolumeCache(cache_dir or default_cache_dir())
+    run_training(experiment, cohort, paths, cache)
     _echo(metrics_lines(run_evaluation(paths), paths))
     from sihnet.interpret.run import demo_patient, run_occlusion
 
@@ -371,7 +377,7 @@ def demo(
     typer.echo(
         f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
     )
-    record = run_occlusion(paths.root, image, out / "occlusion", str(fold))
+    record = run_occlusion(paths.root, image, out / "occlusion", str(fold), cache=cache)
     _echo(occlusion_lines(record, out / "occlusion"))
 
 

@@ -69,12 +69,12 @@ def run_external(
         log.warning("%d external patient IDs also appear in the development cohort", len(shared))
     entries = cache_cohort(cohort, config, cache)
     torch_device = resolve_device(device)
+    models = {k: load_fold_model(paths, k, torch_device) for k in folds}
     per_fold: dict[int, dict[str, list[float]]] = {k: defaultdict(list) for k in folds}
-    for k in folds:
-        model = load_fold_model(paths, k, torch_device)
-        with torch.inference_mode():
-            for scan in cohort.scans:
-                image = torch.from_numpy(np.asarray(read_cached(entries[scan.image]).image))[None]
+    with torch.inference_mode():
+        for scan in cohort.scans:  # each cached volume is read once, for every fold model
+            image = torch.from_numpy(np.asarray(read_cached(entries[scan.image]).image))[None]
+            for k, model in models.items():
                 logits = model(image.to(torch_device)).float()
                 per_fold[k][scan.patient_id].append(float(torch.softmax(logits, 1)[0, 1]))
     patients = cohort.patient_ids

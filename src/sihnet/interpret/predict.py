@@ -12,16 +12,19 @@ import torch
 from sihnet.errors import SihnetError
 from sihnet.models.ensemble import finished_folds, load_fold_model, run_config
 from sihnet.paths import RunPaths
-from sihnet.preprocessing.volume import preprocess_file
+from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 
 log = logging.getLogger(__name__)
 
 
-def run_predict(run: Path, images: list[Path], device: str = "auto") -> list[dict[str, Any]]:
+def run_predict(
+    run: Path, images: list[Path], device: str = "auto", cache: VolumeCache | None = None
+) -> list[dict[str, Any]]:
     """Probability of the fistula class per image: mean and SD over the run's fold models.
 
     Args:
         run: a trained run folder; images: NIfTI files or DICOM folders.
+        cache: preprocessed-volume cache (default: the user cache dir).
 
     Returns:
         One record per image, in order: ``image`` (its position and, for a file, its name),
@@ -35,6 +38,7 @@ def run_predict(run: Path, images: list[Path], device: str = "auto") -> list[dic
     folds = finished_folds(paths)
     torch_device = resolve_device(device)
     models = {k: load_fold_model(paths, k, torch_device) for k in folds}
+    cache = cache or VolumeCache(default_cache_dir())
     records: list[dict[str, Any]] = []
     for position, image in enumerate(images, start=1):
         label = (
@@ -43,7 +47,7 @@ def run_predict(run: Path, images: list[Path], device: str = "auto") -> list[dic
             else f"#{position} (DICOM folder)"
         )
         try:
-            prepared = preprocess_file(image, config.preprocessing)
+            prepared = read_cached(cache.get(image, config.preprocessing))
         except SihnetError as error:
             records.append({"image": label, "error": str(error)})
             continue

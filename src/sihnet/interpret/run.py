@@ -27,7 +27,8 @@ from sihnet.hashing import tree_sha256
 from sihnet.interpret.occlusion import Target, occlusion_map
 from sihnet.models.ensemble import load_fold_model, run_config, select_folds
 from sihnet.paths import RunPaths
-from sihnet.preprocessing.volume import image_file, load_volume, preprocess_file, resample_to_canvas
+from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
+from sihnet.preprocessing.volume import image_file, resample_to_canvas
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,12 @@ def run_occlusion(
     precision: Literal["fp32", "bf16"] = "fp32",
     batch_size: int | None = None,
     device: str = "auto",
+    cache: VolumeCache | None = None,
 ) -> dict[str, Any]:
     """Occlusion map of one image with the run's fold models (averaged when several); see module doc.
+
+    The model input comes from the preprocessed-volume cache (default: the user cache dir), so an
+    image the run was trained or evaluated on is not read and resampled again.
 
     Returns:
         The ``occlusion.json`` record.
@@ -221,7 +226,8 @@ def run_occlusion(
     stride = scale_to_grid(stride_1mm or patch_1mm, spacing)
     if any(s > p for s, p in zip(stride, patch, strict=False)):
         raise SihnetError("--stride must not exceed --patch (voxels would be left unoccluded)")
-    prepared = preprocess_file(image_path, config.preprocessing)
+    cache = cache or VolumeCache(default_cache_dir())
+    prepared = read_cached(cache.get(image_path, config.preprocessing))  # checked when cached
     torch_device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     maps, per_fold = [], []
@@ -259,7 +265,7 @@ def run_occlusion(
     effect = np.mean(maps, axis=0).astype(np.float32)
     save_nifti(files.input, prepared.image[0], prepared.affine)
     save_nifti(files.map, effect, prepared.affine)
-    _, native_affine, native_shape = _native_grid(image_path)
+    native_affine, native_shape = _native_grid(image_path)
     native = resample_to_canvas(effect, prepared.affine, native_affine, native_shape)
     save_nifti(files.native, native, native_affine)
     regions = top_regions(effect, prepared.image[0], prepared.affine)
@@ -303,10 +309,15 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
     return best["patient_id"], scan.image, int(best["fold"])
 
 
-def _native_grid(image_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    volume, affine = load_volume(image_file(image_path))
-    shape = volume.shape
-    return volume, affine, (int(shape[0]), int(shape[1]), int(shape[2]))
+def _native_grid(image_path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Affine and 3D shape of the patient's image, from its header only (no voxels read)."""
+    header: Any = nib.load(str(image_file(image_path)))
+    shape = header.shape
+    return np.asarray(header.affine, dtype=np.float64), (
+        int(shape[0]),
+        int(shape[1]),
+        int(shape[2]),
+    )
 
 
 def _write_regions(path: Path, regions: list[dict[str, Any]]) -> None:
