@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,18 +12,22 @@ import numpy as np
 import pytest
 
 from tests.conftest import brain_like
+from tests.test_cli import sihnet
 
 TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\n  selection: last\ncross_validation:\n  folds: 2\n"
 
 
-def sihnet(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "sihnet.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+def train_tiny(manifest: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``sihnet train`` with the tiny configuration into ``tmp_path/run``."""
+    (tmp_path / "c.yaml").write_text(TINY)
+    return sihnet(
+        "train",
+        manifest,
+        "--out",
+        tmp_path / "run",
+        "--config",
+        tmp_path / "c.yaml",
+        cache=tmp_path / "cache",
     )
 
 
@@ -96,17 +99,8 @@ def test_bad_image_names_its_row_and_the_rest_is_cached(
     make(bad)
     rows = good_rows(tiny_cohort)
     rows.append({"patient_id": "BAD", "image": str(bad), "label": "1"})
-    (tmp_path / "c.yaml").write_text(TINY)
     manifest = write_manifest(tmp_path / "m.csv", rows)
-    result = sihnet(
-        "train",
-        manifest,
-        "--out",
-        tmp_path / "run",
-        "--config",
-        tmp_path / "c.yaml",
-        cache=tmp_path / "cache",
-    )
+    result = train_tiny(manifest, tmp_path)
     assert result.returncode == 2
     line = result.stderr.strip().splitlines()[-1]
     assert f"row {len(rows) + 1}: bad_{case}.nii.gz: {message}" in line, result.stderr
@@ -127,17 +121,8 @@ def test_a_path_outside_the_manifest_folder_is_allowed_but_reported(
         )
         (tmp_path / folder / name).write_bytes(Path(row["image"]).read_bytes())
         row["image"] = text
-    (tmp_path / "c.yaml").write_text(TINY)
     manifest = write_manifest(tmp_path / "data" / "m.csv", rows)
-    result = sihnet(
-        "train",
-        manifest,
-        "--out",
-        tmp_path / "run",
-        "--config",
-        tmp_path / "c.yaml",
-        cache=tmp_path / "cache",
-    )
+    result = train_tiny(manifest, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "row 3: image lies outside the manifest's folder tree" in result.stderr
     assert result.stderr.count("outside the manifest's folder tree") == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -84,6 +85,27 @@ def _auroc_of_samples(positives: np.ndarray, negatives: np.ndarray, axis: int = 
     return ((difference > 0) + 0.5 * (difference == 0)).mean(axis=(-1, -2))
 
 
+def _bca(
+    samples: tuple[np.ndarray, np.ndarray],
+    statistic: Any,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> tuple[float, float]:
+    """SciPy's BCa bootstrap of a vectorised two-sample statistic (each sample resampled apart)."""
+    result = stats.bootstrap(
+        samples,
+        statistic,
+        method="BCa",
+        n_resamples=resamples,
+        confidence_level=level,
+        vectorized=True,
+        batch=100,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def bootstrap_auroc_ci(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -98,17 +120,7 @@ def bootstrap_auroc_ci(
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
-    result = stats.bootstrap(
-        (scores[labels], scores[~labels]),
-        _auroc_of_samples,
-        method="BCa",
-        n_resamples=resamples,
-        confidence_level=level,
-        vectorized=True,
-        batch=100,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _bca((scores[labels], scores[~labels]), _auroc_of_samples, resamples, level, seed)
 
 
 def bootstrap_difference_ci(
@@ -129,17 +141,8 @@ def bootstrap_difference_ci(
         p, n = positive_index.astype(int), negative_index.astype(int)
         return _auroc_of_samples(a[p], a[n]) - _auroc_of_samples(b[p], b[n])
 
-    result = stats.bootstrap(
-        (np.flatnonzero(labels), np.flatnonzero(~labels)),
-        difference,
-        method="BCa",
-        n_resamples=resamples,
-        confidence_level=level,
-        vectorized=True,
-        batch=100,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    samples = (np.flatnonzero(labels), np.flatnonzero(~labels))
+    return _bca(samples, difference, resamples, level, seed)
 
 
 def wilson_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
