@@ -255,9 +255,10 @@ def convert(
     _echo(convert_lines(summary, out))
     if summary.converted == 0:
         raise SihnetError("no study was converted (see selection.tsv and quarantine.tsv)")
-    if summary.failed or summary.quarantined:
+    if summary.failed or summary.quarantined or summary.uncertain:
         typer.echo(
-            "sihnet: some input was not used; see selection.tsv and quarantine.tsv", err=True
+            "sihnet: some input was not used or a pick is uncertain; see selection.tsv and quarantine.tsv",
+            err=True,
         )
         raise typer.Exit(3)
 

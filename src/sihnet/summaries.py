@@ -52,7 +52,7 @@ def convert_lines(summary: Any, out: Path) -> list[str]:
     """Counts of a ``sihnet convert`` (a :class:`~sihnet.ingest.convert.ConvertSummary`)."""
     return [
         f"{summary.converted} of {summary.studies} studies converted; {summary.failed} not converted, "
-        f"{summary.warnings} with a fallback series, {summary.quarantined} files quarantined",
+        f"{summary.uncertain} with an uncertain pick, {summary.quarantined} files quarantined",
         f"manifest: {out / 'manifest.csv'}",
     ]
 

@@ -57,18 +57,27 @@ def write_series(
     tr_te: tuple[float, float] = (2000.0, 2.5),
     phi: dict[str, str] | None = None,
     origin: tuple[float, float, float] = (-80.0, -110.0, 90.0),
+    rescale: tuple[float, float] | None = None,
+    extra: dict[str, object] | None = None,
+    series_uid: str | None = None,
 ) -> list[Path]:
     """Write ``volume`` (slices, rows, columns) as one series of single-frame files.
 
-    ``spacing`` is (slice, row, column) in mm. Returns the written files in slice order.
+    ``spacing`` is (slice, row, column) in mm. ``rescale`` = (slope, intercept): signed int16
+    stored values with RescaleSlope/RescaleIntercept (as Philips and many scanners export).
+    ``extra``: further attributes by keyword (ScanningSequence, SequenceName, EchoNumbers, …).
+    Returns the written files in slice order.
     """
     folder.mkdir(parents=True, exist_ok=True)
     row, column = (np.asarray(v) for v in PLANES[plane])
     normal = np.cross(row, column)
-    series_uid, study_uid = generate_uid(), study_uid or generate_uid()
+    series_uid, study_uid = series_uid or generate_uid(), study_uid or generate_uid()
     frame_uid = generate_uid()
     data = np.clip(volume, 0, None)
-    data = (data / max(float(data.max()), 1e-6) * 1000).astype(np.uint16)
+    if rescale is None:
+        data = (data / max(float(data.max()), 1e-6) * 1000).astype(np.uint16)
+    else:  # the full signed range, so every stored value matters
+        data = (data / max(float(data.max()), 1e-6) * 30000 - 2000).astype(np.int16)
     files = []
     for k in range(data.shape[0]):
         meta = FileMetaDataset()
@@ -108,7 +117,13 @@ def write_series(
         ds.SliceThickness = f"{spacing[0]:.4f}"
         ds.Rows, ds.Columns = data.shape[1], data.shape[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 0 if rescale is None else 1
+        if rescale is not None:
+            ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:.6g}", f"{rescale[1]:.6g}"
+            ds.RescaleType = "US"
+        for keyword, value in (extra or {}).items():
+            setattr(ds, keyword, value)
         ds.PixelData = data[k].tobytes()
         path = folder / f"IM{k + 1:05d}.dcm"
         ds.save_as(path, enforce_file_format=True)
@@ -122,3 +137,93 @@ def head_volume(shape: tuple[int, int, int] = (40, 48, 44), seed: int = 0) -> np
     grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
     radius = np.sqrt(sum(g**2 for g in grid))
     return ((radius < 0.85) * (1.0 + 0.2 * rng.standard_normal(shape))).astype(np.float32).clip(0)
+
+
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+
+
+def write_multiframe(
+    path: Path,
+    volume: np.ndarray,
+    *,
+    series_uid: str,
+    study_uid: str,
+    description: str = "t1_mprage_sag post",
+    series_number: int = 5,
+    plane: str = "sagittal",
+) -> Path:
+    """Write ``volume`` (frames, rows, columns) as one enhanced-MR multi-frame file (1 mm voxels),
+    with positions and orientation in the functional groups."""
+    row, column = (np.asarray(v) for v in PLANES[plane])
+    normal = np.cross(row, column)
+    data = (np.clip(volume, 0, None) / max(float(volume.max()), 1e-6) * 1000).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ENHANCED_MR_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_MR_STORAGE, meta.MediaStorageSOPInstanceUID
+    for keyword, value in PHI.items():
+        setattr(ds, keyword, value)
+    ds.Modality, ds.StudyInstanceUID, ds.SeriesInstanceUID = "MR", study_uid, series_uid
+    ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = series_number, 1, description
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.MRAcquisitionType, ds.AcquisitionContrast = "3D", "T1"
+    ds.ContrastBolusAgent = "Gadobutrol"
+    ds.AcquisitionDateTime = "19020305101500"
+    orientation, measures = Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [f"{v:.6f}" for v in (*row, *column)]
+    measures.PixelSpacing, measures.SliceThickness = ["1.0", "1.0"], "1.0"
+    shared = Dataset()
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orientation], [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(data.shape[0]):
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [
+            f"{v:.4f}" for v in np.array([-80.0, -110.0, 90.0]) + k * normal
+        ]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.NumberOfFrames = data.shape[0]
+    ds.Rows, ds.Columns = data.shape[1], data.shape[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = data.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def bloat_headers(files: list[Path], vendor: str) -> None:
+    """Add the private data real scanners write to each file's header (values are noise)."""
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    csa_image, csa_series = rng.bytes(12_000), rng.bytes(90_000)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        if vendor == "siemens":
+            ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+            ds.add_new(0x00291010, "OB", csa_image)
+            ds.add_new(0x00291020, "OB", csa_series)
+        else:
+            ds.add_new(0x20050010, "LO", "Philips MR Imaging DD 001")
+            items = []
+            for _ in range(4):
+                item = Dataset()
+                for element in range(0x1000, 0x1000 + 120):
+                    item.add_new(0x20050000 | element, "DS", f"{rng.random():.6f}")
+                inner = Dataset()
+                for element in range(0x1000, 0x1000 + 40):
+                    inner.add_new(0x20010000 | element, "DS", "1.5")
+                item.add_new(0x2005140E, "SQ", [inner])
+                item[0x2005140E].is_undefined_length = True
+                items.append(item)
+            ds.add_new(0x2005140F, "SQ", items)
+            ds[0x2005140F].is_undefined_length = True  # as Philips writes them
+        ds.save_as(path)

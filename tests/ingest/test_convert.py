@@ -17,7 +17,12 @@ import pytest
 from sihnet.ingest.dcm2niix import dcm2niix_binary
 from sihnet.ingest.deid import Pseudonyms
 from sihnet.preprocessing.volume import image_file
-from tests.ingest.dicom_factory import SENTINEL, SENTINELS, head_volume, write_series
+from tests.ingest.dicom_factory import (
+    SENTINEL,
+    SENTINELS,
+    head_volume,
+    write_series,
+)
 from tests.test_cli import sihnet
 
 
@@ -143,12 +148,13 @@ def test_right_series_is_picked_and_explained(converted: dict[str, object]) -> N
     assert by_number[(subject, "1")]["reason"] == "localizer"
     assert (
         by_number[(subject, "2")]["contrast"] == "pre"
-        and by_number[(subject, "2")]["decision"] == "not post-contrast T1"
+        and by_number[(subject, "2")]["decision"] == "not post-contrast"
     )
     assert "derived" in by_number[(subject, "6")]["reason"]
     assert "not MR" in by_number[(subject, "7")]["reason"]
     fallback = next(r for r in selected if r["series_number"] == "3")
-    assert fallback["decision"] == "selected (fallback)" and "no sagittal" in fallback["reason"]
+    assert fallback["decision"] == "selected (uncertain)" and "no sagittal" in fallback["reason"]
+    assert fallback["contrast_evidence"] == "description" and first["contrast_evidence"] == "header"
     assert "'Gd'" in fallback["reason"] or "'gd'" in fallback["reason"]
 
 
@@ -368,7 +374,7 @@ def test_real_files_from_pydicom_and_nibabel_are_converted_or_rejected(tmp_path:
         "3D",
         "176",
     )
-    assert mprage["decision"] == "not post-contrast T1"
+    assert (mprage["weighting"], mprage["decision"]) == ("T1", "not post-contrast")
     uid = pydicom.dcmread(philips / "mprage.dcm", stop_before_pixels=True).StudyInstanceUID
     (tmp_path / "override.csv").write_text(f"study,series_number\n{uid},301\n")
     result = sihnet(
@@ -455,3 +461,95 @@ def test_an_unreadable_file_is_quarantined_without_its_path(
     assert [(q.sha256, q.reason) for q in quarantined] == [
         ("", "unreadable file (PermissionError)")
     ]
+
+
+def test_a_scaled_int16_series_equals_a_direct_dcm2niix_call(tmp_path: Path) -> None:
+    # Philips-style stored values with slope and intercept: nothing may be re-quantised.
+    write_series(tmp_path / "in", head_volume((24, 40, 36), seed=7), rescale=(0.37, -12.5))
+    result = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        cache=tmp_path / "c",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    subprocess.run(
+        [dcm2niix_binary(), "-f", "direct", "-z", "n", "-o", str(tmp_path), str(tmp_path / "in")],
+        check=True,
+        capture_output=True,
+    )
+    direct = nib.load(tmp_path / "direct.nii")
+    ours = nib.load(next((tmp_path / "out").rglob("*_T1w.nii.gz")))
+    assert direct.dataobj.slope != 1 and direct.dataobj.inter != 0  # the case under test
+    assert ours.get_data_dtype() == direct.get_data_dtype()
+    assert (ours.dataobj.slope, ours.dataobj.inter) == (direct.dataobj.slope, direct.dataobj.inter)
+    np.testing.assert_array_equal(ours.get_fdata(), direct.get_fdata())
+
+
+def test_studies_with_only_non_t1_series_after_a_marked_one_convert_nothing(
+    tmp_path: Path,
+) -> None:
+    volume = head_volume((24, 32, 32))
+    non_t1 = {
+        "fieldmap": {"ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"], "ScanningSequence": "GR",
+                     "SequenceName": "*fm2d2r"},
+        "bold": {"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"], "ScanningSequence": "EP"},
+        "dwi": {"ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"],
+                "ScanningSequence": "EP", "DiffusionBValue": 1000.0},
+    }  # fmt: skip
+    for index, (name, extra) in enumerate(non_t1.items()):
+        uid = pydicom.uid.generate_uid()
+        phi = {"PatientID": f"P{index}"}
+        write_series(
+            tmp_path / "in" / name / "flair",
+            volume,
+            plane="axial",
+            description="t2_flair_tra",
+            series_number=2,
+            study_uid=uid,
+            time="101000",
+            phi=phi,
+        )  # contrast-marked (the factory sets ContrastBolusAgent), but a FLAIR
+        write_series(
+            tmp_path / "in" / name / "later", volume, plane="sagittal", description="SERIES 3",
+            series_number=3, study_uid=uid, time="102000", contrast_agent=None, phi=phi,
+            tr_te=(500.0, 7.38), extra=extra,
+        )  # fmt: skip
+    result = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        cache=tmp_path / "c",
+    )  # fmt: skip
+    assert result.returncode == 2 and "no study was converted" in result.stderr
+    assert result.stderr.count("not converted: no post-contrast T1 series") == 3
+    rows = [r for r in read_tsv(tmp_path / "out" / "selection.tsv") if r["series_number"] == "3"]
+    assert sorted(r["weighting"] for r in rows) == ["DWI", "EPI", "field map"]
+    assert all(r["decision"] == "not T1" and "not a T1" in r["reason"] for r in rows)
+    assert not list((tmp_path / "out").rglob("*.nii.gz"))
+
+
+def test_an_uncertain_pick_is_said_and_exits_3(tmp_path: Path) -> None:
+    uid = pydicom.uid.generate_uid()
+    write_series(
+        tmp_path / "in" / "ax",
+        head_volume((10, 32, 32)),
+        plane="axial",
+        description="T1 tra",
+        series_number=2,
+        study_uid=uid,
+        time="101000",
+    )  # marked by its header, but 10 slices: not an input
+    write_series(
+        tmp_path / "in" / "sag", head_volume((24, 32, 32)), description="t1_mprage_sag",
+        series_number=3, study_uid=uid, time="102000", contrast_agent=None,
+    )  # fmt: skip
+    result = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        cache=tmp_path / "c",
+    )  # fmt: skip
+    assert result.returncode == 3 and "uncertain pick" in result.stderr
+    assert "only by acquisition order" in result.stderr
+    picked = next(
+        r for r in read_tsv(tmp_path / "out" / "selection.tsv") if r["series_number"] == "3"
+    )
+    assert (picked["decision"], picked["contrast_evidence"]) == (
+        "selected (uncertain)",
+        "acquisition order",
+    )

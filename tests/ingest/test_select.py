@@ -61,11 +61,18 @@ def test_contrast_from_descriptions(description: str, contrast: str) -> None:
 
 def test_contrast_agent_tag_and_weighting_from_timing() -> None:
     result = assess(
-        series("SAG 3D", ContrastBolusAgent="Gadovist", RepetitionTime=8.0, EchoTime=3.0)
+        series(
+            "SAG 3D",
+            ContrastBolusAgent="Gadovist",
+            ScanningSequence="GR",
+            RepetitionTime=8.0,
+            EchoTime=3.0,
+        )
     )
-    assert (result.contrast, result.weighting) == ("post", "T1")
-    assert assess(series("AX 3D", RepetitionTime=5000.0, EchoTime=90.0)).weighting == "other"
-    assert assess(series("t2_spc_sag")).weighting == "other"
+    assert (result.contrast, result.weighting, result.contrast_evidence) == ("post", "T1", "header")
+    t2 = assess(series("AX 3D", ScanningSequence="SE", RepetitionTime=5000.0, EchoTime=90.0))
+    assert t2.weighting == "T2" and not t2.usable and t2.reason.startswith("T2, not a T1")
+    assert assess(series("t2_spc_sag")).weighting == "T2"
 
 
 @pytest.mark.parametrize(
@@ -106,24 +113,91 @@ def test_choice_prefers_sagittal_3d_then_falls_back_and_override_wins() -> None:
     missing = choose(study, override=99)
     assert missing.chosen is None and "override series 99 not found" in missing.warning
     none = choose(study[:1])
-    assert none.chosen is None and none.warning == "no post-contrast T1 series"
+    assert none.chosen is None
+    assert none.warning == "no post-contrast T1 series (1 T1 without post-contrast evidence)"
 
 
-def test_acquisition_order_marks_later_unknown_series_post() -> None:
+def test_acquisition_order_marks_later_unknown_series_post_but_ranks_below_evidence() -> None:
     study = [
         series("T1 sag post", number=2, MRAcquisitionType="2D"),
         series("T1 MPRAGE sag", number=3),
     ]
     choice = choose(study)
-    assert choice.chosen == 1
-    assert "acquired after a post-contrast series" in choice.decisions[1][0].evidence
+    assert choice.chosen == 0 and choice.warning == ""  # its own description says post
+    later = choice.decisions[1]
+    assert later[1] == "not selected (lower rank)"
+    assert later[0].contrast_evidence == "acquisition order"
+    assert "acquired after a post-contrast series" in later[0].evidence
+
+
+def test_a_marked_t1_beats_a_later_identical_unmarked_one() -> None:
+    study = [
+        series("t1_mprage_sag", number=2, ContrastBolusAgent="Dotarem"),
+        series("t1_mprage_sag", number=3),
+    ]
+    choice = choose(study)
+    assert choice.chosen == 0 and choice.decisions[0] == (choice.decisions[0][0], "selected")
+    assert choice.decisions[0][0].contrast_evidence == "header"
+    assert choice.alternatives == (1,)
+
+
+def test_a_pick_by_acquisition_order_alone_is_uncertain() -> None:
+    study = [
+        series("T1 ax post", AXIAL, 2, slices=12),  # marked, but too few slices to be the input
+        series("t1_mprage_sag", number=3),
+    ]
+    choice = choose(study)
+    assert choice.chosen == 1 and choice.decisions[1][1] == "selected (uncertain)"
+    assert "only by acquisition order" in choice.warning
+
+
+def test_ties_go_to_the_earlier_series() -> None:
+    study = [series("T1 sag post", number=2), series("T1 sag post", number=3)]
+    assert choose(study).chosen == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "kind"),
+    [
+        (
+            "gre_field_mapping",
+            {"ImageType": ["ORIGINAL", "PRIMARY", "P", "ND"], "ScanningSequence": "GR",
+             "RepetitionTime": 500.0, "EchoTime": 7.38, "SequenceName": "*fm2d2r"},
+            "field map",
+        ),
+        (
+            "SERIES 9",  # no words: the coded values must decide
+            {"ImageType": ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"], "ScanningSequence": "EP",
+             "RepetitionTime": 2000.0, "EchoTime": 30.0},
+            "EPI (mosaic)",
+        ),
+        (
+            "SERIES 9",
+            {"ScanningSequence": "EP", "DiffusionBValue": 1000.0, "RepetitionTime": 5000.0,
+             "EchoTime": 80.0},
+            "DWI",
+        ),
+    ],
+)  # fmt: skip
+def test_nothing_but_a_non_t1_after_a_marked_series_is_not_converted(
+    name: str, fields: dict[str, object], kind: str
+) -> None:
+    study = [
+        series("t2_flair_tra", AXIAL, 2, ContrastBolusAgent="Gadovist"),
+        series(name, AXIAL, 3, **fields),
+    ]
+    choice = choose(study)
+    assert choice.chosen is None and choice.warning.startswith("no post-contrast T1 series")
+    assessment, decision = choice.decisions[1]
+    assert decision == "not T1" and assessment.weighting == kind and not assessment.usable
+    assert kind in choice.warning
 
 
 def test_enhanced_mr_contrast_usage_in_the_functional_groups() -> None:
     usage, group = Dataset(), Dataset()
     usage.ContrastBolusAgentAdministered = "YES"
     group.ContrastBolusUsageSequence = [usage]
-    item = series("SAG 3D", RepetitionTime=8.0, EchoTime=3.0)
+    item = series("SAG 3D", ScanningSequence="GR", RepetitionTime=8.0, EchoTime=3.0)
     item.header.SharedFunctionalGroupsSequence = [group]
     assert assess(item).contrast == "post"
     usage.ContrastBolusAgentAdministered = "NO"

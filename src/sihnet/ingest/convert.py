@@ -36,25 +36,29 @@ from sihnet.hashing import file_sha256
 from sihnet.ingest.dcm2niix import convert_series, dcm2niix_version
 from sihnet.ingest.deid import Pseudonyms, allowlisted, clean_image
 from sihnet.ingest.discover import Quarantined, Series, discover
-from sihnet.ingest.select import Choice, choose
+from sihnet.ingest.select import Choice, choose, uncertainty
 
 log = logging.getLogger(__name__)
 
 SELECTION_COLUMNS = (
     "subject", "study", "series_number", "modality", "orientation", "acquisition", "weighting",
-    "contrast", "slices", "decision", "reason",
+    "contrast", "contrast_evidence", "slices", "decision", "reason",
 )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvertSummary:
-    """Counts of a conversion (for the CLI and tests)."""
+    """Counts of a conversion (for the CLI and tests).
+
+    ``uncertain``: studies converted from a series whose pick is uncertain (post-contrast only by
+    acquisition order, or not sagittal).
+    """
 
     studies: int
     converted: int
     failed: int
     quarantined: int
-    warnings: int
+    uncertain: int
 
 
 def _studies(series: Sequence[Series]) -> list[list[Series]]:
@@ -97,6 +101,7 @@ def _selection_rows(
                 "acquisition": assessment.acquisition,
                 "weighting": assessment.weighting,
                 "contrast": assessment.contrast,
+                "contrast_evidence": assessment.contrast_evidence or "none",
                 "slices": str(series.frames),
                 "decision": decision,
                 "reason": reason,
@@ -164,7 +169,7 @@ def run_convert(
         subjects_per_patient[patient] = subjects_per_patient.get(patient, 0) + 1
     selection: list[dict[str, str]] = []
     manifest: list[dict[str, str]] = []
-    converted = failed = warnings = 0
+    converted = failed = uncertain = 0
     matched_labels: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="sihnet-convert-") as scratch:
         for study in studies:
@@ -194,8 +199,10 @@ def run_convert(
             chosen = study[choice.chosen]
             note = "; ".join(n for n in (choice.warning, *errors) if n)
             if choice.warning:
-                warnings += 1
-                log.warning("%s study %d: %s", subject, runs[subject], choice.warning)
+                uncertain += 1
+                log.warning(
+                    "%s study %d: uncertain pick: %s", subject, runs[subject], choice.warning
+                )
             run = f"_run-{runs[subject]}" if subjects_per_patient[patient] > 1 else ""
             relative = Path(subject) / "anat" / f"{subject}_ce-gadolinium{run}_T1w.nii.gz"
             save_image(out / relative, clean_image(image))
@@ -237,7 +244,7 @@ def run_convert(
                 missing,
                 unlabelled,
             )
-    return ConvertSummary(len(studies), converted, failed, len(quarantined), warnings)
+    return ConvertSummary(len(studies), converted, failed, len(quarantined), uncertain)
 
 
 def _convert_choice(
@@ -258,10 +265,12 @@ def _convert_choice(
             errors.append(f"series {study[index].series_number}: {error}")
             decisions[index] = (decisions[index][0], "conversion failed")
             continue
+        warning = choice.warning
         if index != choice.chosen:
+            warning = uncertainty(decisions[index][0])
             decisions[index] = (decisions[index][0], "selected (next candidate)")
         return (
-            dataclasses.replace(choice, chosen=index, decisions=decisions),
+            dataclasses.replace(choice, chosen=index, decisions=decisions, warning=warning),
             image,
             sidecar,
             errors,

@@ -141,7 +141,12 @@ def check_geometry(image: Any, series: Series) -> None:
 def convert_series(
     series: Series, scratch: Path | None = None
 ) -> tuple[nib.Nifti1Image, dict[str, Any]]:
-    """dcm2niix + geometry check for one series; the image is loaded into memory (float data kept as is).
+    """dcm2niix + geometry check for one series; dcm2niix's output kept voxel for voxel.
+
+    The image holds dcm2niix's stored values (e.g. int16) with its slope and intercept set in the
+    header, so saving it writes the same stored values and scaling (loading scaled data as float
+    and saving it under an int16 header would make nibabel choose a new slope: a lossy
+    re-quantisation of e.g. Philips data). Read voxel values from the saved file.
 
     Returns:
         ``(image, sidecar)``: a nibabel image (header not yet cleaned) and dcm2niix's sidecar.
@@ -149,7 +154,8 @@ def convert_series(
     with tempfile.TemporaryDirectory(dir=scratch, prefix="sihnet-dcm-") as temp:
         path, sidecar = run_dcm2niix(series.files, Path(temp))
         loaded: Any = nib.load(str(path))
-        data = np.asarray(loaded.dataobj)
-        image = nib.Nifti1Image(data, loaded.affine, loaded.header)
+        stored = np.asarray(loaded.dataobj.get_unscaled())
+        image = nib.Nifti1Image(stored, loaded.affine, loaded.header)
+        image.header.set_slope_inter(loaded.dataobj.slope, loaded.dataobj.inter)
     check_geometry(image, series)
     return image, sidecar

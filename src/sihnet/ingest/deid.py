@@ -69,6 +69,7 @@ def clean_image(image: Any) -> nib.Nifti1Image:
             header[field] = b""
     header.extensions.clear()
     clean = nib.Nifti1Image(image.dataobj, image.affine, header)
+    clean.header.set_slope_inter(*image.header.get_slope_inter())  # the constructor resets them
     clean.set_qform(image.affine, code=1)
     clean.set_sform(image.affine, code=1)
     return clean

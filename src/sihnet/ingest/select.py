@@ -1,8 +1,9 @@
 """Pick, per study, the series the model was trained on: a sagittal post-contrast T1, 3D preferred.
 
 Every series gets an :class:`Assessment` (orientation, 2D/3D, weighting, contrast and the evidence
-for it, or why it cannot be used); reasons name only DICOM keywords, coded values and matched
-keywords, never a free-text header value, so ``selection.tsv`` carries no PHI.
+for both, or why it cannot be used; see :mod:`sihnet.ingest.classify`); reasons name only DICOM
+keywords, coded values and matched keywords, never a free-text header value, so
+``selection.tsv`` carries no PHI.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sihnet.ingest.classify import contrast_of, description_text, weighting_of
 from sihnet.ingest.discover import Series
 
 MIN_SLICES = 16
@@ -28,24 +30,11 @@ DERIVED_TYPES = (
     "CSA MPR",
     "SUBTRACTION",
 )
-
-# Description keywords (English and German), matched on lower-cased SeriesDescription/ProtocolName.
 LOCALIZER = re.compile(
-    r"locali[sz]er|\bscout|\bsurvey|3[ -]?plane|tri[- ]?pilot|\bpilot|aahead|planung|\bloc\b"
-)
-PRE = re.compile(
-    r"\bpre\b|\bprecontrast|\bnativ|\bnative\b|ohne\s*km|vor\s*km|\bw/?o\s*(?:gd|contrast)|\bnon[- ]?contrast"
-)
-POST = re.compile(
-    r"\bpost|\+\s*c\b|\+\s*gd|\+\s*km|\bgd\b|gado|\bgad\b|\bkm\b|nach\s*km|mit\s*km|\bce\b|contrast|kontrast|\bmdc\b|\bc\+"
-)
-T1 = re.compile(
-    r"t1|mp-?rage|mp\s*rage|spgr|bravo|vibe|\btfl|fl3d|\btfe|\bffe|\bflash|\bmprage|\bse\s*t1"
-)
-NOT_T1 = re.compile(
-    r"t2|flair|\bdwi|diff|\bswi|\btof|\bdti|\badc|\bbold|\bepi\b|perf|\bpd\b|stir|\bt2\*"
+    r"locali[sz]er|(?<![a-z])(?:scout|survey|pilot|aahead|planung|loc)(?![a-z])|3[ -]?plane|tri[- ]?pilot"
 )
 ORIENTATIONS = ("sagittal", "coronal", "axial")
+EXPLICIT_CONTRAST = ("header", "description")  # the series' own evidence, not acquisition order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +42,14 @@ class Assessment:
     """What a series is and whether it can be the model's input.
 
     Attributes:
-        usable: MR image series that is not a localizer, derived, or annotated.
-        orientation: ``sagittal``/``coronal``/``axial``/``oblique?``/``unknown``.
+        usable: an MR image series that is not a localizer, derived, annotated or too short.
+        orientation: ``sagittal``/``coronal``/``axial``/``unknown``.
         acquisition: ``3D``, ``2D`` or ``unknown`` (MRAcquisitionType).
-        weighting: ``T1``, ``other`` or ``unknown``; contrast: ``post``, ``pre`` or ``unknown``.
-        evidence: why the contrast/weighting call was made; reason: why unusable ('' if usable).
+        weighting: ``T1``, the other kind it positively is (``field map``, ``BOLD``, ``FLAIR``, …),
+            or ``unknown``; only ``T1`` can be selected.
+        contrast: ``post``, ``pre`` or ``unknown``; contrast_evidence: which kind of evidence
+            decided it (``header``, ``description``, ``acquisition order``, or '').
+        evidence: why the weighting and contrast calls were made; reason: why unusable ('' if usable).
     """
 
     usable: bool
@@ -67,13 +59,7 @@ class Assessment:
     contrast: str
     evidence: str
     reason: str
-
-
-def _text(series: Series) -> str:
-    header = series.header
-    return " ".join(
-        str(header.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName")
-    ).lower()
+    contrast_evidence: str = ""
 
 
 def orientation_of(cosines: np.ndarray | None) -> str:
@@ -87,49 +73,6 @@ def orientation_of(cosines: np.ndarray | None) -> str:
     return ORIENTATIONS[axis]
 
 
-def _contrast_agent(series: Series) -> bool:
-    header = series.header
-    for key in ("ContrastBolusAgent", "ContrastBolusIngredient"):
-        value = str(header.get(key, "") or "").strip().lower()
-        if value and value not in ("none", "no", "n", "0", "nein", "ohne"):
-            return True
-    groups = [header]
-    for key in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        if header.get(key):
-            groups.append(header.get(key)[0])  # enhanced MR: contrast usage lives in the groups
-    for group in groups:
-        for key in ("ContrastBolusAgentSequence", "ContrastBolusUsageSequence"):
-            if group.get(key):
-                usage = group.get(key)[0]
-                administered = str(usage.get("ContrastBolusAgentAdministered", "YES")).upper()
-                return administered != "NO"
-    return False
-
-
-def _weighting(series: Series, text: str) -> tuple[str, str]:
-    header = series.header
-    if re.search(r"t1(?!\d)", text) or (T1.search(text) and not NOT_T1.search(text)):
-        return "T1", "description"  # an explicit 'T1' wins (e.g. GE's T1-FLAIR)
-    if NOT_T1.search(text):
-        return "other", "description"
-
-    def number(key: str) -> float | None:
-        try:
-            value = header.get(key)
-            return float(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            return None
-
-    tr, te, ti = number("RepetitionTime"), number("EchoTime"), number("InversionTime")
-    if tr is not None and te is not None:
-        if tr <= 800 and te <= 30:
-            return "T1", "TR/TE"
-        if ti is not None and 300 <= ti <= 1300 and tr <= 3000 and te <= 10:
-            return "T1", "TR/TE/TI (MPRAGE-like)"
-        return "other", "TR/TE"
-    return "unknown", ""
-
-
 def assess(series: Series) -> Assessment:
     """Classify one series (see :class:`Assessment`); a header that cannot be parsed is unusable."""
     try:
@@ -141,87 +84,135 @@ def assess(series: Series) -> Assessment:
 
 def _assess(series: Series) -> Assessment:
     header = series.header
-    text = _text(series)
+    text = description_text(header)
     raw_type = header.get("ImageType") or []
     raw_type = str(raw_type).split("\\") if isinstance(raw_type, (str, bytes)) else raw_type
     image_type = [str(v).strip().upper() for v in raw_type]
     orientation = orientation_of(series.orientation)
     acquisition = str(header.get("MRAcquisitionType", "") or "").upper() or "unknown"
     acquisition = acquisition if acquisition in ("2D", "3D") else "unknown"
-    weighting, weighting_evidence = _weighting(series, text)
-    pre, post = PRE.search(text), POST.search(text)
-    if pre:
-        contrast, evidence = "pre", f"description '{pre.group(0).strip()}'"
-    elif _contrast_agent(series):
-        contrast, evidence = "post", "ContrastBolusAgent/Ingredient set"
-    elif post:
-        contrast, evidence = "post", f"description '{post.group(0).strip()}'"
-    else:
-        contrast, evidence = "unknown", ""
-    if weighting_evidence:
-        evidence = "; ".join(e for e in (evidence, f"weighting from {weighting_evidence}") if e)
+    weighting = weighting_of(header, series.echoes)
+    contrast = contrast_of(header)
+    evidence = "; ".join(
+        e
+        for e in (
+            contrast.evidence,
+            f"weighting from {weighting.evidence}" if weighting.evidence else "",
+        )
+        if e
+    )
 
-    def unusable(reason: str) -> Assessment:
-        return Assessment(False, orientation, acquisition, weighting, contrast, evidence, reason)
+    def verdict(reason: str) -> Assessment:
+        return Assessment(
+            not reason,
+            orientation,
+            acquisition,
+            weighting.value,
+            contrast.value,
+            evidence,
+            reason,
+            contrast.kind,
+        )
 
     modality = str(header.get("Modality", "") or "")
     sop_class = str(header.get("SOPClassUID", "") or "")
     if modality != "MR":
-        return unusable(f"modality {modality or 'missing'} (not MR)")
+        return verdict(f"modality {modality or 'missing'} (not MR)")
     if sop_class.startswith(SECONDARY_CAPTURE):
-        return unusable("secondary capture")
+        return verdict("secondary capture")
     if str(header.get("BurnedInAnnotation", "") or "").upper() == "YES":
-        return unusable("burned-in annotation")
+        return verdict("burned-in annotation")
     if "LOCALIZER" in image_type or LOCALIZER.search(text):
-        return unusable("localizer")
+        return verdict("localizer")
     derived = [t for t in image_type if t in DERIVED_TYPES]
     if derived:
-        return unusable(f"derived image (ImageType {'/'.join(derived)})")
+        return verdict(f"derived image (ImageType {'/'.join(derived)})")
     if orientation == "unknown":
-        return unusable("no ImageOrientationPatient")
+        return verdict("no ImageOrientationPatient")
+    if weighting.value not in ("T1", "unknown"):
+        return verdict(f"{weighting.value}, not a T1 ({weighting.evidence})")
     if series.frames < MIN_SLICES:
-        return unusable(f"{series.frames} slices (< {MIN_SLICES}: not a brain volume)")
-    return Assessment(True, orientation, acquisition, weighting, contrast, evidence, "")
+        return verdict(f"{series.frames} slices (< {MIN_SLICES}: not a brain volume)")
+    return verdict("")
 
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """A study's pick: the chosen series index (or None), a warning, and per-series decisions."""
+    """A study's pick: the chosen series index (or None), why it is uncertain, per-series decisions.
+
+    Attributes:
+        warning: why nothing was chosen, or why the choice is uncertain ('' when it is not).
+        alternatives: the other candidates, best first (tried if conversion fails).
+    """
 
     chosen: int | None
     warning: str
     decisions: list[tuple[Assessment, str]]
-    alternatives: tuple[int, ...] = ()  # the other candidates, best first (if conversion fails)
+    alternatives: tuple[int, ...] = ()
 
 
-def _rank(assessment: Assessment, frames: int) -> tuple[int, int, int, int]:
-    return (
-        assessment.orientation == "sagittal",
-        assessment.acquisition == "3D",
-        assessment.weighting == "T1",
-        frames,
-    )
-
-
-def choose(study: Sequence[Series], override: int | None = None) -> Choice:
-    """Pick one series of a study (series in acquisition order).
-
-    Post-contrast T1 only (``unknown`` weighting accepted when post-contrast); a series acquired
-    after a post-contrast series with unknown contrast counts as post-contrast (acquisition order).
-    Ranking: sagittal, then 3D, then a T1 call, then more slices. A non-sagittal pick carries a
-    warning. ``override`` (a SeriesNumber) wins.
-    """
-    assessed = [assess(s) for s in study]
-    seen_post = False
-    for index, assessment in enumerate(assessed):
-        if assessment.contrast == "post" and assessment.usable:
+def _infer_from_order(assessed: list[Assessment]) -> list[Assessment]:
+    """A series saying nothing about contrast, acquired after one whose own header or description
+    says post-contrast, is post-contrast by acquisition order (weaker evidence, ranked lower)."""
+    out, seen_post = [], False
+    for assessment in assessed:
+        if assessment.contrast == "post" and assessment.contrast_evidence in EXPLICIT_CONTRAST:
             seen_post = True
         elif assessment.contrast == "unknown" and seen_post:
             evidence = "; ".join(
                 e for e in ("acquired after a post-contrast series", assessment.evidence) if e
             )
-            assessed[index] = dataclasses.replace(assessment, contrast="post", evidence=evidence)
-    decisions: list[tuple[Assessment, str]] = []
+            assessment = dataclasses.replace(
+                assessment,
+                contrast="post",
+                evidence=evidence,
+                contrast_evidence="acquisition order",
+            )
+        out.append(assessment)
+    return out
+
+
+def _rank(assessment: Assessment, frames: int) -> tuple[int, int, int, int]:
+    """Explicit contrast evidence first, then sagittal, then 3D, then more slices."""
+    return (
+        assessment.contrast_evidence in EXPLICIT_CONTRAST,
+        assessment.orientation == "sagittal",
+        assessment.acquisition == "3D",
+        frames,
+    )
+
+
+def uncertainty(assessment: Assessment) -> str:
+    """Why picking this candidate is uncertain ( when the series' own header says post-contrast
+    and it is sagittal)."""
+    reasons = []
+    if assessment.contrast_evidence not in EXPLICIT_CONTRAST:
+        reasons.append("post-contrast only by acquisition order (the series itself does not say)")
+    if assessment.orientation != "sagittal":
+        reasons.append(
+            f"no sagittal post-contrast T1; fell back to {assessment.orientation} {assessment.acquisition}"
+        )
+    return "; ".join(reasons)
+
+
+def _not_chosen(assessment: Assessment) -> str:
+    if not assessment.usable:
+        return "rejected" if assessment.weighting in ("T1", "unknown") else "not T1"
+    if assessment.weighting != "T1":
+        return "not T1 (weighting not stated)"
+    return "not post-contrast"
+
+
+def choose(study: Sequence[Series], override: int | None = None) -> Choice:
+    """Pick one series of a study (series in acquisition order).
+
+    Only a series that is positively T1-weighted and post-contrast can be picked. Ranking: the
+    series' own contrast evidence (header or description) before acquisition order, then
+    sagittal, 3D and more slices; ties go to the earlier series. A pick resting on acquisition
+    order or on a non-sagittal plane is returned with a warning (uncertain). ``override`` (a
+    SeriesNumber) wins.
+    """
+    assessed = _infer_from_order([assess(s) for s in study])
     if override is not None:
         matches = [i for i, s in enumerate(study) if s.series_number == override]
         if not matches:
@@ -239,34 +230,44 @@ def choose(study: Sequence[Series], override: int | None = None) -> Choice:
     candidates = [
         i
         for i, a in enumerate(assessed)
-        if a.usable and a.contrast == "post" and a.weighting in ("T1", "unknown")
+        if a.usable and a.contrast == "post" and a.weighting == "T1"
     ]
     if not candidates:
         return Choice(
             None,
-            "no post-contrast T1 series",
-            [(a, "rejected" if not a.usable else "not post-contrast T1") for a in assessed],
+            "no post-contrast T1 series (" + _summary(assessed) + ")",
+            [(a, _not_chosen(a)) for a in assessed],
         )
     ranked = sorted(
-        candidates, key=lambda i: (_rank(assessed[i], study[i].frames), i), reverse=True
+        candidates, key=lambda i: (_rank(assessed[i], study[i].frames), -i), reverse=True
     )
     chosen = ranked[0]
-    best = assessed[chosen]
-    warning = ""
-    if best.orientation != "sagittal":
-        warning = (
-            f"no sagittal post-contrast T1; fell back to {best.orientation} {best.acquisition}"
-        )
+    warning = uncertainty(assessed[chosen])
+    decisions = []
     for i, a in enumerate(assessed):
         if i == chosen:
-            decisions.append((a, "selected" if not warning else "selected (fallback)"))
-        elif not a.usable:
-            decisions.append((a, "rejected"))
+            decisions.append((a, "selected (uncertain)" if warning else "selected"))
         elif i in candidates:
             decisions.append((a, "not selected (lower rank)"))
         else:
-            decisions.append((a, "not post-contrast T1"))
+            decisions.append((a, _not_chosen(a)))
     return Choice(chosen, warning, decisions, tuple(ranked[1:]))
+
+
+def _summary(assessed: list[Assessment]) -> str:
+    """What the study held instead, e.g. ``2 T1 without post-contrast evidence, 1 field map``."""
+    counts: dict[str, int] = {}
+    for a in assessed:
+        if not a.usable and a.weighting in ("T1", "unknown"):
+            what = f"unusable ({a.reason.split(' (')[0]})"
+        elif a.weighting == "T1":
+            what = "T1 without post-contrast evidence"
+        elif a.weighting == "unknown":
+            what = "weighting not stated"
+        else:
+            what = a.weighting
+        counts[what] = counts.get(what, 0) + 1
+    return ", ".join(f"{n} {what}" for what, n in counts.items())
 
 
 def read_overrides(path: Path) -> dict[str, int]:
