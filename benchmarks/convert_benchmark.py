@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ingest.dicom_factory import bloat_headers, head_volume, write_series
+from sihnet.synth.dicom import bloat_headers, head_volume, write_series
 
 
 def discovery_rate(root: Path, n_files: int, repeats: int) -> dict[str, object]:

@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sihnet.config import load_config
+from sihnet.config import OcclusionConfig, load_config
+from sihnet.inference import Inference
 from sihnet.interpret.incremental import OccludedForward
 from sihnet.interpret.occlusion import default_batch_size, occlusion_map, windows
-from sihnet.interpret.run import PAPER_PATCH_1MM, scale_to_grid
+from sihnet.interpret.run import scale_to_grid
 from sihnet.models.densenet import build_model
 from sihnet.preprocessing.volume import preprocess_volume
 
@@ -44,7 +45,9 @@ def brain_in_canvas(profile: str) -> tuple[torch.Tensor, tuple[int, int, int]]:
     data[data < 1e-3 * data.max()] = 0  # the template's background holds 1e-45..1e-17
     config = load_config(profile).preprocessing
     prepared = preprocess_volume(data, np.asarray(template.affine), config)
-    return torch.from_numpy(prepared.image), scale_to_grid(PAPER_PATCH_1MM, config.spacing_mm)
+    return torch.from_numpy(prepared.image), scale_to_grid(
+        OcclusionConfig().patch_1mm, config.spacing_mm
+    )
 
 
 def seeded_model() -> torch.nn.Module:
@@ -143,7 +146,9 @@ def quick_size(batch: int) -> dict[str, Any]:
     reference, captum_copies, captum_seconds = captum_map(model, image, patch, batch)
     assert reference is not None
     monai, monai_copies, monai_seconds = monai_map(model, image, patch, batch)
-    bf16 = occlusion_map(model, image, patch, batch_size=batch, precision="bf16")
+    bf16 = occlusion_map(
+        model, image, patch, batch_size=batch, inference=Inference(image.device, "bf16")
+    )
     scale = float(np.abs(reference).max())
     return {
         "shape": list(image.shape[1:]),

@@ -48,12 +48,13 @@ def measure_model(
     size: tuple[int, int, int], precision: str, train: bool, repeats: int
 ) -> dict[str, Any]:
     """Seconds per training step (batch 4) or per inference volume (batch 1)."""
+    from sihnet.inference import Inference
     from sihnet.models.densenet import build_model
-    from sihnet.training.fold import autocast
 
     torch.manual_seed(0)
     model = build_model()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    inference = Inference(device, "bf16" if precision == "bf16" else "fp32")
     model.to(device)
     if train:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -61,7 +62,7 @@ def measure_model(
         labels = torch.tensor([0, 1, 0, 1], device=device)
 
         def step() -> None:
-            with autocast(device, precision):
+            with inference.autocast():
                 logits = model(images)
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             optimizer.zero_grad()
@@ -74,7 +75,7 @@ def measure_model(
         image = torch.rand(1, 1, *size, device=device)
 
         def step() -> None:
-            with torch.inference_mode(), autocast(device, precision):
+            with torch.inference_mode(), inference.autocast():
                 model(image)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -88,17 +89,18 @@ def sihnet_epoch(manifest: Path, cache_dir: Path) -> dict[str, Any]:
     from sihnet.config import load_config
     from sihnet.data.dataset import CachedVolumeDataset
     from sihnet.data.manifest import read_manifest
+    from sihnet.inference import Inference
     from sihnet.models.densenet import build_model
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.augmentation import augment_batch, build_augmentation
-    from sihnet.training.fold import autocast
 
     config = load_config("quick")
     cohort = read_manifest(manifest)
     cache = VolumeCache(cache_dir)
     entries = [cache.get(s.image, config.preprocessing) for s in cohort.scans]  # warm: not timed
     labels = [int(s.label or 0) for s in cohort.scans]
-    model, device = build_model(), torch.device("cpu")
+    model = build_model()
+    inference = Inference.resolve("cpu", config.training.precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     augmentation = build_augmentation(config.augmentation, config.preprocessing.spacing_mm, 0)
 
@@ -108,7 +110,7 @@ def sihnet_epoch(manifest: Path, cache_dir: Path) -> dict[str, Any]:
         )
         for images, targets in loader:
             augmented = augment_batch(images, augmentation)  # outside autocast, as in training
-            with autocast(device, config.training.precision):
+            with inference.autocast():
                 logits = model(augmented)
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
             optimizer.zero_grad()

@@ -1,27 +1,10 @@
-"""Shared fixtures: tiny NIfTI volumes and a tiny synthetic cohort (8 mm, CPU-fast)."""
+"""Shared fixtures: a tiny synthetic cohort (8 mm) and a tiny trained run, made once per session."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
-
-
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
-    """Save ``data`` with ``affine`` (identity by default) and return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
-    return path
-
-
-def brain_like(shape: tuple[int, int, int] = (24, 28, 26), seed: int = 0) -> np.ndarray:
-    """A bright ellipsoid 'head' with texture in a dark field of view."""
-    rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij"))
-    inside = (grid**2).sum(0) < 0.7
-    return (inside * (500 + 100 * rng.random(shape)) + 5 * rng.random(shape)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +13,25 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sihnet.synth.cohort import run_synth
 
     return run_synth(tmp_path_factory.mktemp("cohort"), n=12, seed=3, spacing_mm=8.0, workers=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny cohort trained in process: two folds, one epoch, 32^3 at 8 mm, fp32; evaluated."""
+    from sihnet.config import load_config
+    from sihnet.data.manifest import read_manifest
+    from sihnet.evaluation.run import run_evaluation
+    from sihnet.paths import RunPaths
+    from sihnet.preprocessing.cache import VolumeCache
+    from sihnet.training.run import run_training
+    from tests.helpers import TINY_CONFIG
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    paths = RunPaths(root / "run")
+    config = load_config("quick", overrides=TINY_CONFIG)
+    run_training(config, read_manifest(tiny_cohort), paths, VolumeCache(root / "cache"))
+    run_evaluation(paths)
+    return paths.root
 
 
 @pytest.fixture()

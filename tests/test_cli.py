@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +12,8 @@ import pytest
 from nibabel import orientations
 from sklearn.metrics import roc_auc_score
 
-TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\n  selection: inner\ncross_validation:\n  folds: 2\n"
+from tests.helpers import sihnet, write_config
+
 METRIC_KEYS = {
     "auroc_folds",
     "auroc_mean",
@@ -23,18 +22,8 @@ METRIC_KEYS = {
     "auroc_pooled_ci95",
     "selection",
     "auroc_last_epoch_folds",
+    "folds_missing",
 }
-
-
-def sihnet(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "sihnet.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
 
 
 def assert_run_folder(run: Path, folds: int) -> dict[str, object]:
@@ -59,8 +48,7 @@ def assert_run_folder(run: Path, folds: int) -> dict[str, object]:
 
 
 def test_train_two_folds_one_epoch_then_evaluate(tiny_cohort: Path, tmp_path: Path) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
+    config = write_config(tmp_path / "tiny.yaml", training={"selection": "inner"})
     run = tmp_path / "run"
     result = sihnet(
         "train",
@@ -90,8 +78,7 @@ def test_train_two_folds_one_epoch_then_evaluate(tiny_cohort: Path, tmp_path: Pa
 def test_one_fold_at_a_time_and_evaluate_merges_what_exists(
     tiny_cohort: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY.replace("epochs: 1", "epochs: 1\n  selection: last"))
+    config = write_config(tmp_path / "tiny.yaml")
     run = tmp_path / "run"
     assert (
         sihnet(
@@ -185,11 +172,22 @@ def test_user_errors_are_one_line_without_traceback(
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+COMMANDS = ("synth", "convert", "train", "evaluate", "predict", "occlusion", "bern", "demo")
+
+
 def test_help_lists_the_commands(tmp_path: Path) -> None:
+    import typer
+
+    from sihnet.cli import app
+
+    registered = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert registered == set(COMMANDS)
     result = sihnet("--help", cache=tmp_path)
     assert result.returncode == 0
-    for command in ("synth", "train", "evaluate", "demo"):
-        assert command in result.stdout
+    listed = {
+        line.strip("│ ").split()[0] for line in result.stdout.splitlines() if line.strip("│ ")
+    }
+    assert set(COMMANDS) <= listed  # each command starts a line of the help
 
 
 def test_bern_command_prints_scores_and_writes_the_table(tiny_cohort: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,24 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import brain_like
-from tests.test_cli import sihnet
-
-TINY = "preprocessing:\n  spacing_mm: 8.0\n  size: [32, 32, 32]\ntraining:\n  epochs: 1\n  precision: fp32\n  selection: last\ncross_validation:\n  folds: 2\n"
-
-
-def train_tiny(manifest: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``sihnet train`` with the tiny configuration into ``tmp_path/run``."""
-    (tmp_path / "c.yaml").write_text(TINY)
-    return sihnet(
-        "train",
-        manifest,
-        "--out",
-        tmp_path / "run",
-        "--config",
-        tmp_path / "c.yaml",
-        cache=tmp_path / "cache",
-    )
+from tests.helpers import brain_like, sihnet, train_tiny
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:

@@ -1,6 +1,9 @@
 """Atomic file writes: a temp file in the same folder, fsync, then ``os.replace``.
 
 A kill at any moment leaves either the previous file or the new one, never a half-written file.
+Temporary names carry the writer's host and process ID (``.NAME.HOST-PID.XXXX.tmp``), so a later
+run removes only what a dead process of its own host left, never a live job's file being written
+(several ``--fold`` jobs share a run folder).
 """
 
 from __future__ import annotations
@@ -9,10 +12,47 @@ import contextlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read once: a shared cohort or cache stays readable by the group if umask says so
+HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname().split(".")[0]) or "host"
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folders: list[Path]) -> int:
+    """Delete temporary files that a dead process of this host left in ``folders`` (not below).
+
+    A live process's temporary file, and any file of another host (a cluster node that may still
+    be writing), are kept. Returns how many were removed.
+    """
+    removed = 0
+    for folder in folders:
+        if not Path(folder).is_dir():
+            continue
+        for entry in Path(folder).iterdir():
+            match = TEMPORARY.match(entry.name)
+            if match is None or not entry.is_file() or match["host"] != HOST:
+                continue
+            if not _alive(int(match["pid"])):
+                entry.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -25,13 +65,15 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    prefix = f".{path.name}.{HOST}-{os.getpid()}."
+    handle, temp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(handle)
     temp = Path(temp_name)
     try:
         yield temp
         with open(temp, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temp, 0o666 & ~UMASK)  # mkstemp's 0600 would ignore the user's umask
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -64,3 +106,11 @@ def _json_safe(value: Any) -> Any:
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write strict JSON (indented; NaN written as null) atomically."""
     write_text_atomic(path, json.dumps(_json_safe(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_nifti_atomic(path: Path, image: Any) -> None:
+    """Save a nibabel image atomically; the format follows the name (``.nii`` or ``.nii.gz``)."""
+    import nibabel as nib
+
+    suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
+    write_atomic(Path(path), lambda temp: nib.save(image, str(temp)), suffix=suffix)

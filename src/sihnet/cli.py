@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
+from sihnet.config import OcclusionConfig
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.summaries import (
     convert_lines,
@@ -92,6 +92,19 @@ def synth(
     typer.echo(f"montage:  {manifest.parent / 'montage.png'}")
 
 
+def _record_command(paths: Any) -> None:
+    """Append the command line to ``RUN/train.log`` and log there too (a run's own record)."""
+    import shlex
+    from datetime import datetime, timezone
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(paths.log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    log.info("%s sihnet %s", stamp, shlex.join(sys.argv[1:]))
+
+
 @app.command()
 def train(
     manifest: Annotated[Path, typer.Argument(help="Cohort manifest (CSV/TSV) or BIDS root.")],
@@ -120,13 +133,9 @@ def train(
     SIGINT/SIGTERM finish the current step and exit; the last complete epoch of each fold is saved
     and ``--resume`` continues from it.
     """
-    from sihnet.config import config_from_dict, load_config
+    from sihnet.config import load_config, read_run_config
     from sihnet.data.manifest import read_manifest
-    from sihnet.evaluation.run import run_evaluation
     from sihnet.paths import RunPaths
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
-    from sihnet.training.checkpoint import graceful_interrupt
-    from sihnet.training.run import run_training
 
     paths = RunPaths(out)
     overrides = _overrides(epochs, folds, seed)
@@ -134,10 +143,17 @@ def train(
         overrides["training"] = {**overrides.get("training", {}), "deterministic": True}
     explicit = profile is not None or config is not None or overrides
     if resume and not explicit and paths.config.is_file():
-        experiment = config_from_dict(yaml.safe_load(paths.config.read_text()))
+        experiment = read_run_config(paths.config)
     else:
         experiment = load_config(profile or "paper", config, overrides)
     cohort = read_manifest(manifest, require_labels=True)
+    from sihnet.evaluation.run import run_evaluation
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.training.checkpoint import graceful_interrupt
+    from sihnet.training.run import check_run_folder, run_training
+
+    check_run_folder(paths)
+    _record_command(paths)
     log.info(
         "cohort: %d patients (%d scans); excluded: %d indeterminate, %d SLEC",
         len(cohort.patient_ids),
@@ -154,8 +170,38 @@ def train(
             None if fold is None else [fold],
             resume,
         )
-    metrics = run_evaluation(paths)
-    _echo(metrics_lines(metrics, paths))
+    _echo(metrics_lines(run_evaluation(paths), paths))
+
+
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="auto, cpu, cuda or cuda:N [default: the run's training.device]."
+    ),
+]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option("--precision", help="auto, fp32 or bf16 [default: the run's training.precision]."),
+]
+RequireAllOption = Annotated[
+    bool,
+    typer.Option(
+        "--require-all-folds", help="Refuse a run whose folds are not all finished (default: warn)."
+    ),
+]
+
+
+def _inference(device: str | None, precision: str | None) -> Any:
+    """The ``--device``/``--precision`` flags as an :class:`InferenceConfig` (checked)."""
+    import typing
+
+    from sihnet.config import InferenceConfig, Precision
+
+    if precision is not None and precision not in typing.get_args(Precision):
+        raise SihnetError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise SihnetError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return InferenceConfig(device=device, precision=precision)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -168,6 +214,9 @@ def evaluate(
         ),
     ] = None,
     cache_dir: CacheOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    require_all_folds: RequireAllOption = False,
 ) -> None:
     """Merge the run's completed folds (oof_predictions.csv, metrics.json, roc.png), or score an external cohort."""
     from sihnet.paths import RunPaths
@@ -177,7 +226,9 @@ def evaluate(
         from sihnet.evaluation.external import run_external
         from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
-        metrics = run_external(run, manifest, VolumeCache(cache_dir or default_cache_dir()))
+        settings = _inference(device, precision)
+        cache = VolumeCache(cache_dir or default_cache_dir())
+        metrics = run_external(run, manifest, cache, settings, require_all_folds)
         _echo(external_lines(metrics, paths))
         return
     from sihnet.evaluation.run import run_evaluation
@@ -269,6 +320,9 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="NIfTI files or DICOM folders.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     cache_dir: CacheOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    require_all_folds: RequireAllOption = False,
 ) -> None:
     """Fold-ensemble probability of a CSF-venous fistula per image (research use only)."""
     import json
@@ -276,12 +330,20 @@ def predict(
     from sihnet.interpret.predict import run_predict
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
-    records = run_predict(run, images, cache=VolumeCache(cache_dir or default_cache_dir()))
+    cache = VolumeCache(cache_dir or default_cache_dir())
+    records = run_predict(run, images, _inference(device, precision), cache, require_all_folds)
     _echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
         typer.echo(f"sihnet: {failed} of {len(records)} images could not be scored", err=True)
         raise typer.Exit(2)
+
+
+_OCCLUSION_DEFAULTS = OcclusionConfig()
+
+
+def _voxels_text(voxels: tuple[int, int, int]) -> str:
+    return ",".join(str(v) for v in voxels)
 
 
 @app.command()
@@ -295,17 +357,14 @@ def occlusion(
     patch: Annotated[
         str,
         typer.Option("--patch", help="Zero patch in voxels at 1 mm, scaled to the run's spacing."),
-    ] = "12,13,13",
+    ] = _voxels_text(_OCCLUSION_DEFAULTS.patch_1mm),
     stride: Annotated[
         str | None,
         typer.Option("--stride", help="Window step in voxels at 1 mm [default: the patch]."),
     ] = None,
     target: Annotated[
         str, typer.Option("--target", help="Score of the fistula class: 'logit' or 'probability'.")
-    ] = "logit",
-    precision: Annotated[
-        str, typer.Option("--precision", help="'fp32' (exact) or 'bf16' (faster, approximate).")
-    ] = "fp32",
+    ] = _OCCLUSION_DEFAULTS.target,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -313,31 +372,33 @@ def occlusion(
         ),
     ] = None,
     cache_dir: CacheOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    require_all_folds: RequireAllOption = False,
 ) -> None:
     """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
+    import typing
+
+    from sihnet.config import Target
     from sihnet.interpret.run import parse_voxels, run_occlusion
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
-    if target != "logit" and target != "probability":
+    if target not in typing.get_args(Target):
         raise SihnetError(f"--target must be 'logit' or 'probability', not {target!r}")
-    if precision != "fp32" and precision != "bf16":
-        raise SihnetError(f"--precision must be 'fp32' or 'bf16', not {precision!r}")
-    if batch_size is not None and batch_size < 1:
-        raise SihnetError("--batch-size must be at least 1")
+    if fold != "all" and not fold.isdigit():
+        raise SihnetError(f"--fold must be 'all' or a fold number, not {fold!r}")
     patch_1mm = parse_voxels(patch, "--patch")
     assert patch_1mm is not None
-    record = run_occlusion(
-        run,
-        image,
-        out,
-        fold,
-        patch_1mm,
-        parse_voxels(stride, "--stride"),
-        "probability" if target == "probability" else "logit",
-        "bf16" if precision == "bf16" else "fp32",
-        batch_size,
-        cache=VolumeCache(cache_dir or default_cache_dir()),
+    settings = OcclusionConfig(
+        patch_1mm=patch_1mm,
+        stride_1mm=parse_voxels(stride, "--stride"),
+        target=target,  # type: ignore[arg-type]
+        fold=None if fold == "all" else int(fold),
+        batch_size=batch_size,
     )
+    cache = VolumeCache(cache_dir or default_cache_dir())
+    inference = _inference(device, precision)
+    record = run_occlusion(run, image, out, settings, inference, cache, require_all_folds)
     _echo(occlusion_lines(record, out))
 
 
@@ -378,7 +439,8 @@ def demo(
     typer.echo(
         f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
     )
-    record = run_occlusion(paths.root, image, out / "occlusion", str(fold), cache=cache)
+    settings = OcclusionConfig(fold=fold)
+    record = run_occlusion(paths.root, image, out / "occlusion", settings, cache=cache)
     _echo(occlusion_lines(record, out / "occlusion"))
 
 

@@ -8,6 +8,8 @@ result to ``RUN/config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,7 +22,9 @@ from sihnet.errors import SihnetError
 
 Selection = Literal["inner", "paper", "last"]
 Splitter = Literal["stratified_group", "group"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
+Target = Literal["logit", "probability"]
+SPACING_RANGE_MM = (0.05, 20.0)  # voxel sizes accepted for images and for the model input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +84,12 @@ class TrainingConfig:
             epoch; unbiased), ``paper`` (best AUROC on the validation fold itself; optimistic),
             ``last`` (last epoch).
         inner_validation_fraction: share of training patients held out for ``inner`` selection.
-        precision: ``bf16`` autocast (CPU with AVX-512 bf16, or GPU) or ``fp32``.
+        precision: ``fp32``, ``bf16`` autocast, or ``auto`` (bf16 where the device computes it
+            natively, else fp32; see :mod:`sihnet.inference`). Also the precision the run's
+            models are applied in afterwards (predict, evaluate, occlusion), unless overridden.
         class_weighting: cross-entropy weighted by inverse class ratios of the training fold.
-        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda[:N]``.
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda[:N]``; also where the run's models
+            are applied afterwards, unless overridden.
         threads: CPU threads for torch; 0 = all cores.
         deterministic: deterministic GPU kernels (slower); CPU training is deterministic anyway.
     """
@@ -120,6 +127,51 @@ class ExperimentConfig:
     training: TrainingConfig = TrainingConfig()
     cross_validation: CrossValidationConfig = CrossValidationConfig()
 
+    def fold_seed(self, fold: int) -> int:
+        """Seed of fold ``fold``'s initialisation, augmentation, loader and inner split."""
+        return self.seed * 1000 + fold
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """How a trained run's models are applied (``predict``, ``evaluate --manifest``,
+    ``occlusion``); ``None`` takes the run's ``training.device`` / ``training.precision``."""
+
+    device: str | None = None
+    precision: Precision | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionConfig:
+    """An occlusion sweep (the paper's Figure 3).
+
+    Attributes:
+        patch_1mm: the zero patch in voxels at 1 mm (the paper's 12x13x13), scaled to the run's
+            spacing (3x3x3 at 4 mm).
+        stride_1mm: window step in voxels at 1 mm; ``None`` = the patch (non-overlapping).
+        target: the fistula ``logit`` or its softmax ``probability``.
+        fold: one fold model, or ``None`` for the mean map of every fold model.
+        batch_size: occluded copies per forward pass; ``None`` = from free memory.
+    """
+
+    patch_1mm: tuple[int, int, int] = (12, 13, 13)
+    stride_1mm: tuple[int, int, int] | None = None
+    target: Target = "logit"
+    fold: int | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        stride = self.stride_1mm or self.patch_1mm
+        if min(self.patch_1mm) < 1 or min(stride) < 1:
+            raise SihnetError("occlusion patch and stride must be positive voxel counts")
+        if any(s > p for s, p in zip(stride, self.patch_1mm, strict=True)):
+            raise SihnetError(
+                f"occlusion stride {list(stride)} must not exceed the patch {list(self.patch_1mm)} "
+                "(voxels would be left unoccluded)"
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SihnetError("occlusion batch size must be at least 1")
+
 
 # Overrides of the paper recipe. ``quick``: the whole demo on a 2-core CPU in ~15 minutes, chosen
 # so the synthetic cohort is still learnt (README "The recipe"): 4 mm (5 mm learnt worse), 16
@@ -132,7 +184,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "training": {
             "epochs": 16,
             "restart_epochs": 16,
-            "precision": "bf16",
+            "precision": "auto",
             "learning_rate": 5e-4,
             "selection": "last",
         },
@@ -224,11 +276,41 @@ def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return listify(dataclasses.asdict(config))
 
 
+MAX_SIZE_VOXELS = 1024  # per axis of the model input
+
+
 def _validate(config: ExperimentConfig) -> None:
     prep, train, cv = config.preprocessing, config.training, config.cross_validation
-    if not 0.05 <= prep.spacing_mm <= 20:
+    if not 0 < prep.upper_percentile <= 100:
         raise SihnetError(
-            f"config: preprocessing.spacing_mm {prep.spacing_mm} is outside 0.05–20 mm"
+            f"config: preprocessing.upper_percentile must be in (0, 100], got {prep.upper_percentile}"
+        )
+    if any(s > MAX_SIZE_VOXELS for s in prep.size):
+        raise SihnetError(
+            f"config: preprocessing.size {list(prep.size)} exceeds {MAX_SIZE_VOXELS} voxels per axis"
+        )
+    if not (math.isfinite(train.learning_rate) and train.learning_rate > 0):
+        raise SihnetError(
+            f"config: training.learning_rate must be a positive number, got {train.learning_rate}"
+        )
+    if not (math.isfinite(train.weight_decay) and train.weight_decay >= 0):
+        raise SihnetError(
+            f"config: training.weight_decay must be a non-negative number, got {train.weight_decay}"
+        )
+    if train.threads < 0 or not 0 <= config.seed < 2**31:
+        raise SihnetError("config: training.threads and seed must be non-negative (seed < 2^31)")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", train.device):
+        raise SihnetError(
+            f"config: training.device must be auto, cpu, cuda or cuda:N, got {train.device!r}"
+        )
+    augmentation = dataclasses.asdict(config.augmentation)
+    for name, value in augmentation.items():
+        if name.endswith("_prob") and not 0 <= value <= 1:
+            raise SihnetError(f"config: augmentation.{name} must be in [0, 1], got {value}")
+    low, high = SPACING_RANGE_MM
+    if not low <= prep.spacing_mm <= high:
+        raise SihnetError(
+            f"config: preprocessing.spacing_mm {prep.spacing_mm} is outside {low}–{high} mm"
         )
     if any(s < 32 for s in prep.size):
         # DenseNet-121 halves the grid five times; below 32 voxels an axis vanishes.
@@ -264,14 +346,7 @@ def load_config(
         raise SihnetError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
     values: dict[str, Any] = _merge({"profile": profile}, PROFILES[profile])
     if config_file is not None:
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-        except OSError as error:
-            raise SihnetError(f"cannot read config file {config_file}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise SihnetError(f"config file {config_file} is not valid YAML: {error}") from None
-        if not isinstance(loaded, Mapping):
-            raise SihnetError(f"config file {config_file} must hold a mapping of keys")
+        loaded = read_yaml_mapping(Path(config_file), "config file")
         if "profile" in loaded and loaded["profile"] != profile:
             if loaded["profile"] not in PROFILES:
                 raise SihnetError(
@@ -283,6 +358,28 @@ def load_config(
     config: ExperimentConfig = _build(ExperimentConfig, values, "")
     _validate(config)
     return config
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping, or one line saying why it cannot be read."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise SihnetError(f"cannot read {what} {Path(path).name}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise SihnetError(f"{what} {Path(path).name} is not a text file") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise SihnetError(f"{what} {Path(path).name} is not valid YAML{line}") from None
+    if not isinstance(loaded, Mapping):
+        raise SihnetError(f"{what} {Path(path).name} must hold a mapping of keys")
+    return dict(loaded)
+
+
+def read_run_config(path: Path) -> ExperimentConfig:
+    """The resolved configuration a run folder holds (``RUN/config.yaml``)."""
+    return config_from_dict(read_yaml_mapping(Path(path), "run configuration"))
 
 
 def config_from_dict(values: Mapping[str, Any]) -> ExperimentConfig:

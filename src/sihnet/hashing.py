@@ -29,3 +29,8 @@ def tree_sha256(path: Path) -> str:
         digest.update(str(file.relative_to(path)).encode())
         _update(digest, file)
     return digest.hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    """Hex SHA-256 of a text (UTF-8): cache keys."""
+    return hashlib.sha256(text.encode()).hexdigest()

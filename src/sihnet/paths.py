@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from sihnet.config import ExperimentConfig, read_run_config
+from sihnet.errors import SihnetError
+
 
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
     """The run folder layout of DESIGN.md.
 
-    ``RUN/config.yaml, splits.json, fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,
-    summary.json}, oof_predictions.csv, metrics.json, roc.png, roc_vs_bern.png, reliability.png, report.html``; K counts from 0.
+    ``RUN/config.yaml, splits.json, cohort.json, train.log, fold_K/{best.safetensors,last.pt,
+    history.csv,predictions.csv,summary.json}, oof_predictions.csv, metrics.json, roc.png,
+    roc_vs_bern.png, reliability.png``; K counts from 0.
     """
 
     root: Path
@@ -19,6 +23,16 @@ class RunPaths:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    def read_config(self) -> ExperimentConfig:
+        """The configuration the run was trained with.
+
+        Raises:
+            SihnetError: not a run folder, or its ``config.yaml`` is damaged.
+        """
+        if not self.config.is_file():
+            raise SihnetError(f"{self.root.name}: not a sihnet run folder (no config.yaml)")
+        return read_run_config(self.config)
 
     @property
     def splits(self) -> Path:
@@ -72,9 +86,10 @@ class RunPaths:
         return self.root / "reliability.png"
 
     @property
-    def report(self) -> Path:
-        return self.root / "report.html"
-
-    @property
     def log(self) -> Path:
+        """Every training command's log lines, appended (the command line first)."""
         return self.root / "train.log"
+
+    def finished_folds(self, n_folds: int) -> list[int]:
+        """Folds of ``0..n_folds-1`` whose training finished (their ``summary.json`` exists)."""
+        return [k for k in range(n_folds) if self.fold_summary(k).is_file()]

@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sihnet.paths import RunPaths
 
+if TYPE_CHECKING:  # results types only; the commands import the stages lazily
+    from sihnet.evaluation.run import RunMetrics
+    from sihnet.ingest.convert import ConvertSummary
+    from sihnet.interpret.run import OcclusionRecord
 
-def metrics_lines(metrics: dict[str, Any], paths: RunPaths) -> list[str]:
+
+def metrics_lines(metrics: RunMetrics, paths: RunPaths) -> list[str]:
     """A run's cross-validated AUROC, its comparison with the Bern score, and the files written."""
-    low, high = metrics["auroc_pooled_ci95"]
-    lines = [
-        f"folds {metrics['folds_evaluated']}: AUROC mean {metrics['auroc_mean']:.4f} ± {metrics['auroc_std']:.4f} "
-        f"(selection '{metrics['selection']}'); pooled OOF {metrics['auroc_pooled']:.4f} "
-        f"[95% CI {low:.3f}–{high:.3f}]"
-        if low is not None
-        else f"folds {metrics['folds_evaluated']}: pooled OOF AUROC {metrics['auroc_pooled']}"
-    ]
-    bern = metrics.get("bern") or {}
-    if "auroc_bern" in bern:
+    low, high = metrics.auroc_pooled_ci95
+    if low is not None and low == low:
+        head = (
+            f"folds {metrics.folds_evaluated}: AUROC mean {metrics.auroc_mean:.4f} ± {metrics.auroc_std:.4f} "
+            f"(selection '{metrics.selection}'); pooled OOF {metrics.auroc_pooled:.4f} "
+            f"[95% CI {low:.3f}–{high:.3f}]"
+        )
+    else:
+        head = f"folds {metrics.folds_evaluated}: pooled OOF AUROC {metrics.auroc_pooled:.4f}"
+    lines = [head]
+    if metrics.folds_missing:
+        lines.append(f"folds {metrics.folds_missing} are not finished and were left out")
+    bern = metrics.bern
+    if bern is not None and bern.compared:
+        assert bern.auroc_bern_ci95 is not None
         lines.append(
-            f"vs Bern score on {bern['n_patients']} patients: model {bern['auroc_model']:.4f}, "
-            f"Bern {bern['auroc_bern']:.4f} [{bern['auroc_bern_ci95'][0]:.3f}–{bern['auroc_bern_ci95'][1]:.3f}], "
-            f"difference {bern['auroc_difference']:+.4f}, DeLong p = {bern['delong_p']:.3g}"
+            f"vs Bern score on {bern.n_patients} patients: model {bern.auroc_model:.4f}, "
+            f"Bern {bern.auroc_bern:.4f} [{bern.auroc_bern_ci95[0]:.3f}–{bern.auroc_bern_ci95[1]:.3f}], "
+            f"difference {bern.auroc_difference:+.4f}, DeLong p = {bern.delong_p:.3g}"
         )
     lines += [f"metrics: {paths.metrics}", f"roc:     {paths.roc_plot}"]
-    if "auroc_bern" in bern:
+    if bern is not None and bern.compared:
         lines.append(f"vs Bern: {paths.roc_vs_bern_plot}")
     return lines
 
@@ -48,8 +58,8 @@ def external_lines(metrics: dict[str, Any], paths: RunPaths) -> list[str]:
     return lines
 
 
-def convert_lines(summary: Any, out: Path) -> list[str]:
-    """Counts of a ``sihnet convert`` (a :class:`~sihnet.ingest.convert.ConvertSummary`)."""
+def convert_lines(summary: ConvertSummary, out: Path) -> list[str]:
+    """Counts of a ``sihnet convert``."""
     return [
         f"{summary.converted} of {summary.studies} studies converted; {summary.failed} not converted, "
         f"{summary.uncertain} with an uncertain pick, {summary.quarantined} files quarantined",
@@ -66,18 +76,18 @@ def prediction_lines(records: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append(
                 f"{record['image']}: P(fistula) = {record['probability']:.3f} "
-                f"(SD over {len(record['folds'])} fold models {record['probability_sd']:.3f})"
+                f"(SD over {len(record['fold_probabilities'])} fold models {record['probability_sd']:.3f})"
             )
     return [*lines, "research use only; not a diagnostic device"]
 
 
-def occlusion_lines(record: dict[str, Any], out: Path) -> list[str]:
+def occlusion_lines(record: OcclusionRecord, out: Path) -> list[str]:
     """Forwards and time of an occlusion map, its three strongest regions, the figure."""
     lines = [
-        f"occlusion map: {record['forwards']} forwards over {len(record['folds'])} fold(s), "
-        f"{record['seconds']:.1f} s; patch {record['patch_voxels']} voxels of {record['grid']['spacing_mm']} mm"
+        f"occlusion map: {record.forwards} forwards over {len(record.folds)} fold(s), "
+        f"{record.seconds:.1f} s ({record.precision}); patch {record.patch_voxels} voxels of {record.grid['spacing_mm']} mm"
     ]
-    for row in record["regions"][:3]:
+    for row in record.regions[:3]:
         lines.append(
             f"  #{row['rank']} {row['sign']}: peak {row['peak']:+.4g} at "
             f"({row['x_mm']}, {row['y_mm']}, {row['z_mm']}) mm, {row['location']}"

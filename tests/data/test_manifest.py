@@ -5,7 +5,7 @@ import pytest
 
 from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
-from tests.conftest import write_nifti
+from tests.helpers import write_nifti
 
 HEADER = "patient_id,image,label\n"
 

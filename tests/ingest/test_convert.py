@@ -16,14 +16,14 @@ import pytest
 
 from sihnet.ingest.dcm2niix import dcm2niix_binary
 from sihnet.ingest.deid import Pseudonyms
-from sihnet.preprocessing.volume import image_file
-from tests.ingest.dicom_factory import (
+from sihnet.preprocessing.cache import VolumeCache
+from sihnet.synth.dicom import (
     SENTINEL,
     SENTINELS,
     head_volume,
     write_series,
 )
-from tests.test_cli import sihnet
+from tests.helpers import sihnet
 
 
 def build_export(root: Path) -> dict[str, Path]:
@@ -314,17 +314,16 @@ def test_mapping_table_pseudonyms_and_its_place(tmp_path: Path) -> None:
     )
 
 
-def test_dicom_folder_works_where_an_image_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SIHNET_CACHE_DIR", str(tmp_path / "cache"))
+def test_dicom_folder_works_where_an_image_does(tmp_path: Path) -> None:
+    cache = VolumeCache(tmp_path / "cache")
     folder = tmp_path / f"{SENTINEL}_patient"
     write_series(folder, head_volume((24, 32, 32)))
-    first = image_file(folder)
+    first = cache.nifti_of(folder)
     assert first.is_file() and SENTINEL not in str(first)
+    assert first.parent == tmp_path / "cache" / "dicom"  # under the cache's own root
     mtime = first.stat().st_mtime_ns
-    assert image_file(folder) == first and first.stat().st_mtime_ns == mtime  # converted once
-    assert image_file(tmp_path / "x.nii.gz") == tmp_path / "x.nii.gz"
+    assert cache.nifti_of(folder) == first and first.stat().st_mtime_ns == mtime  # converted once
+    assert cache.nifti_of(tmp_path / "x.nii.gz") == tmp_path / "x.nii.gz"
 
 
 def test_real_files_from_pydicom_and_nibabel_are_converted_or_rejected(tmp_path: Path) -> None:
@@ -391,24 +390,22 @@ def _key(folder: Path) -> Path:
     return key
 
 
-def test_dicom_folder_in_a_manifest_is_cached_for_training(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dicom_folder_in_a_manifest_is_cached_for_training(tmp_path: Path) -> None:
     from sihnet.config import load_config
     from sihnet.data.manifest import read_manifest
-    from sihnet.preprocessing.cache import VolumeCache, read_cached
+    from sihnet.preprocessing.cache import read_cached
 
-    monkeypatch.setenv("SIHNET_CACHE_DIR", str(tmp_path / "cache"))
     write_series(tmp_path / "p1" / "dicom", head_volume((40, 48, 44)))
     (tmp_path / "manifest.csv").write_text("patient_id,image,label\np1,p1/dicom,1\n")
     scan = read_manifest(tmp_path / "manifest.csv").scans[0]
-    cache = VolumeCache(tmp_path / "cache")
+    cache = VolumeCache(tmp_path / "cache")  # no SIHNET_CACHE_DIR: the cache's own root is used
     config = load_config("quick").preprocessing
     entry = cache.get(scan.image, config)
     assert (
         read_cached(entry).image.shape == (1, *config.size)
         and float(read_cached(entry).image.max()) > 0
     )
+    assert list((tmp_path / "cache" / "dicom").glob("*.nii.gz"))
     assert cache.get(scan.image, config) == entry and (cache.hits, cache.misses) == (1, 1)
 
 

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from sihnet.ingest.discover import SELECTION_TAGS, discover, read_header
-from tests.ingest.dicom_factory import bloat_headers, head_volume, write_multiframe, write_series
+from sihnet.synth.dicom import bloat_headers, head_volume, write_multiframe, write_series
 
 
 @pytest.mark.parametrize("vendor", ["siemens", "philips"])

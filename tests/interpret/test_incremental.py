@@ -6,7 +6,7 @@ import numpy as np
 
 from sihnet.interpret.incremental import densenet_units
 from sihnet.interpret.occlusion import occlusion_map
-from tests.interpret.test_occlusion import randomised_densenet, volume
+from tests.helpers import randomised_densenet, volume
 
 
 def test_incremental_inference_equals_plain_forwards() -> None:

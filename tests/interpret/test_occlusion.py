@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from sihnet.inference import Inference
 from sihnet.interpret.occlusion import occlusion_map, window_starts
-from sihnet.models.densenet import build_model
+from tests.helpers import randomised_densenet, volume
 
 BOX = (slice(4, 8), slice(8, 12), slice(0, 4))
 
@@ -23,26 +24,6 @@ class BoxModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inside = x[(slice(None), 0, *BOX)].flatten(1).sum(1) * self.scale
         return torch.stack([torch.zeros_like(inside), inside], 1)
-
-
-def randomised_densenet() -> nn.Module:
-    """DenseNet-121 with non-trivial BatchNorm statistics, so that the map is not flat."""
-    torch.manual_seed(0)
-    model = build_model()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
-def volume(shape: tuple[int, int, int] = (32, 32, 32), seed: int = 0) -> torch.Tensor:
-    """A positive volume whose first quarter along x is exactly zero (background): (1, X, Y, Z)."""
-    image = torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed)) + 0.1
-    image[:, : shape[0] // 4] = 0
-    return image
 
 
 def test_window_placement_is_captums() -> None:
@@ -109,7 +90,7 @@ def test_map_equals_captum_occlusion(
     assert ours.forwards < ours.windows  # all-zero windows were skipped
 
 
-def test_probability_target_and_bf16_are_close_to_fp32() -> None:
+def test_probability_target_is_the_softmax_of_the_fistula_logit() -> None:
     model, image = randomised_densenet(), volume(seed=2)
     logit = occlusion_map(model, image, (8, 8, 8), target="logit")
     probability = occlusion_map(model, image, (8, 8, 8), target="probability")
@@ -117,8 +98,18 @@ def test_probability_target_and_bf16_are_close_to_fp32() -> None:
         expected = torch.softmax(model(image[None]), 1)[0, 1]
     assert probability.base_score == pytest.approx(float(expected), rel=1e-5)
     assert np.abs(probability.map).max() > 0 and not np.allclose(probability.map, logit.map)
-    bf16 = occlusion_map(model, image, (8, 8, 8), precision="bf16")
-    assert np.isfinite(bf16.map).all() and bf16.map.shape == logit.map.shape
+
+
+def test_bf16_map_approximates_the_fp32_map() -> None:
+    model, image = randomised_densenet(), volume(seed=2)
+    fp32 = occlusion_map(model, image, (16, 16, 16))
+    bf16 = occlusion_map(
+        model, image, (16, 16, 16), inference=Inference(torch.device("cpu"), "bf16")
+    )
+    error = np.abs(bf16.map - fp32.map).max()
+    assert 0 < error < 0.1 * np.abs(fp32.map).max()  # bf16 was used, and stays close
+    assert np.corrcoef(bf16.map.ravel(), fp32.map.ravel())[0, 1] > 0.95
+    assert bf16.base_score == pytest.approx(fp32.base_score, abs=0.01)
 
 
 def test_zero_image_runs_no_forward_and_relu_modules_are_restored() -> None:
@@ -128,6 +119,11 @@ def test_zero_image_runs_no_forward_and_relu_modules_are_restored() -> None:
     assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
 
 
-def test_stride_larger_than_patch_is_refused() -> None:
-    with pytest.raises(ValueError, match="stride"):
-        occlusion_map(BoxModel(), volume((16, 16, 16)), (2, 2, 2), (4, 4, 4))
+def test_stride_larger_than_patch_is_refused_from_users_and_clipped_in_the_sweep() -> None:
+    from sihnet.config import OcclusionConfig
+    from sihnet.errors import SihnetError
+
+    with pytest.raises(SihnetError, match="must not exceed the patch"):
+        OcclusionConfig(patch_1mm=(2, 2, 2), stride_1mm=(4, 4, 4))
+    result = occlusion_map(BoxModel(), volume((16, 16, 16)), (2, 2, 2), (4, 4, 4))
+    assert result.stride == (2, 2, 2) and result.windows == 8**3

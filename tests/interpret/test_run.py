@@ -11,32 +11,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from sihnet.config import load_config
 from sihnet.data.manifest import read_manifest
-from sihnet.evaluation.run import run_evaluation
 from sihnet.interpret.run import demo_patient, scale_to_grid, top_regions
 from sihnet.paths import RunPaths
-from sihnet.preprocessing.cache import VolumeCache
-from sihnet.training.run import run_training
-from tests.test_cli import sihnet
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two folds, one epoch, 32^3 at 8 mm."""
-    root = tmp_path_factory.mktemp("occlusion_run")
-    config = load_config(
-        "quick",
-        overrides={
-            "preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]},
-            "training": {"epochs": 1, "precision": "fp32", "selection": "last"},
-            "cross_validation": {"folds": 2},
-        },
-    )
-    paths = RunPaths(root / "run")
-    run_training(config, read_manifest(tiny_cohort), paths, VolumeCache(root / "cache"))
-    run_evaluation(paths)
-    return root / "run"
+from tests.helpers import one_line_error, sihnet
 
 
 def test_scale_to_grid() -> None:
@@ -108,11 +86,15 @@ def test_one_fold_and_its_map_differs_from_the_other(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fold", "7"], "--fold must be 'all' or one of [0, 1]"),
+        (["--fold", "7"], "--fold must be one of the finished folds [0, 1], not 7"),
+        (["--fold", "x"], "--fold must be 'all' or a fold number"),
         (["--patch", "12,x,13"], "--patch must be three positive integers"),
-        (["--patch", "8", "--stride", "16"], "--stride must not exceed --patch"),
+        (["--patch", "8", "--stride", "16"], "stride [16, 16, 16] must not exceed the patch"),
         (["--target", "auc"], "--target must be"),
         (["--precision", "fp8"], "--precision must be"),
+        (["--device", "tpu"], "--device must be"),
+        (["--device", "cuda:7"], "this machine has 0 CUDA device(s)"),
+        (["--batch-size", "0"], "batch size must be at least 1"),
     ],
 )
 def test_bad_options_are_one_line(
@@ -120,8 +102,7 @@ def test_bad_options_are_one_line(
 ) -> None:
     image = tiny_cohort.parent / "images" / "synth-001.nii.gz"
     result = sihnet("occlusion", tiny_run, image, "--out", tmp_path / "o", *args, cache=tmp_path)
-    assert result.returncode == 2 and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert message in one_line_error(result)
 
 
 def test_tampered_weights_and_bad_image_are_refused(
@@ -167,54 +148,29 @@ def test_demo_patient_is_a_held_out_fistula_case(tiny_run: Path, tiny_cohort: Pa
     assert labels[patient] == "1"
 
 
-def test_predict_scores_good_images_and_names_the_bad_one(
+def test_a_larger_patch_than_the_image_occludes_it_whole(
     tiny_run: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:
-    from tests.ingest.dicom_factory import head_volume, write_series
-
-    images = tiny_cohort.parent / "images"
-    bad = tmp_path / "bad.nii.gz"
-    bad.write_bytes(b"oops")
-    dicom = tmp_path / "dicom"
-    write_series(dicom, head_volume((40, 48, 44)))
+    image = tiny_cohort.parent / "images" / "synth-001.nii.gz"
     result = sihnet(
-        "predict", tiny_run, images / "synth-001.nii.gz", bad, dicom, "--json", cache=tmp_path / "c"
+        "occlusion", tiny_run, image, "--out", tmp_path / "o", "--patch", "400", cache=tmp_path
     )
-    assert result.returncode == 2 and "1 of 3 images could not be scored" in result.stderr
-    records = json.loads(result.stdout)
-    assert [r["image"] for r in records] == [
-        "#1 synth-001.nii.gz",
-        "#2 bad.nii.gz",
-        "#3 (DICOM folder)",
-    ]
-    assert 0 <= records[0]["probability"] <= 1 and set(records[0]["folds"]) == {"0", "1"}
-    assert "cannot read NIfTI" in records[1]["error"] and 0 <= records[2]["probability"] <= 1
-
-
-def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_path: Path) -> None:
-    from sihnet.synth.cohort import run_synth
-
-    external = run_synth(tmp_path / "external", n=10, seed=11, spacing_mm=8.0, workers=1)
-    result = sihnet("evaluate", tiny_run, "--manifest", external, cache=tmp_path / "c")
     assert result.returncode == 0, result.stderr
-    assert "external cohort cohort: 10 patients, AUROC" in result.stdout
-    folder = tiny_run / "external" / "cohort"
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["n_patients"] == 10 and len(metrics["auroc_fold_models"]) == 2
-    assert (
-        0 <= metrics["auroc"] <= 1
-        and metrics["auroc_ci95"][0] <= metrics["auroc"] <= metrics["auroc_ci95"][1]
+    record = json.loads((tmp_path / "o" / "occlusion.json").read_text())
+    assert record["forwards"] == 2 and record["patch_voxels"] == [32, 32, 32]
+
+
+def test_out_must_be_a_folder_of_occlusion_outputs(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    image = tiny_cohort.parent / "images" / "synth-001.nii.gz"
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in one_line_error(
+        sihnet("occlusion", tiny_run, image, "--out", tmp_path / "file", cache=tmp_path)
     )
-    assert metrics["operating_point"]["thresholds"] and "bern" in metrics
-    rows = list(csv.DictReader((folder / "predictions.csv").open()))
-    assert len(rows) == 10 and list(rows[0]) == [
-        "patient_id",
-        "label",
-        "probability",
-        "probability_fold_0",
-        "probability_fold_1",
-    ]
-    mean = (float(rows[0]["probability_fold_0"]) + float(rows[0]["probability_fold_1"])) / 2
-    assert float(rows[0]["probability"]) == pytest.approx(mean, abs=1e-5)
-    assert (folder / "roc.png").is_file() and (folder / "reliability.png").is_file()
-    assert (tiny_run / "metrics.json").is_file()  # the development metrics are untouched
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert "holds other files" in one_line_error(
+        sihnet("occlusion", tiny_run, image, "--out", tmp_path / "mine", cache=tmp_path)
+    )
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -7,7 +7,7 @@ import pytest
 from sihnet.config import PreprocessingConfig
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.volume import Preprocessed, preprocess_file
-from tests.conftest import brain_like, write_nifti
+from tests.helpers import brain_like, write_nifti
 
 CONFIG = PreprocessingConfig(spacing_mm=4.0, size=(32, 32, 32))
 
@@ -63,3 +63,27 @@ def test_a_failed_preprocessing_writes_no_entry(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "volumes").exists() or not any(
         (tmp_path / "cache" / "volumes").rglob("*.safetensors")
     )
+
+
+def test_a_different_file_with_the_same_size_and_time_is_not_served_stale(tmp_path: Path) -> None:
+    image = write_nifti(tmp_path / "a.nii", brain_like())  # uncompressed: same size
+    cache = VolumeCache(tmp_path / "cache")
+    first = cache.get(image, CONFIG)
+    stat = image.stat()
+    write_nifti(image, brain_like(seed=1))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size and image.stat().st_mtime_ns == stat.st_mtime_ns
+    second = cache.get(image, CONFIG)
+    assert second != first
+    assert not np.array_equal(read_cached(first).image, read_cached(second).image)
+
+
+def test_a_damaged_entry_is_rebuilt(tmp_path: Path) -> None:
+    image = write_nifti(tmp_path / "a.nii.gz", brain_like())
+    cache = VolumeCache(tmp_path / "cache")
+    entry = cache.get(image, CONFIG)
+    good = read_cached(entry).image.copy()
+    entry.write_bytes(entry.read_bytes()[:100])
+    again = VolumeCache(tmp_path / "cache")
+    assert again.get(image, CONFIG) == entry and again.misses == 1
+    np.testing.assert_array_equal(read_cached(entry).image, good)

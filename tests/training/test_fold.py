@@ -65,15 +65,9 @@ def test_non_finite_gradients_never_reach_the_weights(
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training import fold as fold_module
-    from tests.conftest import brain_like, write_nifti
+    from tests.helpers import TINY_CONFIG, brain_like, write_nifti
 
-    config = load_config(
-        "quick",
-        overrides={
-            "preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]},
-            "training": {"epochs": 1},
-        },
-    )
+    config = load_config("quick", overrides=TINY_CONFIG)
     cache = VolumeCache(tmp_path / "cache")
     entries = [
         cache.get(write_nifti(tmp_path / f"{i}.nii.gz", brain_like(seed=i)), config.preprocessing)
@@ -82,4 +76,5 @@ def test_non_finite_gradients_never_reach_the_weights(
     samples = Samples(["a", "b", "c", "d"], entries, [0, 1, 0, 1])
     monkeypatch.setattr(fold_module, "build_model", NanModel)
     with pytest.raises(SihnetError, match="non-finite gradients"):
-        fold_module.train_fold(0, samples, None, samples, config, RunPaths(tmp_path / "run"))
+        data = fold_module.FoldData(samples, None, samples)
+        fold_module.train_fold(0, data, config, RunPaths(tmp_path / "run"))

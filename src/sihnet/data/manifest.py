@@ -7,14 +7,16 @@ training starts.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from sihnet.errors import SihnetError
+from sihnet.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ OPTIONAL_COLUMNS = (
     *BERN_MEASUREMENT_COLUMNS,
 )
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# A number as people write it: "3.5", "-2", "1e3"; not "3_5" (Python's float() reads it as 35).
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+FORMULA_START = ("=", "+", "-", "@")  # a cell a spreadsheet would run as a formula
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +116,8 @@ class _Problems:
             raise SihnetError(f"manifest {self.source.name}: {self.lines[0]}{more}")
 
 
-def _parse_label(text: str) -> int | str | None:
+def parse_label(text: str) -> int | str | None:
+    """``1``/``0`` (also ``1.0``), ``indeterminate``, None for empty, ``?`` for anything else."""
     value = text.strip().lower()
     if value == "":
         return None
@@ -132,47 +138,26 @@ def _check_optional(row: int, fields: Mapping[str, str], problems: _Problems) ->
     for column in (*BERN_MEASUREMENT_COLUMNS, "age", "days_mri_to_dsm"):
         value = fields.get(column, "").strip()
         if value:
-            try:
-                number = float(value)
-            except ValueError:
+            if not NUMBER.fullmatch(value):
                 problems.add(row, f"{column} must be a number, got {value!r}")
                 continue
+            number = float(value)
             if not math.isfinite(number) or (column != "days_mri_to_dsm" and number < 0):
                 problems.add(row, f"{column} must be a finite non-negative number, got {value!r}")
 
 
-def _read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SihnetError(f"cannot read manifest {path.name}: {error}") from None
-    if not text.strip():
-        raise SihnetError(f"manifest {path.name} is empty")
-    if path.suffix.lower() == ".tsv":
-        delimiter = "\t"
-    else:
-        header = text.splitlines()[0]
-        delimiter = max(",\t;", key=header.count)
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    rows = [
-        {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()}
-        for r in reader
-    ]
-    return columns, rows
-
-
 def _bids_rows(root: Path) -> tuple[list[str], list[dict[str, str]], Path]:
-    """Rows of a BIDS dataset: participants.tsv joined with ``sub-*/[ses-*/]anat/*ce-*_T1w.nii*``."""
+    """Rows of a BIDS dataset: participants.tsv joined with ``sub-*/[ses-*/]anat/*ce-*_T1w.nii*``
+    (hidden files, such as a write interrupted by a kill, are ignored)."""
     participants = root / "participants.tsv"
-    columns, table = _read_table(participants)
+    columns, table = read_table(participants, "participants table")
     by_subject = {r.get("participant_id", ""): r for r in table}
     rows: list[dict[str, str]] = []
     for subject_dir in sorted(root.glob("sub-*")):
         images = sorted(
             p
             for p in subject_dir.glob("**/anat/*_T1w.nii*")
-            if "_ce-" in p.name and p.name.endswith(NIFTI_SUFFIXES)
+            if "_ce-" in p.name and p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith(".")
         )
         extra = by_subject.get(subject_dir.name, {})
         for image in images:
@@ -183,6 +168,136 @@ def _bids_rows(root: Path) -> tuple[list[str], list[dict[str, str]], Path]:
         raise SihnetError(f"BIDS dataset {root.name}: no contrast-enhanced T1w images (ce-*)")
     names = ["patient_id", "image", *[c for c in columns if c != "participant_id"]]
     return names, rows, participants
+
+
+def _table(path: Path) -> tuple[list[str], list[dict[str, str]], Path, Path]:
+    """Columns, rows, the source file and the folder image paths are relative to."""
+    if path.is_dir():
+        if not (path / "participants.tsv").is_file():
+            raise SihnetError(f"{path.name} is a folder without participants.tsv (not BIDS)")
+        columns, rows, source = _bids_rows(path)
+        return columns, rows, source, path
+    if not path.is_file():
+        raise SihnetError(f"manifest {path} does not exist")
+    columns, rows = read_table(path, "manifest")
+    return columns, rows, path, path.parent
+
+
+def _check_identity(index: int, patient_id: str, image_text: str, problems: _Problems) -> bool:
+    """A usable patient_id and image column (no control characters, no spreadsheet formula)."""
+    if not patient_id:
+        problems.add(index, "empty patient_id")
+    elif any(ord(c) < 32 for c in patient_id):
+        problems.add(index, "patient_id contains a line break or control character")
+    elif patient_id[0] in FORMULA_START:
+        problems.add(
+            index, f"patient_id must not start with {patient_id[0]!r} (a spreadsheet formula)"
+        )
+    elif not image_text:
+        problems.add(index, "empty image")
+    else:
+        return True
+    return False
+
+
+def _check_image(index: int, image: Path, image_text: str, root: Path, problems: _Problems) -> bool:
+    """The image exists and is a regular NIfTI file or a folder (never a FIFO, device or loop)."""
+    try:
+        exists, is_dir, is_file = image.exists(), image.is_dir(), image.is_file()
+    except OSError as error:
+        problems.add(
+            index, f"image cannot be read ({error.strerror or type(error).__name__}): {image_text}"
+        )
+        return False
+    if not exists:
+        problems.add(index, f"image not found: {image_text}")
+    elif not (is_dir or is_file):
+        problems.add(index, f"image is not a regular file or folder: {image_text}")
+    elif is_file and not image.name.lower().endswith(NIFTI_SUFFIXES):
+        problems.add(index, f"image must be .nii, .nii.gz or a DICOM folder: {image_text}")
+    elif not os.access(image, os.R_OK):
+        problems.add(index, f"image is not readable (permission denied): {image_text}")
+    else:
+        if not image.is_relative_to(root):
+            log.warning("row %d: image lies outside the manifest's folder tree", index)
+        return True
+    return False
+
+
+@dataclasses.dataclass
+class _Reading:
+    """State while reading a manifest's rows."""
+
+    problems: _Problems
+    scans: list[Scan] = dataclasses.field(default_factory=list)
+    seen_rows: dict[tuple[str, Path], int] = dataclasses.field(default_factory=dict)
+    image_owner: dict[Path, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    patient_label: dict[str, tuple[int | None, int]] = dataclasses.field(default_factory=dict)
+    indeterminate: set[str] = dataclasses.field(default_factory=set)
+    slec: set[str] = dataclasses.field(default_factory=set)
+
+    def claim(self, index: int, patient_id: str, image: Path) -> bool:
+        """One row per (patient, image); one patient per image file."""
+        key = (patient_id, image)
+        if key in self.seen_rows:
+            self.problems.add(
+                index, f"duplicate of row {self.seen_rows[key]} (same patient_id and image)"
+            )
+            return False
+        self.seen_rows[key] = index
+        owner = self.image_owner.get(image)
+        if owner is not None and owner[0] != patient_id:
+            self.problems.add(index, f"image also listed for another patient at row {owner[1]}")
+            return False
+        self.image_owner[image] = (patient_id, index)
+        return True
+
+    def label(self, index: int, patient_id: str, label: int | None) -> bool:
+        """All rows of a patient carry the same label."""
+        first = self.patient_label.setdefault(patient_id, (label, index))
+        if first[0] != label:
+            self.problems.add(index, f"patient has a different label at row {first[1]}")
+            return False
+        return True
+
+
+def _read_row(
+    index: int,
+    raw: dict[str, str],
+    columns: list[str],
+    base: Path,
+    reading: _Reading,
+    require_labels: bool,
+) -> None:
+    problems, root = reading.problems, base.resolve()
+    patient_id, image_text = raw.get("patient_id", ""), raw.get("image", "")
+    if not _check_identity(index, patient_id, image_text, problems):
+        return
+    label = parse_label(raw.get("label", ""))
+    if label == "?":
+        problems.add(index, f"unknown label {raw.get('label')!r} (use 1, 0 or indeterminate)")
+        return
+    slec_value = raw.get("slec", "").strip()
+    if slec_value not in ("", "0", "1", "0.0", "1.0"):
+        problems.add(index, f"slec must be 0, 1 or empty, got {slec_value!r}")
+        return
+    image = (base / image_text).resolve()
+    if not reading.claim(index, patient_id, image) or not _check_image(
+        index, image, image_text, root, problems
+    ):
+        return
+    fields = {c: raw.get(c, "") for c in columns if c not in ("patient_id", "image", "label")}
+    _check_optional(index, fields, problems)
+    if slec_value in ("1", "1.0"):
+        reading.slec.add(patient_id)
+    elif label == "indeterminate":
+        reading.indeterminate.add(patient_id)
+    elif label is None and require_labels:
+        problems.add(index, "empty label (use 1, 0 or indeterminate)")
+    elif reading.label(index, patient_id, label if isinstance(label, int) else None):
+        reading.scans.append(
+            Scan(patient_id, image, label if isinstance(label, int) else None, index, fields)
+        )
 
 
 def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
@@ -199,18 +314,7 @@ def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
     Raises:
         SihnetError: one line naming the first bad row (and how many more there are).
     """
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "participants.tsv").is_file():
-            raise SihnetError(f"{path.name} is a folder without participants.tsv (not BIDS)")
-        columns, rows, source = _bids_rows(path)
-        base = path
-    else:
-        if not path.is_file():
-            raise SihnetError(f"manifest {path} does not exist")
-        columns, rows = _read_table(path)
-        source, base = path, path.parent
-    problems = _Problems(source)
+    columns, rows, source, base = _table(Path(path))
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if require_labels and "label" not in columns:
         missing.append("label")
@@ -218,77 +322,18 @@ def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
         raise SihnetError(f"manifest {source.name}: missing column(s) {', '.join(missing)}")
     if not rows:
         raise SihnetError(f"manifest {source.name} has no rows")
-
-    scans: list[Scan] = []
-    seen_rows: dict[tuple[str, Path], int] = {}
-    image_owner: dict[Path, tuple[str, int]] = {}
-    patient_label: dict[str, tuple[int | None, int]] = {}
-    indeterminate: set[str] = set()
-    slec: set[str] = set()
-    root = base.resolve()
+    reading = _Reading(_Problems(source))
     for index, raw in enumerate(rows, start=2):
-        patient_id, image_text = raw.get("patient_id", ""), raw.get("image", "")
-        if not patient_id:
-            problems.add(index, "empty patient_id")
-            continue
-        if not image_text:
-            problems.add(index, "empty image")
-            continue
-        label = _parse_label(raw.get("label", ""))
-        if label == "?":
-            problems.add(index, f"unknown label {raw.get('label')!r} (use 1, 0 or indeterminate)")
-            continue
-        slec_value = raw.get("slec", "").strip()
-        if slec_value not in ("", "0", "1", "0.0", "1.0"):
-            problems.add(index, f"slec must be 0, 1 or empty, got {slec_value!r}")
-            continue
-        image = (base / image_text).resolve()
-        key = (patient_id, image)
-        if key in seen_rows:
-            problems.add(index, f"duplicate of row {seen_rows[key]} (same patient_id and image)")
-            continue
-        seen_rows[key] = index
-        if image in image_owner and image_owner[image][0] != patient_id:
-            problems.add(
-                index, f"image also listed for another patient at row {image_owner[image][1]}"
-            )
-            continue
-        image_owner[image] = (patient_id, index)
-        if not image.exists():
-            problems.add(index, f"image not found: {image_text}")
-            continue
-        if image.is_file() and not image.name.lower().endswith(NIFTI_SUFFIXES):
-            problems.add(index, f"image must be .nii, .nii.gz or a DICOM folder: {image_text}")
-            continue
-        if not image.is_relative_to(root):
-            log.warning("row %d: image lies outside the manifest's folder tree", index)
-        fields = {c: raw.get(c, "") for c in columns if c not in ("patient_id", "image", "label")}
-        _check_optional(index, fields, problems)
-        if slec_value in ("1", "1.0"):
-            slec.add(patient_id)
-            continue
-        if label == "indeterminate":
-            indeterminate.add(patient_id)
-            continue
-        numeric_label = label if isinstance(label, int) else None
-        if numeric_label is None and require_labels:
-            problems.add(index, "empty label (use 1, 0 or indeterminate)")
-            continue
-        if patient_id in patient_label and patient_label[patient_id][0] != numeric_label:
-            first = patient_label[patient_id][1]
-            problems.add(index, f"patient has a different label at row {first}")
-            continue
-        patient_label.setdefault(patient_id, (numeric_label, index))
-        scans.append(Scan(patient_id, image, numeric_label, index, fields))
-    problems.raise_if_any()
+        _read_row(index, raw, columns, base, reading, require_labels)
+    reading.problems.raise_if_any()
     # A patient with one indeterminate/SLEC row and one kept row is excluded entirely.
-    excluded = indeterminate | slec
-    kept = tuple(scan for scan in scans if scan.patient_id not in excluded)
+    excluded = reading.indeterminate | reading.slec
+    kept = tuple(scan for scan in reading.scans if scan.patient_id not in excluded)
     if not kept:
         raise SihnetError(f"manifest {source.name}: no patients left after exclusions")
     return Cohort(
         scans=kept,
         source=source,
-        excluded_indeterminate=len(indeterminate - slec),
-        excluded_slec=len(slec),
+        excluded_indeterminate=len(reading.indeterminate - reading.slec),
+        excluded_slec=len(reading.slec),
     )

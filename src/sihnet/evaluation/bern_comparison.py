@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,38 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_RESAMPLES = 2000
 
 
+@dataclasses.dataclass(frozen=True)
+class BernComparison:
+    """The ``bern`` section of ``metrics.json``: model vs Bern score on the same patients.
+
+    The AUROC fields are None (and left out of the JSON) when fewer than two patients of a class
+    have a complete Bern score.
+    """
+
+    n_patients: int
+    n_positive: int
+    n_bern_incomplete: int
+    n_without_bern: int
+    auroc_bern: float | None = None
+    auroc_bern_ci95: list[float] | None = None
+    auroc_bern_bootstrap_ci95: list[float] | None = None
+    auroc_model: float | None = None
+    auroc_model_ci95: list[float] | None = None
+    auroc_model_bootstrap_ci95: list[float] | None = None
+    auroc_difference: float | None = None
+    auroc_difference_bootstrap_ci95: list[float] | None = None
+    delong_p: float | None = None
+    operating_points: list[dict[str, Any]] | None = None
+    notes: dict[str, str] | None = None
+
+    @property
+    def compared(self) -> bool:
+        return self.auroc_bern is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
 def compare_with_bern(
     patients: list[str],
     labels: np.ndarray,
@@ -32,7 +65,7 @@ def compare_with_bern(
     folds: np.ndarray,
     bern_fields: Mapping[str, Mapping[str, str]],
     seed: int = 0,
-) -> dict[str, Any] | None:
+) -> BernComparison | None:
     """Paired comparison of out-of-fold probabilities with the Bern score.
 
     Args:
@@ -41,9 +74,9 @@ def compare_with_bern(
         seed: seed of the bootstrap.
 
     Returns:
-        The ``bern`` section of ``metrics.json`` (None when no patient has a Bern field), with the
-        Bern and model AUROC on the patients whose Bern score is complete (DeLong and stratified
-        BCa bootstrap CIs), the paired DeLong test, and the operating-point table.
+        None when no patient has a Bern field; else the Bern and model AUROC on the patients whose
+        Bern score is complete (DeLong and stratified BCa bootstrap CIs), the paired DeLong test
+        and the operating-point table.
     """
     scores = {p: score_fields(bern_fields[p]) for p in patients if p in bern_fields}
     if not scores:
@@ -53,20 +86,23 @@ def compare_with_bern(
     bern = np.array(
         [scores[p].score_min for p, k in zip(patients, keep, strict=True) if k], dtype=float
     )
-    section: dict[str, Any] = {
-        "n_patients": int(keep.sum()),
-        "n_positive": int(y.sum()),
-        "n_bern_incomplete": int(sum(not s.complete for s in scores.values())),
-        "n_without_bern": len(patients) - len(scores),
-    }
+    counts = BernComparison(
+        n_patients=int(keep.sum()),
+        n_positive=int(y.sum()),
+        n_bern_incomplete=int(sum(not s.complete for s in scores.values())),
+        n_without_bern=len(patients) - len(scores),
+    )
     if min(int(y.sum()), int((1 - y).sum())) < 2:
         log.warning(
             "Bern comparison skipped: fewer than two patients of a class have a complete score"
         )
-        return section
+        return counts
     bern_estimate, model_estimate = auroc_ci(y, bern), auroc_ci(y, model)
     difference, p_value = delong_test(y, model, bern)
-    section.update(
+    points = [cross_fitted(name, rule, y, model, fold) for name, rule in MODEL_RULES.items()]
+    points += [confusion(f"Bern >= {t}", y, bern >= t, (float(t),)) for t in (3, 5)]
+    return dataclasses.replace(
+        counts,
         auroc_bern=bern_estimate.auroc,
         auroc_bern_ci95=[bern_estimate.ci_low, bern_estimate.ci_high],
         auroc_bern_bootstrap_ci95=list(bootstrap_auroc_ci(y, bern, BOOTSTRAP_RESAMPLES, seed=seed)),
@@ -80,36 +116,33 @@ def compare_with_bern(
             bootstrap_difference_ci(y, model, bern, BOOTSTRAP_RESAMPLES, seed=seed)
         ),
         delong_p=p_value,
+        operating_points=[p.as_dict() for p in points if p is not None],
+        notes={
+            "patients": "patients with a complete Bern score; model and Bern on the same patients",
+            "delong_p": "paired DeLong test of model vs Bern AUROC (two-sided)",
+            "bootstrap": f"stratified BCa bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {seed}",
+            "operating_points": "model thresholds chosen on the other folds' out-of-fold "
+            "predictions, applied to each held-out fold, counts pooled; Wilson 95% CIs",
+        },
     )
-    points = [cross_fitted(name, rule, y, model, fold) for name, rule in MODEL_RULES.items()]
-    points += [confusion(f"Bern >= {t}", y, bern >= t, (float(t),)) for t in (3, 5)]
-    section["operating_points"] = [p.as_dict() for p in points if p is not None]
-    section["notes"] = {
-        "patients": "patients with a complete Bern score; model and Bern on the same patients",
-        "delong_p": "paired DeLong test of model vs Bern AUROC (two-sided)",
-        "bootstrap": f"stratified BCa bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {seed}",
-        "operating_points": "model thresholds chosen on the other folds' out-of-fold predictions, "
-        "applied to each held-out fold, counts pooled; Wilson 95% CIs",
-    }
-    return section
 
 
 def plot_roc_vs_bern(
-    path: Path, labels: np.ndarray, model: np.ndarray, bern: np.ndarray, section: Mapping[str, Any]
+    path: Path, labels: np.ndarray, model: np.ndarray, bern: np.ndarray, section: BernComparison
 ) -> None:
     """Both ROC curves on one plot, with the Bern >= 3 and >= 5 operating points marked."""
     figure = Figure(figsize=(5.5, 5.5))
     axis = figure.subplots()
     fpr, tpr, _ = roc_curve(labels, model)
-    axis.plot(fpr, tpr, lw=2, label=f"model, pooled OOF (AUROC {section['auroc_model']:.3f})")
+    axis.plot(fpr, tpr, lw=2, label=f"model, pooled OOF (AUROC {section.auroc_model:.3f})")
     fpr, tpr, _ = roc_curve(labels, bern)
     axis.plot(
         fpr,
         tpr,
         lw=2,
-        label=f"Bern score (AUROC {section['auroc_bern']:.3f})",
+        label=f"Bern score (AUROC {section.auroc_bern:.3f})",
     )
-    for point in section.get("operating_points", []):
+    for point in section.operating_points or []:
         if point["operating_point"].startswith("Bern"):
             axis.plot(1 - point["specificity"], point["sensitivity"], "o", color="C1")
             axis.annotate(
@@ -124,7 +157,7 @@ def plot_roc_vs_bern(
         xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), aspect="equal"
     )
     axis.set_title(
-        f"Model vs Bern score (n = {section['n_patients']}, DeLong p = {section['delong_p']:.3f})",
+        f"Model vs Bern score (n = {section.n_patients}, DeLong p = {section.delong_p:.3f})",
         fontsize=10,
     )
     axis.legend(loc="lower right", fontsize=8)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from sihnet.atomic import write_text_atomic
 from sihnet.bern import BernScore, score_fields
 from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
+from sihnet.tables import write_table
 
 TABLE_COLUMNS = (
     "patient_id",
@@ -80,10 +78,6 @@ def run_bern(manifest: Path, out: Path | None = None) -> list[str]:
             f"{incomplete} patient(s) have a partial score (a field is missing); shown as a range"
         )
     if out is not None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(Path(out), buffer.getvalue())
+        write_table(Path(out), TABLE_COLUMNS, rows)
         lines.append(f"table: {out}")
     return lines

@@ -8,8 +8,6 @@ Writes ``RUN/external/<name>/{predictions.csv, metrics.json, roc.png, reliabilit
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from collections import defaultdict
@@ -17,73 +15,117 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from sihnet.atomic import write_json_atomic, write_text_atomic
-from sihnet.data.manifest import read_manifest
+from sihnet.atomic import write_json_atomic
+from sihnet.config import InferenceConfig
+from sihnet.data.manifest import Cohort, read_manifest
+from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
 from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
 from sihnet.evaluation.statistics import auroc_ci
-from sihnet.models.ensemble import finished_folds, load_fold_model, run_config
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
-from sihnet.training.run import cache_cohort
+from sihnet.tables import read_rows, write_table
 
 log = logging.getLogger(__name__)
 
 
-def _development_threshold(paths: RunPaths) -> float | None:
+def development_threshold(paths: RunPaths) -> float | None:
+    """Youden threshold of the development cohort's out-of-fold predictions (None if absent)."""
     if not paths.oof_predictions.is_file():
         return None
-    with paths.oof_predictions.open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(paths.oof_predictions)
     labels = np.array([int(r["label"]) for r in rows])
     if len(set(labels.tolist())) < 2:
         return None
     return youden_threshold(labels, np.array([float(r["probability"]) for r in rows]))
 
 
+def score_cohort(
+    ensemble: FoldEnsemble, cohort: Cohort, cache: VolumeCache
+) -> dict[int, np.ndarray]:
+    """Per fold model, the mean probability of each patient's scans (patients in cohort order).
+
+    Each cached volume is read once for every fold model.
+    """
+    images = [(scan.row, scan.image) for scan in cohort.scans]
+    entries = cache.cache_images(images, ensemble.config.preprocessing)
+    per_fold: dict[int, dict[str, list[float]]] = {k: defaultdict(list) for k in ensemble.models}
+    for scan in cohort.scans:
+        probabilities = ensemble.probabilities(read_cached(entries[scan.image]).image)
+        for k, probability in probabilities.items():
+            per_fold[k][scan.patient_id].append(probability)
+    return {
+        k: np.array([np.mean(values[p]) for p in cohort.patient_ids])
+        for k, values in per_fold.items()
+    }
+
+
+def _write_outputs(
+    out: Path,
+    patients: list[str],
+    labels: np.ndarray,
+    by_fold: dict[int, np.ndarray],
+    metrics: dict[str, Any],
+) -> None:
+    probabilities = np.mean(list(by_fold.values()), axis=0)
+    columns = ["patient_id", "label", "probability", *[f"probability_fold_{k}" for k in by_fold]]
+    rows = [
+        {
+            "patient_id": patient,
+            "label": int(labels[i]),
+            "probability": f"{probabilities[i]:.6f}",
+            **{f"probability_fold_{k}": f"{values[i]:.6f}" for k, values in by_fold.items()},
+        }
+        for i, patient in enumerate(patients)
+    ]
+    write_table(out / "predictions.csv", columns, rows)
+    write_json_atomic(out / "metrics.json", metrics)
+
+    def as_rows(values: np.ndarray) -> list[dict[str, str]]:
+        return [
+            {"label": str(y), "probability": str(p)} for y, p in zip(labels, values, strict=True)
+        ]
+
+    plot_roc(
+        out / "roc.png",
+        {k: as_rows(values) for k, values in by_fold.items()},
+        as_rows(probabilities),
+        "fold ensemble",
+        f"external cohort {metrics['cohort']}",
+    )
+
+
 def run_external(
-    run: Path, manifest: Path, cache: VolumeCache, device: str = "auto"
+    run: Path,
+    manifest: Path,
+    cache: VolumeCache,
+    settings: InferenceConfig = InferenceConfig(),
+    require_all: bool = False,
 ) -> dict[str, Any]:
     """Score an external labelled cohort with the run's fold models (see module docstring).
 
     Returns:
         The external ``metrics.json``.
     """
-    from sihnet.training.fold import resolve_device
-
     paths = RunPaths(run)
-    config = run_config(paths)
-    folds = finished_folds(paths)
+    ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cohort = read_manifest(manifest)
     name = Path(manifest).stem if Path(manifest).is_file() else Path(manifest).name
-    out = paths.external_dir(name)
     development = (
         json.loads(paths.cohort.read_text()).get("labels", {}) if paths.cohort.is_file() else {}
     )
     shared = sorted(set(development) & set(cohort.patient_labels()))
     if shared:
         log.warning("%d external patient IDs also appear in the development cohort", len(shared))
-    entries = cache_cohort(cohort, config, cache)
-    torch_device = resolve_device(device)
-    models = {k: load_fold_model(paths, k, torch_device) for k in folds}
-    per_fold: dict[int, dict[str, list[float]]] = {k: defaultdict(list) for k in folds}
-    with torch.inference_mode():
-        for scan in cohort.scans:  # each cached volume is read once, for every fold model
-            image = torch.from_numpy(np.asarray(read_cached(entries[scan.image]).image))[None]
-            for k, model in models.items():
-                logits = model(image.to(torch_device)).float()
-                per_fold[k][scan.patient_id].append(float(torch.softmax(logits, 1)[0, 1]))
     patients = cohort.patient_ids
-    labels_of = cohort.patient_labels()
-    labels = np.array([int(labels_of[p] or 0) for p in patients])
-    by_fold = {k: np.array([np.mean(per_fold[k][p]) for p in patients]) for k in folds}
-    probabilities = np.mean([by_fold[k] for k in folds], axis=0)
+    labels = np.array([int(cohort.patient_labels()[p] or 0) for p in patients])
     if len(set(labels.tolist())) < 2:
         raise SihnetError(f"external cohort {name}: needs patients with and without fistula")
+    by_fold = score_cohort(ensemble, cohort, cache)
+    probabilities = np.mean(list(by_fold.values()), axis=0)
     estimate = auroc_ci(labels, probabilities)
     metrics: dict[str, Any] = {
         "cohort": name,
@@ -92,59 +134,29 @@ def run_external(
         "excluded_indeterminate": cohort.excluded_indeterminate,
         "excluded_slec": cohort.excluded_slec,
         "patients_also_in_development": len(shared),
-        "fold_models": folds,
+        "fold_models": list(by_fold),
+        "precision": ensemble.inference.precision,
         "auroc": estimate.auroc,
         "auroc_ci95": [estimate.ci_low, estimate.ci_high],
-        "auroc_fold_models": [float(auroc_ci(labels, by_fold[k]).auroc) for k in folds],
-        "calibration": calibration(labels, probabilities),
+        "auroc_fold_models": [float(auroc_ci(labels, values).auroc) for values in by_fold.values()],
+        "calibration": calibration(labels, probabilities).as_json(),
         "notes": {
             "probability": "mean over the fold models, then over a patient's scans",
             "auroc_ci95": "DeLong 95% CI",
             "operating_point": "Youden threshold of the development cohort's out-of-fold predictions",
         },
     }
-    threshold = _development_threshold(paths)
+    threshold = development_threshold(paths)
     if threshold is not None:
         point = confusion("development Youden", labels, probabilities >= threshold, (threshold,))
         metrics["operating_point"] = point.as_dict()
+    no_folds = np.zeros(len(patients), dtype=int)
     bern = compare_with_bern(
-        patients,
-        labels,
-        probabilities,
-        np.zeros(len(patients), dtype=int),
-        cohort.bern_fields(),
-        config.seed,
+        patients, labels, probabilities, no_folds, cohort.bern_fields(), ensemble.config.seed
     )
     if bern is not None:
-        metrics["bern"] = bern
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["patient_id", "label", "probability", *[f"probability_fold_{k}" for k in folds]]
-    )
-    for i, patient in enumerate(patients):
-        writer.writerow(
-            [
-                patient,
-                labels[i],
-                f"{probabilities[i]:.6f}",
-                *[f"{by_fold[k][i]:.6f}" for k in folds],
-            ]
-        )
-    write_text_atomic(out / "predictions.csv", buffer.getvalue())
-    write_json_atomic(out / "metrics.json", metrics)
-
-    def rows(values: np.ndarray) -> list[dict[str, str]]:
-        return [
-            {"label": str(y), "probability": str(p)} for y, p in zip(labels, values, strict=True)
-        ]
-
-    plot_roc(
-        out / "roc.png",
-        {k: rows(by_fold[k]) for k in folds},
-        rows(probabilities),
-        "fold ensemble",
-        f"external cohort {name}",
-    )
-    plot_reliability(out / "reliability.png", metrics["calibration"])
+        metrics["bern"] = bern.as_json()
+    out = paths.external_dir(name)
+    _write_outputs(out, patients, labels, by_fold, metrics)
+    plot_reliability(out / "reliability.png", calibration(labels, probabilities))
     return metrics

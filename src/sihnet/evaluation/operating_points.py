@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_curve
@@ -29,14 +30,14 @@ class OperatingPoint:
     false_negative: int
     thresholds: tuple[float, ...] = ()
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         tp, fp, tn, fn = (
             self.true_positive,
             self.false_positive,
             self.true_negative,
             self.false_negative,
         )
-        out: dict[str, object] = {
+        out: dict[str, Any] = {
             "operating_point": self.name,
             "tp": tp,
             "fp": fp,

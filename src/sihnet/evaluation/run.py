@@ -7,8 +7,7 @@ the comparison with the Bern score when the manifest had Bern columns), ``roc.pn
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import json
 import logging
 import math
@@ -16,42 +15,101 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import brier_score_loss, roc_curve
 
-from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.errors import SihnetError
-from sihnet.evaluation.bern_comparison import bern_scores_for, compare_with_bern, plot_roc_vs_bern
+from sihnet.evaluation.bern_comparison import (
+    BernComparison,
+    bern_scores_for,
+    compare_with_bern,
+    plot_roc_vs_bern,
+)
 from sihnet.evaluation.statistics import auroc_ci
 from sihnet.paths import RunPaths
+from sihnet.tables import read_rows, write_table
+from sihnet.training.fold import auroc_or_nan
+from sihnet.training.records import FoldSummary
 
 log = logging.getLogger(__name__)
 
 OOF_COLUMNS = ("patient_id", "fold", "label", "probability")
 
 
-def read_fold_predictions(path: Path) -> list[dict[str, str]]:
-    """Rows of ``fold_K/predictions.csv``."""
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Brier score and a quantile-binned reliability curve of probabilities."""
+
+    brier: float
+    reliability_mean_predicted: list[float]
+    reliability_fraction_positive: list[float]
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunMetrics:
+    """``metrics.json`` of a run (README "Run folder"): per-fold and pooled AUROCs of the selected
+    checkpoints, the unbiased last-epoch and the optimistic best-validation figures beside them,
+    calibration, and the comparison with the Bern score when the manifest had Bern columns."""
+
+    selection: str
+    folds_evaluated: list[int]
+    folds_total: int
+    n_patients: int
+    n_positive: int
+    excluded_indeterminate: int
+    excluded_slec: int
+    auroc_folds: list[float]
+    auroc_mean: float
+    auroc_std: float
+    auroc_pooled: float
+    auroc_pooled_ci95: list[float]
+    selected_epochs: list[int]
+    auroc_last_epoch_folds: list[float]
+    auroc_last_epoch_mean: float
+    auroc_last_epoch_pooled: float
+    auroc_last_epoch_pooled_ci95: list[float]
+    auroc_best_validation_folds: list[float]
+    auroc_best_validation_mean: float
+    calibration: Calibration
+    bern: BernComparison | None
+    notes: dict[str, str]
+
+    @property
+    def folds_missing(self) -> list[int]:
+        return sorted(set(range(self.folds_total)) - set(self.folds_evaluated))
+
+    def as_json(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["calibration"] = self.calibration.as_json()
+        values["folds_missing"] = self.folds_missing
+        if self.bern is None:
+            del values["bern"]
+        else:
+            values["bern"] = self.bern.as_json()
+        return values
+
+
+NOTES = {
+    "auroc_std": "sample standard deviation (ddof=1) over folds",
+    "auroc_pooled_ci95": "DeLong 95% CI of the pooled out-of-fold AUROC",
+    "auroc_best_validation": "checkpoint picked on the very fold it is scored on "
+    "(the paper's protocol): optimistic, shown for comparison only",
+}
 
 
 def _auroc(rows: list[dict[str, str]], column: str) -> float:
-    labels = [int(r["label"]) for r in rows]
-    if len(set(labels)) < 2:
-        return math.nan
-    return float(roc_auc_score(labels, [float(r[column]) for r in rows]))
-
-
-def _finite(values: list[float]) -> list[float]:
-    return [v for v in values if not math.isnan(v)]
+    labels = np.array([int(r["label"]) for r in rows])
+    return auroc_or_nan(labels, np.array([float(r[column]) for r in rows]))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1) of the finite values."""
-    finite = _finite(values)
+    finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return math.nan, math.nan
     return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
@@ -64,6 +122,105 @@ def _pooled(rows: list[dict[str, str]], column: str) -> tuple[float, list[float]
         return _auroc(rows, column), [math.nan, math.nan]
     estimate = auroc_ci(labels, scores)
     return estimate.auroc, [estimate.ci_low, estimate.ci_high]
+
+
+def read_fold_rows(paths: RunPaths, folds: list[int]) -> dict[int, list[dict[str, str]]]:
+    """Rows of every ``fold_K/predictions.csv``; a damaged file is one line naming it."""
+    out = {}
+    for k in folds:
+        try:
+            rows = read_rows(paths.fold_predictions(k))
+            for row in rows:
+                int(row["label"]), float(row["probability"])
+            out[k] = rows
+        except (OSError, KeyError, ValueError, TypeError):
+            raise SihnetError(f"fold_{k}/predictions.csv is missing or damaged") from None
+    return out
+
+
+def _fold_metrics(
+    folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]]
+) -> dict[str, Any]:
+    present = list(folds)
+    auroc_folds = [_auroc(folds[k], "probability") for k in present]
+    last_folds = [_auroc(folds[k], "probability_last_epoch") for k in present]
+    best_folds = [_auroc(folds[k], "probability_best_validation") for k in present]
+    mean, std = _mean_std(auroc_folds)
+    pooled_auroc, pooled_ci = _pooled(pooled, "probability")
+    last_pooled, last_ci = _pooled(pooled, "probability_last_epoch")
+    return {
+        "auroc_folds": auroc_folds,
+        "auroc_mean": mean,
+        "auroc_std": std,
+        "auroc_pooled": pooled_auroc,
+        "auroc_pooled_ci95": pooled_ci,
+        "auroc_last_epoch_folds": last_folds,
+        "auroc_last_epoch_mean": _mean_std(last_folds)[0],
+        "auroc_last_epoch_pooled": last_pooled,
+        "auroc_last_epoch_pooled_ci95": last_ci,
+        "auroc_best_validation_folds": best_folds,
+        "auroc_best_validation_mean": _mean_std(best_folds)[0],
+    }
+
+
+def _bern_section(
+    paths: RunPaths, pooled: list[dict[str, str]], bern_fields: dict[str, Any], seed: int
+) -> BernComparison | None:
+    patients = [r["patient_id"] for r in pooled]
+    labels = np.array([int(r["label"]) for r in pooled])
+    probabilities = np.array([float(r["probability"]) for r in pooled])
+    fold_of = np.array([int(r["fold"]) for r in pooled])
+    section = compare_with_bern(patients, labels, probabilities, fold_of, bern_fields, seed)
+    if section is not None and section.compared:
+        bern = bern_scores_for(patients, bern_fields)
+        known = ~np.isnan(bern)
+        plot_roc_vs_bern(
+            paths.roc_vs_bern_plot, labels[known], probabilities[known], bern[known], section
+        )
+    return section
+
+
+def run_evaluation(paths: RunPaths) -> RunMetrics:
+    """Merge the run's completed folds and write ``oof_predictions.csv``, ``metrics.json``, the plots.
+
+    Folds not finished yet are left out and named (``folds_missing``; a warning).
+    """
+    config = paths.read_config()
+    n_folds = config.cross_validation.folds
+    present = paths.finished_folds(n_folds)
+    if not present:
+        raise SihnetError(f"{paths.root.name} holds no completed fold yet")
+    if len(present) < n_folds:
+        log.warning(
+            "folds %s of %d are not finished; evaluated without them",
+            sorted(set(range(n_folds)) - set(present)),
+            n_folds,
+        )
+    folds = read_fold_rows(paths, present)
+    summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in present}
+    pooled = [row for k in present for row in folds[k]]
+    write_table(paths.oof_predictions, OOF_COLUMNS, pooled)
+    cohort = json.loads(paths.cohort.read_text()) if paths.cohort.is_file() else {}
+    labels = np.array([int(r["label"]) for r in pooled])
+    probabilities = np.array([float(r["probability"]) for r in pooled])
+    metrics = RunMetrics(
+        selection=config.training.selection,
+        folds_evaluated=present,
+        folds_total=n_folds,
+        n_patients=len(pooled),
+        n_positive=int(labels.sum()),
+        excluded_indeterminate=cohort.get("excluded_indeterminate", 0),
+        excluded_slec=cohort.get("excluded_slec", 0),
+        selected_epochs=[summaries[k].selected_epoch for k in present],
+        calibration=calibration(labels, probabilities),
+        bern=_bern_section(paths, pooled, cohort.get("bern", {}), config.seed),
+        notes=NOTES,
+        **_fold_metrics(folds, pooled),
+    )
+    plot_reliability(paths.reliability_plot, metrics.calibration)
+    write_json_atomic(paths.metrics, metrics.as_json())
+    plot_roc(paths.roc_plot, folds, pooled)
+    return metrics
 
 
 def plot_roc(
@@ -102,88 +259,7 @@ def plot_roc(
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=120))
 
 
-def run_evaluation(paths: RunPaths) -> dict[str, Any]:
-    """Merge the run's completed folds and write ``oof_predictions.csv``, ``metrics.json``, ``roc.png``.
-
-    Returns:
-        The metrics (also written to ``metrics.json``).
-    """
-    if not paths.config.is_file():
-        raise SihnetError(f"{paths.root} is not a sihnet run folder (no config.yaml)")
-    config = yaml.safe_load(paths.config.read_text())
-    n_folds = int(config["cross_validation"]["folds"])
-    present = [k for k in range(n_folds) if paths.fold_summary(k).is_file()]
-    if not present:
-        raise SihnetError(f"{paths.root.name} holds no completed fold yet")
-    folds = {k: read_fold_predictions(paths.fold_predictions(k)) for k in present}
-    summaries = {k: json.loads(paths.fold_summary(k).read_text()) for k in present}
-    pooled = [row for k in present for row in folds[k]]
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(OOF_COLUMNS)
-    for row in pooled:
-        writer.writerow([row[c] for c in OOF_COLUMNS])
-    write_text_atomic(paths.oof_predictions, buffer.getvalue())
-
-    auroc_folds = [_auroc(folds[k], "probability") for k in present]
-    last_folds = [_auroc(folds[k], "probability_last_epoch") for k in present]
-    best_validation_folds = [_auroc(folds[k], "probability_best_validation") for k in present]
-    mean, std = _mean_std(auroc_folds)
-    pooled_auroc, pooled_ci = _pooled(pooled, "probability")
-    last_pooled, last_ci = _pooled(pooled, "probability_last_epoch")
-    cohort = json.loads(paths.cohort.read_text()) if paths.cohort.is_file() else {}
-    metrics: dict[str, Any] = {
-        "selection": config["training"]["selection"],
-        "folds_evaluated": present,
-        "folds_total": n_folds,
-        "n_patients": len(pooled),
-        "n_positive": sum(int(r["label"]) for r in pooled),
-        "excluded_indeterminate": cohort.get("excluded_indeterminate", 0),
-        "excluded_slec": cohort.get("excluded_slec", 0),
-        "auroc_folds": auroc_folds,
-        "auroc_mean": mean,
-        "auroc_std": std,
-        "auroc_pooled": pooled_auroc,
-        "auroc_pooled_ci95": pooled_ci,
-        "selected_epochs": [summaries[k]["selected_epoch"] for k in present],
-        "auroc_last_epoch_folds": last_folds,
-        "auroc_last_epoch_mean": _mean_std(last_folds)[0],
-        "auroc_last_epoch_pooled": last_pooled,
-        "auroc_last_epoch_pooled_ci95": last_ci,
-        "auroc_best_validation_folds": best_validation_folds,
-        "auroc_best_validation_mean": _mean_std(best_validation_folds)[0],
-        "notes": {
-            "auroc_std": "sample standard deviation (ddof=1) over folds",
-            "auroc_pooled_ci95": "DeLong 95% CI of the pooled out-of-fold AUROC",
-            "auroc_best_validation": "checkpoint picked on the very fold it is scored on "
-            "(the paper's protocol): optimistic, shown for comparison only",
-        },
-    }
-    patients = [r["patient_id"] for r in pooled]
-    labels = np.array([int(r["label"]) for r in pooled])
-    probabilities = np.array([float(r["probability"]) for r in pooled])
-    fold_of = np.array([int(r["fold"]) for r in pooled])
-    metrics["calibration"] = calibration(labels, probabilities)
-    plot_reliability(paths.reliability_plot, metrics["calibration"])
-    bern_fields = cohort.get("bern", {})
-    section = compare_with_bern(
-        patients, labels, probabilities, fold_of, bern_fields, int(config.get("seed", 0))
-    )
-    if section is not None:
-        metrics["bern"] = section
-        if "auroc_bern" in section:
-            bern = bern_scores_for(patients, bern_fields)
-            known = ~np.isnan(bern)
-            plot_roc_vs_bern(
-                paths.roc_vs_bern_plot, labels[known], probabilities[known], bern[known], section
-            )
-    write_json_atomic(paths.metrics, metrics)
-    plot_roc(paths.roc_plot, folds, pooled)
-    return metrics
-
-
-def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 5) -> dict[str, Any]:
+def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 5) -> Calibration:
     """Brier score and a quantile-binned reliability curve of the out-of-fold probabilities."""
     mean_predicted: list[float] = []
     fraction_positive: list[float] = []
@@ -192,19 +268,19 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 5) ->
             labels, probabilities, n_bins=bins, strategy="quantile"
         )
         mean_predicted, fraction_positive = predicted.tolist(), fraction.tolist()
-    return {
-        "brier": float(brier_score_loss(labels, probabilities)),
-        "reliability_mean_predicted": mean_predicted,
-        "reliability_fraction_positive": fraction_positive,
-    }
+    return Calibration(
+        brier=float(brier_score_loss(labels, probabilities)),
+        reliability_mean_predicted=mean_predicted,
+        reliability_fraction_positive=fraction_positive,
+    )
 
 
-def plot_reliability(path: Path, section: dict[str, Any]) -> None:
+def plot_reliability(path: Path, section: Calibration) -> None:
     """Reliability diagram of the pooled out-of-fold probabilities."""
     figure = Figure(figsize=(4.5, 4.5))
     axis = figure.subplots()
     axis.plot([0, 1], [0, 1], color="0.7", lw=1)
-    axis.plot(section["reliability_mean_predicted"], section["reliability_fraction_positive"], "o-")
+    axis.plot(section.reliability_mean_predicted, section.reliability_fraction_positive, "o-")
     axis.set(
         xlabel="mean predicted probability",
         ylabel="fraction with fistula",
@@ -212,6 +288,6 @@ def plot_reliability(path: Path, section: dict[str, Any]) -> None:
         ylim=(0, 1),
         aspect="equal",
     )
-    axis.set_title(f"Reliability (Brier {section['brier']:.3f})", fontsize=10)
+    axis.set_title(f"Reliability (Brier {section.brier:.3f})", fontsize=10)
     figure.tight_layout()
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=110))

@@ -16,10 +16,7 @@ are written only to ``--quarantine-paths``, a file the user places outside the o
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-import io
 import logging
 import os
 import tempfile
@@ -29,14 +26,15 @@ from typing import Any
 
 import nibabel as nib
 
-from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
-from sihnet.data.manifest import OPTIONAL_COLUMNS, _read_table
+from sihnet.atomic import write_json_atomic, write_nifti_atomic
+from sihnet.data.manifest import OPTIONAL_COLUMNS, parse_label
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
 from sihnet.ingest.dcm2niix import convert_series, dcm2niix_version
 from sihnet.ingest.deid import Pseudonyms, allowlisted, clean_image
 from sihnet.ingest.discover import Quarantined, Series, discover
 from sihnet.ingest.select import Choice, choose, uncertainty
+from sihnet.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +75,8 @@ def _override_for(study: Sequence[Series], overrides: dict[str, int]) -> int | N
     return None
 
 
-def save_image(path: Path, image: nib.Nifti1Image) -> None:
-    """Write a cleaned NIfTI atomically (``.nii.gz``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda temp: nib.save(image, str(temp)), suffix=".nii.gz")
+def _patient(study: Sequence[Series]) -> str:
+    return study[0].patient_id or f"study:{study[0].study_uid}"
 
 
 def _selection_rows(
@@ -110,26 +106,126 @@ def _selection_rows(
     return rows
 
 
-def _tsv(rows: Sequence[dict[str, str]], columns: Sequence[str], delimiter: str = "\t") -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(columns), delimiter=delimiter, lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+def read_labels(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The ``--labels`` table: rows by original patient ID and the manifest columns it fills.
+
+    Raises:
+        SihnetError: missing columns, or a label that is not 1, 0, indeterminate or empty.
+    """
+    name = f"labels table {Path(path).name}"
+    columns, rows = read_table(Path(path), "labels table")
+    for column in ("patient_id", "label"):
+        if column not in columns:
+            raise SihnetError(f"{name}: missing column {column}")
+    for index, row in enumerate(rows, start=2):
+        if parse_label(row["label"]) == "?":
+            raise SihnetError(
+                f"{name}: row {index}: unknown label {row['label']!r} (use 1, 0 or indeterminate)"
+            )
+    return {row["patient_id"]: row for row in rows}, [c for c in OPTIONAL_COLUMNS if c in columns]
 
 
-def _read_labels(path: Path | None) -> tuple[dict[str, dict[str, str]], list[str]]:
-    if path is None:
-        return {}, []
-    columns, rows = _read_table(Path(path))
-    if "patient_id" not in columns:
-        raise SihnetError(f"labels table {Path(path).name}: missing column patient_id")
-    if "label" not in columns:
-        raise SihnetError(f"labels table {Path(path).name}: missing column label")
-    kept = [c for c in OPTIONAL_COLUMNS if c in columns]
-    return {row["patient_id"]: row for row in rows}, kept
+@dataclasses.dataclass
+class _Conversion:
+    """What a conversion accumulates: selection rows, manifest rows and counts."""
+
+    out: Path
+    label_rows: dict[str, dict[str, str]]
+    label_columns: list[str]
+    selection: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    manifest: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    matched: set[str] = dataclasses.field(default_factory=set)
+    converted: int = 0
+    failed: int = 0
+    uncertain: int = 0
+
+    def failure(self, where: str, rows: list[dict[str, str]], message: str) -> None:
+        self.failed += 1
+        self.selection += rows
+        log.warning("%s: not converted: %s", where, message)
+
+    def write_study(
+        self, patient: str, relative: Path, image: nib.Nifti1Image, sidecar: dict[str, Any]
+    ) -> None:
+        """The de-identified NIfTI, its allowlisted sidecar, and the study's manifest row."""
+        write_nifti_atomic(self.out / relative, clean_image(image))
+        write_json_atomic(
+            self.out / str(relative).replace(".nii.gz", ".json"), allowlisted(sidecar)
+        )
+        self.converted += 1
+        source = self.label_rows.get(patient, {})
+        if source:
+            self.matched.add(patient)
+        subject = relative.parts[0]
+        row = {"patient_id": subject, "image": relative.as_posix()}
+        row.update({c: source.get(c, "") for c in self.label_columns})
+        self.manifest.append(row)
+
+    def write_tables(self) -> None:
+        """``manifest.csv``, ``participants.tsv`` and ``selection.tsv``."""
+        columns = ["patient_id", "image", *self.label_columns]
+        write_table(self.out / "manifest.csv", columns, self.manifest)
+        participants: dict[str, dict[str, str]] = {}
+        for row in self.manifest:
+            participants.setdefault(
+                row["patient_id"],
+                {
+                    "participant_id": row["patient_id"],
+                    **{c: row.get(c, "") for c in self.label_columns},
+                },
+            )
+        write_table(
+            self.out / "participants.tsv",
+            ["participant_id", *self.label_columns],
+            list(participants.values()),
+            delimiter="\t",
+        )
+        write_table(self.out / "selection.tsv", SELECTION_COLUMNS, self.selection, delimiter="\t")
+
+
+def _check_places(
+    dicom_dir: Path, out: Path, pseudonyms: Pseudonyms, quarantine_paths: Path | None
+) -> None:
+    if not dicom_dir.is_dir():
+        raise SihnetError("the DICOM input is not a folder")
+    if out.resolve() == dicom_dir.resolve() or dicom_dir.resolve() in out.resolve().parents:
+        raise SihnetError("--out must not be inside the DICOM input folder")
+    pseudonyms.check_outside(out)
+    if quarantine_paths is not None and out.resolve() in Path(quarantine_paths).resolve().parents:
+        raise SihnetError(
+            "--quarantine-paths must be outside the output folder (it holds source paths)"
+        )
+
+
+def _convert_study(
+    study: Sequence[Series],
+    subject: str,
+    number: int,
+    run_suffix: str,
+    choice: Choice,
+    work: _Conversion,
+    scratch: Path,
+) -> None:
+    """Convert one study's chosen series (or the next candidate) and record what happened."""
+    where = f"{subject} study {number}"
+    if choice.chosen is None:
+        work.failure(where, _selection_rows(subject, number, study, choice, ""), choice.warning)
+        return
+    choice, image, sidecar, errors = _convert_choice(study, choice, scratch)
+    for error in errors:
+        log.warning("%s: %s", where, error)
+    if image is None or choice.chosen is None:
+        rows = _selection_rows(subject, number, study, choice, "; ".join(errors))
+        work.failure(where, rows, "every candidate series failed to convert")
+        return
+    if choice.warning:
+        work.uncertain += 1
+        log.warning("%s: uncertain pick: %s", where, choice.warning)
+    relative = Path(subject) / "anat" / f"{subject}_ce-gadolinium{run_suffix}_T1w.nii.gz"
+    work.write_study(_patient(study), relative, image, sidecar)
+    note = "; ".join(n for n in (choice.warning, *errors) if n)
+    work.selection += _selection_rows(subject, number, study, choice, note)
+    log.info("%s: series %s converted", where, study[choice.chosen].series_number)
 
 
 def run_convert(
@@ -142,17 +238,8 @@ def run_convert(
 ) -> ConvertSummary:
     """Discover, select, convert and de-identify every study under ``dicom_dir`` (module docstring)."""
     dicom_dir, out = Path(dicom_dir), Path(out)
-    if not dicom_dir.is_dir():
-        raise SihnetError("the DICOM input is not a folder")
-    if out.resolve() == dicom_dir.resolve() or dicom_dir.resolve() in out.resolve().parents:
-        raise SihnetError("--out must not be inside the DICOM input folder")
-    pseudonyms.check_outside(out)
-    if quarantine_paths is not None and out.resolve() in Path(quarantine_paths).resolve().parents:
-        raise SihnetError(
-            "--quarantine-paths must be outside the output folder (it holds source paths)"
-        )
-    label_rows, label_columns = _read_labels(labels)
-    overrides = overrides or {}
+    _check_places(dicom_dir, out, pseudonyms, quarantine_paths)
+    label_rows, label_columns = read_labels(labels) if labels is not None else ({}, [])
     series, quarantined = discover(dicom_dir)
     studies = _studies(series)
     log.info(
@@ -162,89 +249,34 @@ def run_convert(
         len(quarantined),
     )
     out.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, int] = {}
-    subjects_per_patient: dict[str, int] = {}
+    studies_of: dict[str, int] = {}
     for study in studies:
-        patient = study[0].patient_id or f"study:{study[0].study_uid}"
-        subjects_per_patient[patient] = subjects_per_patient.get(patient, 0) + 1
-    selection: list[dict[str, str]] = []
-    manifest: list[dict[str, str]] = []
-    converted = failed = uncertain = 0
-    matched_labels: set[str] = set()
+        studies_of[_patient(study)] = studies_of.get(_patient(study), 0) + 1
+    work = _Conversion(out, label_rows, label_columns)
+    runs: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="sihnet-convert-") as scratch:
         for study in studies:
-            patient = study[0].patient_id or f"study:{study[0].study_uid}"
-            subject = pseudonyms.of(patient)
+            subject = pseudonyms.of(_patient(study))
             runs[subject] = runs.get(subject, 0) + 1
-            choice = choose(study, _override_for(study, overrides))
-            note = choice.warning
-            if choice.chosen is None:
-                failed += 1
-                log.warning(
-                    "%s study %d: not converted: %s", subject, runs[subject], choice.warning
-                )
-                selection += _selection_rows(subject, runs[subject], study, choice, "")
-                continue
-            converted_series = _convert_choice(study, choice, Path(scratch))
-            choice, image, sidecar, errors = converted_series
-            for error in errors:
-                log.warning("%s study %d: %s", subject, runs[subject], error)
-            if image is None:
-                failed += 1
-                selection += _selection_rows(
-                    subject, runs[subject], study, choice, "; ".join(errors)
-                )
-                continue
-            assert choice.chosen is not None
-            chosen = study[choice.chosen]
-            note = "; ".join(n for n in (choice.warning, *errors) if n)
-            if choice.warning:
-                uncertain += 1
-                log.warning(
-                    "%s study %d: uncertain pick: %s", subject, runs[subject], choice.warning
-                )
-            run = f"_run-{runs[subject]}" if subjects_per_patient[patient] > 1 else ""
-            relative = Path(subject) / "anat" / f"{subject}_ce-gadolinium{run}_T1w.nii.gz"
-            save_image(out / relative, clean_image(image))
-            write_json_atomic(out / str(relative).replace(".nii.gz", ".json"), allowlisted(sidecar))
-            converted += 1
-            selection += _selection_rows(subject, runs[subject], study, choice, note)
-            row = {"patient_id": subject, "image": relative.as_posix()}
-            if labels is not None:
-                source = label_rows.get(patient, {})
-                if source:
-                    matched_labels.add(patient)
-                row.update({c: source.get(c, "") for c in label_columns})
-            manifest.append(row)
-            log.info(
-                "%s study %d: series %s converted", subject, runs[subject], chosen.series_number
-            )
+            suffix = f"_run-{runs[subject]}" if studies_of[_patient(study)] > 1 else ""
+            choice = choose(study, _override_for(study, overrides or {}))
+            _convert_study(study, subject, runs[subject], suffix, choice, work, Path(scratch))
     pseudonyms.save()
-    columns = ["patient_id", "image", *label_columns]
-    write_text_atomic(out / "manifest.csv", _tsv(manifest, columns, delimiter=","))
-    participants: dict[str, dict[str, str]] = {}
-    for row in manifest:
-        participants.setdefault(
-            row["patient_id"],
-            {"participant_id": row["patient_id"], **{c: row.get(c, "") for c in label_columns}},
-        )
-    write_text_atomic(
-        out / "participants.tsv",
-        _tsv(list(participants.values()), ["participant_id", *label_columns]),
-    )
-    write_text_atomic(out / "selection.tsv", _tsv(selection, SELECTION_COLUMNS))
+    work.write_tables()
     _write_quarantine(out, quarantined, dicom_dir, quarantine_paths)
     write_json_atomic(out / "dataset_description.json", _description())
     if labels is not None:
-        missing = len(set(label_rows) - matched_labels)
-        unlabelled = sum(1 for row in manifest if not row.get("label"))
+        missing = len(set(label_rows) - work.matched)
+        unlabelled = sum(1 for row in work.manifest if not row.get("label"))
         if missing or unlabelled:
             log.warning(
                 "labels: %d labelled patients have no converted study; %d converted studies have no label",
                 missing,
                 unlabelled,
             )
-    return ConvertSummary(len(studies), converted, failed, len(quarantined), uncertain)
+    return ConvertSummary(
+        len(studies), work.converted, work.failed, len(quarantined), work.uncertain
+    )
 
 
 def _convert_choice(
@@ -285,7 +317,7 @@ def _write_quarantine(
         {"sha256": q.sha256, "size_bytes": str(q.size_bytes), "reason": q.reason}
         for q in quarantined
     ]
-    write_text_atomic(out / "quarantine.tsv", _tsv(rows, ["sha256", "size_bytes", "reason"]))
+    write_table(out / "quarantine.tsv", ["sha256", "size_bytes", "reason"], rows, delimiter="\t")
     if paths_file is None:
         return
     by_hash = {q.sha256: q.reason for q in quarantined}
@@ -298,7 +330,7 @@ def _write_quarantine(
             digest = file_sha256(path)
             if digest in by_hash:
                 lines.append({"path": str(path), "sha256": digest, "reason": by_hash[digest]})
-    write_text_atomic(Path(paths_file), _tsv(lines, ["path", "sha256", "reason"]))
+    write_table(Path(paths_file), ["path", "sha256", "reason"], lines, delimiter="\t")
 
 
 def _description() -> dict[str, Any]:
@@ -315,27 +347,15 @@ def _description() -> dict[str, Any]:
     }
 
 
-def dicom_folder_key(folder: Path) -> str:
-    """Cache key of a DICOM folder: SHA-256 over its files' relative paths, sizes and mtimes."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+def dicom_folder_to_nifti(folder: Path, target: Path) -> Path:
+    """The one study in a DICOM folder as a de-identified NIfTI at ``target`` (kept if it exists).
 
-
-def dicom_folder_to_nifti(folder: Path, cache_root: Path | None = None) -> Path:
-    """The one study in a DICOM folder as a de-identified NIfTI, converted once and cached.
-
-    Same discovery, selection, dcm2niix call and header cleaning as ``sihnet convert``.
+    Same discovery, selection, dcm2niix call and header cleaning as ``sihnet convert``; the
+    preprocessing cache chooses ``target`` from the folder's content hash.
 
     Raises:
         SihnetError: no study, several studies, or no usable post-contrast T1 series.
     """
-    from sihnet.preprocessing.cache import default_cache_dir
-
-    root = Path(cache_root or default_cache_dir()) / "dicom"
-    target = root / f"{dicom_folder_key(folder)}.nii.gz"
     if target.is_file():
         return target
     series, _ = discover(folder)
@@ -347,10 +367,10 @@ def dicom_folder_to_nifti(folder: Path, cache_root: Path | None = None) -> Path:
     choice = choose(studies[0])
     if choice.chosen is None:
         raise SihnetError(f"DICOM folder: {choice.warning}")
-    if choice.warning:
-        log.warning("DICOM folder: %s", choice.warning)
     _, image, _, errors = _convert_choice(studies[0], choice, None)
     if image is None:
         raise SihnetError(f"DICOM folder: {'; '.join(errors)}")
-    save_image(target, clean_image(image))
+    if choice.warning:
+        log.warning("DICOM folder: uncertain pick: %s", choice.warning)
+    write_nifti_atomic(target, clean_image(image))
     return target

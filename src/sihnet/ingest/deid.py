@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 
-from sihnet.atomic import write_text_atomic
 from sihnet.errors import SihnetError
+from sihnet.tables import read_table, write_table
 
 # Acquisition fields of dcm2niix's BIDS sidecar that carry no identity (no names, dates, places,
 # free-text descriptions, serial numbers).
@@ -93,16 +91,11 @@ class Pseudonyms:
         self.mapping: dict[str, str] = {}
         self.changed = False
         if table is not None and table.is_file():
-            with table.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                if not reader.fieldnames or not {"original_id", "pseudonym"} <= set(
-                    reader.fieldnames
-                ):
-                    raise SihnetError(
-                        f"mapping table {table.name} needs columns original_id,pseudonym"
-                    )
-                for row in reader:
-                    self.mapping[row["original_id"]] = row["pseudonym"].removeprefix("sub-")
+            columns, rows = read_table(table, "mapping table")
+            if not {"original_id", "pseudonym"} <= set(columns):
+                raise SihnetError(f"mapping table {table.name} needs columns original_id,pseudonym")
+            for row in rows:
+                self.mapping[row["original_id"]] = row["pseudonym"].removeprefix("sub-")
 
     @classmethod
     def from_options(cls, key_file: Path | None, mapping: Path | None) -> Pseudonyms:
@@ -138,9 +131,8 @@ class Pseudonyms:
         """Write the mapping table back (atomically) when new patients were added."""
         if self.table is None or not self.changed:
             return
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["original_id", "pseudonym"])
-        for original, label in sorted(self.mapping.items(), key=lambda item: item[1]):
-            writer.writerow([original, f"sub-{label}"])
-        write_text_atomic(self.table, buffer.getvalue())
+        rows = [
+            {"original_id": original, "pseudonym": f"sub-{label}"}
+            for original, label in sorted(self.mapping.items(), key=lambda item: item[1])
+        ]
+        write_table(self.table, ["original_id", "pseudonym"], rows)

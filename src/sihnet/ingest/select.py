@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sihnet.errors import SihnetError
 from sihnet.ingest.classify import contrast_of, description_text, weighting_of
 from sihnet.ingest.discover import Series
+from sihnet.tables import read_table
 
 MIN_SLICES = 16
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -275,13 +277,12 @@ def read_overrides(path: Path) -> dict[str, int]:
 
     ``study`` is a StudyInstanceUID, an accession number or a patient ID.
     """
-    from sihnet.data.manifest import _read_table
-    from sihnet.errors import SihnetError
-
-    columns, rows = _read_table(Path(path))
+    columns, rows = read_table(Path(path), "override table")
     if not {"study", "series_number"} <= set(columns):
-        raise SihnetError("--override table needs columns study,series_number")
+        raise SihnetError(f"override table {Path(path).name} needs columns study,series_number")
     try:
-        return {row["study"].strip(): int(row["series_number"].strip()) for row in rows}
+        return {row["study"]: int(row["series_number"]) for row in rows}
     except ValueError:
-        raise SihnetError("--override: series_number must be an integer") from None
+        raise SihnetError(
+            f"override table {Path(path).name}: series_number must be an integer"
+        ) from None

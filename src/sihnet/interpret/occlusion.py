@@ -16,15 +16,14 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from sihnet.config import Target
+from sihnet.inference import Inference, target_scores
 from sihnet.interpret.incremental import OccludedForward
-
-Target = Literal["logit", "probability"]
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -43,13 +42,6 @@ def windows(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int]) -
     axes = [window_starts(n, p, s) for n, p, s in zip(shape, patch, stride, strict=True)]
     grid = np.meshgrid(*axes, indexing="ij")
     return np.stack([g.ravel() for g in grid], axis=1)
-
-
-def target_scores(logits: torch.Tensor, target: Target) -> torch.Tensor:
-    """The fistula score of each row of ``logits`` (N, 2): its logit, or its softmax probability."""
-    if target == "probability":
-        return torch.softmax(logits.float(), dim=1)[:, 1]
-    return logits.float()[:, 1]
 
 
 def default_batch_size(shape: Sequence[int], device: torch.device) -> int:
@@ -74,6 +66,7 @@ class OcclusionResult:
         base_score: the target score of the unoccluded input.
         windows: windows in the sweep; forwards: occluded copies actually evaluated (the rest were
             all-zero regions); seconds: wall time; incremental_units: network units run on windows.
+        patch, stride: as used, in voxels (clipped to the image; the stride to the patch).
     """
 
     map: np.ndarray
@@ -82,6 +75,8 @@ class OcclusionResult:
     forwards: int
     seconds: float
     incremental_units: int
+    patch: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
 
 
 def _box(start: Sequence[int], patch: Sequence[int]) -> tuple[slice, slice, slice]:
@@ -97,7 +92,7 @@ def occlusion_map(
     target: Target = "logit",
     batch_size: int | None = None,
     incremental: bool = True,
-    precision: Literal["fp32", "bf16"] = "fp32",
+    inference: Inference | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> OcclusionResult:
     """The occlusion map of ``image`` for the fistula class.
@@ -106,11 +101,13 @@ def occlusion_map(
         model: eval-mode classifier, (N, 1, X, Y, Z) -> logits (N, 2); its device is used.
         image: (1, X, Y, Z) or (1, 1, X, Y, Z) model input.
         patch: window size in voxels of ``image`` (clipped to the volume).
-        stride: window step in voxels; defaults to ``patch`` (non-overlapping, as in the paper).
+        stride: window step in voxels, at most the patch; defaults to ``patch``
+            (non-overlapping, as in the paper).
         target: ``logit`` (the fistula logit, default) or ``probability`` (its softmax).
         batch_size: occluded copies per forward pass; default from free memory.
         incremental: windowed inference of MONAI DenseNet's early layers (exact; off = plain).
-        precision: ``bf16`` autocast is approximate (report its error against fp32).
+        inference: the precision (bf16 is approximate; see the README's benchmark); default fp32
+            on the model's device.
         progress: called with (done, total) windows after each batch.
 
     Returns:
@@ -118,12 +115,13 @@ def occlusion_map(
     """
     started = time.perf_counter()
     device = next(model.parameters()).device
+    inference = inference or Inference(device, "fp32")
     x = image.reshape(1, 1, *image.shape[-3:]).to(device=device, dtype=torch.float32)
     shape = tuple(int(n) for n in x.shape[2:])
-    patch = tuple(min(int(p), n) for p, n in zip(patch, shape, strict=True))
-    stride = tuple(int(s) for s in (stride or patch))
-    if min(patch) < 1 or min(stride) < 1 or any(s > p for s, p in zip(stride, patch, strict=True)):
-        raise ValueError("patch and stride must be positive, and the stride at most the patch")
+    # A patch larger than the image occludes the whole axis (one window there); a stride is at
+    # most the patch, so every voxel is covered (OcclusionConfig refuses a larger one from users).
+    patch = tuple(max(1, min(int(p), n)) for p, n in zip(patch, shape, strict=True))
+    stride = tuple(max(1, min(int(s), p)) for s, p in zip(stride or patch, patch, strict=True))
     starts = windows(shape, patch, stride)
     volume = x[0, 0].cpu().numpy()  # the all-zero test on the host: no device sync per window
     nonzero = np.array([bool(volume[_box(start, patch)].any()) for start in starts])
@@ -133,12 +131,11 @@ def occlusion_map(
     for start in starts:
         count[_box(start, patch)] += 1
     batch = batch_size or default_batch_size(shape, device)
-    use_bf16 = precision == "bf16"
     inplace = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
     for module in inplace:  # stored activations must not be overwritten
         module.inplace = False
     try:
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode(), inference.autocast():
             engine = OccludedForward(model, x, incremental)
             base = float(target_scores(engine.prepare(patch), target)[0])
             for first in range(0, len(todo), batch):
@@ -158,4 +155,6 @@ def occlusion_map(
         forwards=len(todo),
         seconds=time.perf_counter() - started,
         incremental_units=len(engine.bases),
+        patch=patch,
+        stride=stride,
     )

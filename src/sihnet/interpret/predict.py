@@ -7,62 +7,64 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from sihnet.config import InferenceConfig
+from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
-from sihnet.models.ensemble import finished_folds, load_fold_model, run_config
-from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 
 log = logging.getLogger(__name__)
 
 
+def image_label(position: int, image: Path) -> str:
+    """How an image is named in outputs: its position and file name (a DICOM folder's name is
+    never shown: folder names often name patients)."""
+    return (
+        f"#{position} {Path(image).name}"
+        if not Path(image).is_dir()
+        else f"#{position} (DICOM folder)"
+    )
+
+
 def run_predict(
-    run: Path, images: list[Path], device: str = "auto", cache: VolumeCache | None = None
+    run: Path,
+    images: list[Path],
+    settings: InferenceConfig = InferenceConfig(),
+    cache: VolumeCache | None = None,
+    require_all: bool = False,
 ) -> list[dict[str, Any]]:
     """Probability of the fistula class per image: mean and SD over the run's fold models.
 
     Args:
         run: a trained run folder; images: NIfTI files or DICOM folders.
+        settings: device and precision (default: the run's).
         cache: preprocessed-volume cache (default: the user cache dir).
+        require_all: refuse a run whose folds are not all finished (default: a warning).
 
     Returns:
         One record per image, in order: ``image`` (its position and, for a file, its name),
-        ``probability`` (mean over folds), ``probability_sd``, ``folds`` ({fold: probability}),
-        or ``error`` (one line) when the image could not be read; the others are still scored.
+        ``probability`` (mean over folds), ``probability_sd`` (sample SD), ``fold_probabilities``
+        ({fold: probability}), or ``error`` (one line) when the image could not be scored; the
+        others are still scored.
     """
-    from sihnet.training.fold import resolve_device
-
-    paths = RunPaths(run)
-    config = run_config(paths)
-    folds = finished_folds(paths)
-    torch_device = resolve_device(device)
-    models = {k: load_fold_model(paths, k, torch_device) for k in folds}
+    ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cache = cache or VolumeCache(default_cache_dir())
     records: list[dict[str, Any]] = []
     for position, image in enumerate(images, start=1):
-        label = (
-            f"#{position} {Path(image).name}"
-            if Path(image).is_file()
-            else f"#{position} (DICOM folder)"
-        )
+        label = image_label(position, image)
         try:
-            prepared = read_cached(cache.get(image, config.preprocessing))
+            prepared = read_cached(cache.get(image, ensemble.config.preprocessing))
+            probabilities = ensemble.probabilities(prepared.image)
         except SihnetError as error:
             records.append({"image": label, "error": str(error)})
             continue
-        x = torch.from_numpy(prepared.image)[None].to(torch_device)
-        with torch.inference_mode():
-            probabilities = {
-                k: float(torch.softmax(m(x).float(), 1)[0, 1]) for k, m in models.items()
-            }
         values = np.array(list(probabilities.values()))
         records.append(
             {
                 "image": label,
                 "probability": float(values.mean()),
                 "probability_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                "folds": probabilities,
+                "fold_probabilities": probabilities,
             }
         )
     return records

@@ -4,66 +4,70 @@ Outputs in ``DIR``: ``input.nii.gz`` (the preprocessed model input with its canv
 ``occlusion.nii.gz`` (float32, same grid), ``occlusion_native.nii.gz`` (the map resampled to the
 patient's original image grid, to overlay on the series in 3D Slicer / ITK-SNAP / FSLeyes),
 ``occlusion.png`` (the paper's three panels through the sagittal slice of largest effect),
-``regions.tsv`` (the largest effects, world coordinates in mm) and ``occlusion.json``.
+``regions.tsv`` (the largest effects, world coordinates in mm) and ``occlusion.json``. They are
+written into a staging folder next to ``DIR`` and swapped in whole, so a killed run never leaves
+one patient's map beside another's figure.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import logging
+import os
+import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
-from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.atomic import write_atomic, write_json_atomic, write_nifti_atomic
+from sihnet.config import InferenceConfig, OcclusionConfig
+from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.hashing import tree_sha256
-from sihnet.interpret.occlusion import Target, occlusion_map
-from sihnet.models.ensemble import load_fold_model, run_config, select_folds
+from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
-from sihnet.preprocessing.volume import image_file, resample_to_canvas
+from sihnet.preprocessing.volume import Preprocessed, resample_to_canvas
+from sihnet.tables import read_rows, write_table
 
 log = logging.getLogger(__name__)
 
-PAPER_PATCH_1MM = (12, 13, 13)
+OUTPUT_FILES = (
+    "input.nii.gz",
+    "occlusion.nii.gz",
+    "occlusion_native.nii.gz",
+    "occlusion.png",
+    "regions.tsv",
+    "occlusion.json",
+)
+REGION_COLUMNS = ("rank", "sign", "peak", "x_mm", "y_mm", "z_mm", "volume_ml", "location")
 
 
 @dataclasses.dataclass(frozen=True)
-class OcclusionPaths:
-    """Files of an occlusion output folder (see the module docstring)."""
+class OcclusionRecord:
+    """``occlusion.json``: how the map was made (the image only as a SHA-256) and its regions."""
 
-    root: Path
+    image_sha256: str
+    grid: dict[str, Any]
+    patch_voxels: list[int]
+    stride_voxels: list[int]
+    patch_mm: list[float]
+    target: str
+    value: str
+    precision: str
+    folds: list[dict[str, Any]]
+    forwards: int
+    seconds: float
+    figure_sagittal_slice: int
+    regions: list[dict[str, Any]]
 
-    @property
-    def input(self) -> Path:
-        return self.root / "input.nii.gz"
-
-    @property
-    def map(self) -> Path:
-        return self.root / "occlusion.nii.gz"
-
-    @property
-    def native(self) -> Path:
-        return self.root / "occlusion_native.nii.gz"
-
-    @property
-    def figure(self) -> Path:
-        return self.root / "occlusion.png"
-
-    @property
-    def regions(self) -> Path:
-        return self.root / "regions.tsv"
-
-    @property
-    def record(self) -> Path:
-        return self.root / "occlusion.json"
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def parse_voxels(text: str | None, name: str) -> tuple[int, int, int] | None:
@@ -91,7 +95,7 @@ def save_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    write_atomic(path, lambda temp: nib.save(image, str(temp)), suffix=".nii.gz")
+    write_nifti_atomic(path, image)
 
 
 _THIRDS = (
@@ -195,46 +199,16 @@ def plot_panels(path: Path, image: np.ndarray, effect: np.ndarray, title: str) -
     return x
 
 
-def run_occlusion(
-    run: Path,
-    image_path: Path,
-    out: Path,
-    fold: str = "all",
-    patch_1mm: tuple[int, int, int] = PAPER_PATCH_1MM,
-    stride_1mm: tuple[int, int, int] | None = None,
-    target: Target = "logit",
-    precision: Literal["fp32", "bf16"] = "fp32",
-    batch_size: int | None = None,
-    device: str = "auto",
-    cache: VolumeCache | None = None,
-) -> dict[str, Any]:
-    """Occlusion map of one image with the run's fold models (averaged when several); see module doc.
-
-    The model input comes from the preprocessed-volume cache (default: the user cache dir), so an
-    image the run was trained or evaluated on is not read and resampled again.
-
-    Returns:
-        The ``occlusion.json`` record.
-    """
-    from sihnet.training.fold import resolve_device
-
-    paths, files = RunPaths(run), OcclusionPaths(out)
-    config = run_config(paths)
-    folds = select_folds(paths, fold)
-    spacing = config.preprocessing.spacing_mm
-    patch = scale_to_grid(patch_1mm, spacing)
-    stride = scale_to_grid(stride_1mm or patch_1mm, spacing)
-    if any(s > p for s, p in zip(stride, patch, strict=False)):
-        raise SihnetError("--stride must not exceed --patch (voxels would be left unoccluded)")
-    cache = cache or VolumeCache(default_cache_dir())
-    prepared = read_cached(cache.get(image_path, config.preprocessing))  # checked when cached
-    torch_device = resolve_device(device)
-    out.mkdir(parents=True, exist_ok=True)
+def _sweep(
+    ensemble: FoldEnsemble,
+    image: np.ndarray,
+    patch: tuple[int, int, int],
+    stride: tuple[int, int, int],
+    occlusion: OcclusionConfig,
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, list[int]]]:
+    """Each fold model's map (averaged), what each sweep took, and the patch and stride used."""
     maps, per_fold = [], []
-    for k in folds:
-        model = load_fold_model(paths, k, torch_device)
-        image = torch.from_numpy(prepared.image)
-
+    for k, model in ensemble.models.items():
         shown = [0]  # tenths of the sweep already logged
 
         def report(done: int, total: int, k: int = k, shown: list[int] = shown) -> None:
@@ -242,9 +216,10 @@ def run_occlusion(
                 shown[0] = done * 10 // total
                 log.info("fold %d: %d/%d occluded copies", k, done, total)
 
-        result = occlusion_map(
-            model, image, patch, stride, target, batch_size, precision=precision, progress=report
-        )
+        result: OcclusionResult = occlusion_map(
+            model, torch.from_numpy(image), patch, stride, occlusion.target, occlusion.batch_size,
+            inference=ensemble.inference, progress=report,
+        )  # fmt: skip
         maps.append(result.map)
         per_fold.append(
             {
@@ -262,33 +237,98 @@ def run_occlusion(
             result.forwards,
             result.seconds,
         )
-    effect = np.mean(maps, axis=0).astype(np.float32)
-    save_nifti(files.input, prepared.image[0], prepared.affine)
-    save_nifti(files.map, effect, prepared.affine)
-    native_affine, native_shape = _native_grid(image_path)
-    native = resample_to_canvas(effect, prepared.affine, native_affine, native_shape)
-    save_nifti(files.native, native, native_affine)
+    used = {"patch": list(result.patch), "stride": list(result.stride)}
+    return np.mean(maps, axis=0).astype(np.float32), per_fold, used
+
+
+def _prepare_out(out: Path) -> Path:
+    """A fresh staging folder beside ``out``; ``out`` must be an occlusion folder, empty, or new."""
+    if out.exists() and not out.is_dir():
+        raise SihnetError(f"--out {out.name} is a file; give a folder")
+    if out.is_dir():
+        foreign = [p.name for p in out.iterdir() if p.name not in OUTPUT_FILES]
+        if foreign:
+            raise SihnetError(
+                f"--out {out.name} holds other files ({foreign[0]}); give a new or empty folder"
+            )
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out``'s outputs by the staging folder's in one rename (the old set removed)."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.is_dir():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_outputs(
+    folder: Path,
+    prepared: Preprocessed,
+    effect: np.ndarray,
+    native: tuple[np.ndarray, tuple[int, int, int]],
+    target: str,
+) -> tuple[list[dict[str, Any]], int]:
+    save_nifti(folder / "input.nii.gz", prepared.image[0], prepared.affine)
+    save_nifti(folder / "occlusion.nii.gz", effect, prepared.affine)
+    native_affine, native_shape = native
+    resampled = resample_to_canvas(effect, prepared.affine, native_affine, native_shape)
+    save_nifti(folder / "occlusion_native.nii.gz", resampled, native_affine)
     regions = top_regions(effect, prepared.image[0], prepared.affine)
-    _write_regions(files.regions, regions)
-    slice_x = plot_panels(
-        files.figure, prepared.image[0], effect, f"occlusion map, {target} of fistula class"
-    )
-    record: dict[str, Any] = {
-        "image_sha256": tree_sha256(image_path),
-        "grid": {"shape": list(effect.shape), "spacing_mm": spacing},
-        "patch_voxels": list(patch),
-        "stride_voxels": list(stride),
-        "patch_mm": [p * spacing for p in patch],
-        "target": target,
-        "value": "target score of the input minus target score with the patch set to 0, averaged over covering windows and folds",
-        "precision": precision,
-        "folds": per_fold,
-        "forwards": sum(f["forwards"] for f in per_fold),
-        "seconds": round(sum(f["seconds"] for f in per_fold), 2),
-        "figure_sagittal_slice": slice_x,
-        "regions": regions,
-    }
-    write_json_atomic(files.record, record)
+    shown = [{**row, "peak": f"{row['peak']:.6g}"} for row in regions]
+    write_table(folder / "regions.tsv", REGION_COLUMNS, shown, delimiter="\t")
+    title = f"occlusion map, {target} of fistula class"
+    return regions, plot_panels(folder / "occlusion.png", prepared.image[0], effect, title)
+
+
+def run_occlusion(
+    run: Path,
+    image_path: Path,
+    out: Path,
+    occlusion: OcclusionConfig = OcclusionConfig(),
+    settings: InferenceConfig = InferenceConfig(),
+    cache: VolumeCache | None = None,
+    require_all: bool = False,
+) -> OcclusionRecord:
+    """Occlusion map of one image with the run's fold models (averaged when several); see module doc.
+
+    The model input comes from the preprocessed-volume cache (default: the user cache dir), so an
+    image the run was trained or evaluated on is not read and resampled again.
+    """
+    ensemble = FoldEnsemble.load(run, occlusion.fold, settings, require_all)
+    spacing = ensemble.config.preprocessing.spacing_mm
+    patch = scale_to_grid(occlusion.patch_1mm, spacing)
+    stride = scale_to_grid(occlusion.stride_1mm or occlusion.patch_1mm, spacing)
+    cache = cache or VolumeCache(default_cache_dir())
+    prepared = read_cached(cache.get(image_path, ensemble.config.preprocessing))
+    native = _native_grid(cache.nifti_of(image_path))
+    staging = _prepare_out(Path(out))
+    try:
+        effect, per_fold, used = _sweep(ensemble, prepared.image, patch, stride, occlusion)
+        regions, slice_x = _write_outputs(staging, prepared, effect, native, occlusion.target)
+        record = OcclusionRecord(
+            image_sha256=tree_sha256(image_path),
+            grid={"shape": list(effect.shape), "spacing_mm": spacing},
+            patch_voxels=used["patch"],
+            stride_voxels=used["stride"],
+            patch_mm=[p * spacing for p in used["patch"]],
+            target=occlusion.target,
+            value="target score of the input minus target score with the patch set to 0, averaged over covering windows and folds",
+            precision=ensemble.inference.precision,
+            folds=per_fold,
+            forwards=sum(f["forwards"] for f in per_fold),
+            seconds=round(sum(f["seconds"] for f in per_fold), 2),
+            figure_sagittal_slice=slice_x,
+            regions=regions,
+        )
+        write_json_atomic(staging / "occlusion.json", record.as_json())
+        _swap_in(staging, Path(out))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return record
 
 
@@ -300,8 +340,7 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
     """
     if not paths.oof_predictions.is_file():
         raise SihnetError(f"{paths.root.name}: no out-of-fold predictions (run 'sihnet evaluate')")
-    with paths.oof_predictions.open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row["label"] == "1"]
+    rows = [row for row in read_rows(paths.oof_predictions) if row["label"] == "1"]
     if not rows:
         raise SihnetError("no fistula patient in the out-of-fold predictions")
     best = max(rows, key=lambda row: float(row["probability"]))
@@ -309,22 +348,12 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
     return best["patient_id"], scan.image, int(best["fold"])
 
 
-def _native_grid(image_path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+def _native_grid(nifti: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Affine and 3D shape of the patient's image, from its header only (no voxels read)."""
-    header: Any = nib.load(str(image_file(image_path)))
+    header: Any = nib.load(str(nifti))
     shape = header.shape
     return np.asarray(header.affine, dtype=np.float64), (
         int(shape[0]),
         int(shape[1]),
         int(shape[2]),
     )
-
-
-def _write_regions(path: Path, regions: list[dict[str, Any]]) -> None:
-    columns = ["rank", "sign", "peak", "x_mm", "y_mm", "z_mm", "volume_ml", "location"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
-    writer.writeheader()
-    for row in regions:
-        writer.writerow({**row, "peak": f"{row['peak']:.6g}"})
-    write_text_atomic(path, buffer.getvalue())

@@ -1,28 +1,34 @@
 """On-disk cache of preprocessed volumes, keyed by file content and preprocessing settings.
 
 A second epoch, fold or run never re-reads or re-resamples a NIfTI: the key is the SHA-256 of the
-file's bytes plus the preprocessing settings, and the content hash itself is remembered per
-(path, size, mtime) so an unchanged file is not even hashed again. Entries are safetensors files
-(``image`` (1, X, Y, Z) float32, ``affine`` 4x4 float64) written atomically. File names are hashes:
-no source path or patient identifier appears in the cache.
+file's bytes (a DICOM folder: of its files' names and bytes) plus the preprocessing settings. The
+content is hashed on every lookup, never recognised by path, size and time alone: a different file
+copied over an old one with the same size and time must not return the old volume. Entries are
+safetensors files (``image`` (1, X, Y, Z) float32, ``affine`` 4x4 float64) written atomically; a
+damaged entry is rebuilt. File names are hashes: no source path or patient identifier appears in
+the cache. A DICOM folder is converted once (``sihnet convert``'s code path) into ``dicom/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from sihnet.atomic import write_atomic, write_text_atomic
+from sihnet.atomic import write_atomic
 from sihnet.config import PreprocessingConfig
-from sihnet.hashing import tree_sha256
+from sihnet.errors import SihnetError
+from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.preprocessing.volume import Preprocessed, preprocess_file
+
+log = logging.getLogger(__name__)
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
@@ -36,8 +42,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "sihnet"
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def read_cached(entry: Path) -> Preprocessed:
+    """Load a cache entry: image (1, X, Y, Z) float32 and its canvas affine.
+
+    Raises:
+        SihnetError: the entry is damaged (the cache rebuilds it on the next lookup).
+    """
+    try:
+        tensors = load_file(str(entry))
+        return Preprocessed(image=tensors["image"], affine=tensors["affine"])
+    except (SafetensorError, OSError, KeyError, ValueError):
+        raise SihnetError(f"cache entry {Path(entry).name[:12]}… is damaged") from None
 
 
 @dataclasses.dataclass
@@ -49,21 +64,22 @@ class VolumeCache:
     misses: int = 0
 
     def content_hash(self, path: Path) -> str:
-        """SHA-256 of a file's bytes (a folder: of its files' names and bytes), memoised by stat."""
-        path = Path(path).resolve()
-        stat = path.stat()
-        signature = _sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
-        memo = self.root / "hashes" / signature
-        if memo.is_file():
-            return memo.read_text().strip()
-        value = tree_sha256(path)
-        write_text_atomic(memo, value)
-        return value
+        """SHA-256 of a file's bytes (a folder: of its files' names and bytes)."""
+        return tree_sha256(Path(path))
+
+    def nifti_of(self, path: Path) -> Path:
+        """A NIfTI path as is; a DICOM folder converted once into ``dicom/<content hash>.nii.gz``."""
+        if not Path(path).is_dir():
+            return Path(path)
+        from sihnet.ingest.convert import dicom_folder_to_nifti
+
+        target = self.root / "dicom" / f"{self.content_hash(path)}.nii.gz"
+        return dicom_folder_to_nifti(Path(path), target)
 
     def entry(self, path: Path, config: PreprocessingConfig) -> Path:
         """The cache file for ``path`` under ``config``."""
         settings = json.dumps(dataclasses.asdict(config), sort_keys=True)
-        key = _sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
+        key = text_sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
         return self.root / "volumes" / key[:2] / f"{key}.safetensors"
 
     def get(
@@ -72,23 +88,40 @@ class VolumeCache:
         config: PreprocessingConfig,
         compute: Callable[[Path, PreprocessingConfig], Preprocessed] = preprocess_file,
     ) -> Path:
-        """Return the cache file of ``path``, preprocessing it first if it is not cached."""
+        """Return the cache file of ``path`` (a NIfTI file or DICOM folder), preprocessing it first
+        if it is not cached or its entry is damaged."""
         entry = self.entry(path, config)
         if entry.is_file():
-            self.hits += 1
-            return entry
+            try:
+                read_cached(entry)
+                self.hits += 1
+                return entry
+            except SihnetError:
+                log.warning("a damaged cache entry was rebuilt")
         self.misses += 1
-        result = compute(path, config)
+        result = compute(self.nifti_of(path), config)
         tensors = {"image": np.ascontiguousarray(result.image), "affine": result.affine}
         write_atomic(entry, lambda temp: save_file(tensors, str(temp)))
         return entry
 
-    def warm(self, paths: Iterable[Path], config: PreprocessingConfig) -> dict[Path, Path]:
-        """Cache every path; returns source path -> cache file."""
-        return {Path(p): self.get(Path(p), config) for p in paths}
+    def cache_images(
+        self, images: Sequence[tuple[int, Path]], config: PreprocessingConfig
+    ) -> dict[Path, Path]:
+        """Preprocess every ``(manifest row, image)``; all good images are cached before the first
+        bad one is reported (one line naming its row).
 
-
-def read_cached(entry: Path) -> Preprocessed:
-    """Load a cache entry: image (1, X, Y, Z) float32 and its canvas affine."""
-    tensors = load_file(str(entry))
-    return Preprocessed(image=tensors["image"], affine=tensors["affine"])
+        Returns:
+            image path -> cache entry.
+        """
+        entries: dict[Path, Path] = {}
+        failures: list[str] = []
+        for row, image in images:
+            try:
+                entries[image] = self.get(image, config)
+            except SihnetError as error:
+                failures.append(f"row {row}: {error}")
+        if failures:
+            more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise SihnetError(f"{failures[0]}{more}")
+        log.info("preprocessed %d scans (%d from cache)", len(entries), self.hits)
+        return entries

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from sihnet.config import PreprocessingConfig
+from sihnet.config import SPACING_RANGE_MM, PreprocessingConfig
 from sihnet.errors import SihnetError
 
-MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
+MIN_SPACING_MM, MAX_SPACING_MM = SPACING_RANGE_MM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,16 +169,7 @@ def preprocess_volume(
     return Preprocessed(image=image[None], affine=target)
 
 
-def image_file(path: Path) -> Path:
-    """A NIfTI path as is; a DICOM folder converted once (``sihnet convert``'s code path, cached)."""
-    if Path(path).is_dir():
-        from sihnet.ingest.convert import dicom_folder_to_nifti
-
-        return dicom_folder_to_nifti(Path(path))
-    return Path(path)
-
-
 def preprocess_file(path: Path, config: PreprocessingConfig) -> Preprocessed:
-    """Load, check and preprocess one NIfTI file or DICOM folder (see :func:`preprocess_volume`)."""
-    volume, affine = load_volume(image_file(path))
+    """Load, check and preprocess one NIfTI file (see :func:`preprocess_volume`)."""
+    volume, affine = load_volume(path)
     return preprocess_volume(volume, affine, config)

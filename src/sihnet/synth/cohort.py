@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import multiprocessing
 import os
@@ -16,11 +14,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from sihnet.atomic import write_atomic, write_text_atomic
+from sihnet.atomic import write_atomic, write_nifti_atomic
 from sihnet.data.manifest import BERN_MEASUREMENT_COLUMNS, BERN_SIGN_COLUMNS
 from sihnet.errors import SihnetError
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient, sample_patient
+from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +61,8 @@ def _render_one(job: tuple[Patient, float, Path, int]) -> float:
     image.header.set_xyzt_units("mm", "sec")
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    write_atomic(path, lambda temp: nib.save(image, str(temp)), suffix=".nii.gz")
+    write_nifti_atomic(path, image)
     return time.perf_counter() - started
-
-
-def _table(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _truth_row(patient_id: str, patient: Patient) -> dict[str, Any]:
@@ -177,9 +168,9 @@ def run_synth(
         }
         row.update(measure_bern_fields(patient, reader_noise_mm, rng))
         rows.append(row)
-    write_text_atomic(out / "cohort.csv", _table(MANIFEST_COLUMNS, rows))
+    write_table(out / "cohort.csv", MANIFEST_COLUMNS, rows)
     truth = [_truth_row(pid, p) for pid, p in zip(ids, patients, strict=True)]
-    write_text_atomic(out / "truth.csv", _table(list(truth[0]), truth))
+    write_table(out / "truth.csv", list(truth[0]), truth)
     shown = [
         (pid, p.label, f) for pid, p, f in zip(ids, patients, files, strict=True) if p.label == 1
     ][:4]

@@ -134,12 +134,3 @@ def load_state(path: Path) -> dict[str, Any]:
             f"{Path(path).parent.name}/{Path(path).name} is not a sihnet resume state"
         )
     return state
-
-
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temp files an interrupted atomic write left behind (``.NAME.XXXX.tmp``)."""
-    removed = 0
-    for temp in Path(folder).rglob(".*.tmp"):
-        temp.unlink(missing_ok=True)
-        removed += 1
-    return removed

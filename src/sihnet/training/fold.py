@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -21,6 +20,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
+from sihnet.inference import Inference
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import save_weights
 from sihnet.paths import RunPaths
@@ -32,7 +32,7 @@ from sihnet.training.checkpoint import (
     save_state,
     stop_requested,
 )
-from sihnet.training.records import epoch_bar, write_history, write_predictions
+from sihnet.training.records import FoldSummary, epoch_bar, write_history, write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +48,8 @@ class Samples:
     def __len__(self) -> int:
         return len(self.entries)
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast when asked for, else a no-op context."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.inference_mode()
-def predict_probabilities(
-    model: torch.nn.Module, samples: Samples, batch_size: int, device: torch.device, precision: str
-) -> np.ndarray:
-    """Fistula probability (softmax of class 1) per scan: (n_scans,) float64."""
-    model.eval()
-    loader = DataLoader(CachedVolumeDataset(samples.entries, samples.labels), batch_size=batch_size)
-    outputs = []
-    for images, _ in loader:
-        with autocast(device, precision):
-            logits = model(images.to(device))
-        outputs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
-    return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros(0)
+    def dataset(self) -> CachedVolumeDataset:
+        return CachedVolumeDataset(self.entries, self.labels)
 
 
 def patient_level(
@@ -88,11 +62,8 @@ def patient_level(
     """
     order = list(dict.fromkeys(samples.patient_ids))
     index = {p: i for i, p in enumerate(order)}
-    sums, counts, labels = (
-        np.zeros(len(order)),
-        np.zeros(len(order)),
-        np.zeros(len(order), dtype=int),
-    )
+    sums, counts = np.zeros(len(order)), np.zeros(len(order))
+    labels = np.zeros(len(order), dtype=int)
     for patient, label, probability in zip(
         samples.patient_ids, samples.labels, probabilities, strict=True
     ):
@@ -116,45 +87,111 @@ def class_weights(labels: Sequence[int]) -> torch.Tensor:
 
 
 @dataclasses.dataclass
-class _Tracked:
+class Tracked:
     """Best-so-far state of one selection criterion."""
 
     score: float = -math.inf
     epoch: int = -1
     probabilities: np.ndarray | None = None
 
+    def update(self, score: float, epoch: int, probabilities: np.ndarray) -> bool:
+        """Keep this epoch when it scores higher (the first epoch always); True if kept."""
+        if epoch == 0 or (not math.isnan(score) and score > self.score):
+            self.score = -math.inf if math.isnan(score) else score
+            self.epoch, self.probabilities = epoch, probabilities
+            return True
+        return False
 
-def _update(tracked: _Tracked, score: float, epoch: int, probabilities: np.ndarray) -> bool:
-    if epoch == 0 or (not math.isnan(score) and score > tracked.score):
-        tracked.score = -math.inf if math.isnan(score) else score
-        tracked.epoch = epoch
-        tracked.probabilities = probabilities
-        return True
-    return False
+    def state(self) -> dict[str, Any]:
+        probabilities = None if self.probabilities is None else torch.from_numpy(self.probabilities)
+        return {"score": self.score, "epoch": self.epoch, "probabilities": probabilities}
 
-
-def _tracker_state(tracked: _Tracked) -> dict[str, Any]:
-    probabilities = (
-        None if tracked.probabilities is None else torch.from_numpy(tracked.probabilities)
-    )
-    return {"score": tracked.score, "epoch": tracked.epoch, "probabilities": probabilities}
-
-
-def _tracker_from(state: dict[str, Any]) -> _Tracked:
-    probabilities = state["probabilities"]
-    return _Tracked(
-        state["score"], state["epoch"], None if probabilities is None else probabilities.numpy()
-    )
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Tracked:
+        probabilities = state["probabilities"]
+        return cls(
+            state["score"], state["epoch"], None if probabilities is None else probabilities.numpy()
+        )
 
 
-def _train_epoch(
-    model: torch.nn.Module,
+@dataclasses.dataclass
+class FoldState:
+    """What a fold carries from epoch to epoch, and to and from its resume checkpoint."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    generator: torch.Generator
+    augmentation: Any
+    next_epoch: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    selected: Tracked = dataclasses.field(default_factory=Tracked)
+    best_validation: Tracked = dataclasses.field(default_factory=Tracked)
+    last: Tracked = dataclasses.field(default_factory=Tracked)
+    weights_sha256: str = ""
+
+    @classmethod
+    def start(cls, config: ExperimentConfig, fold: int, inference: Inference) -> FoldState:
+        """A fresh fold: seeded initialisation, AdamW, cosine warm restarts, augmentation."""
+        settings, seed = config.training, config.fold_seed(fold)
+        torch.manual_seed(seed)
+        model = build_model().to(inference.device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=settings.restart_epochs
+        )
+        augmentation = build_augmentation(
+            config.augmentation, config.preprocessing.spacing_mm, seed
+        )
+        return cls(model, optimizer, scheduler, torch.Generator().manual_seed(seed), augmentation)
+
+    def checkpoint(self, fingerprints: dict[str, str]) -> dict[str, Any]:
+        """The resume state after the epoch just finished (tensors and plain values only)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.next_epoch - 1,
+            "history": self.history,
+            "selected": self.selected.state(),
+            "best_validation": self.best_validation.state(),
+            "last": self.last.state(),
+            "weights_sha256": self.weights_sha256,
+            "rng": capture_rng(self.generator, self.augmentation),
+            "fingerprints": fingerprints,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a resume state written by :meth:`checkpoint`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"], self.generator, self.augmentation)
+        self.history = list(state["history"])
+        self.selected, self.best_validation, self.last = (
+            Tracked.from_state(state[k]) for k in ("selected", "best_validation", "last")
+        )
+        self.weights_sha256, self.next_epoch = state["weights_sha256"], state["epoch"] + 1
+
+
+def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold: int) -> None:
+    """A resumed fold must have been started with the same configuration, manifest and splits."""
+    for key, what in (
+        ("config", "configuration"),
+        ("manifest", "manifest"),
+        ("splits", "splits.json"),
+    ):
+        if state.get("fingerprints", {}).get(key) != fingerprints.get(key):
+            raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")
+
+
+def train_epoch(
+    state: FoldState,
     loader: DataLoader[tuple[torch.Tensor, int]],
-    augmentation: Any,
     criterion: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    precision: str,
+    inference: Inference,
     where: str,
 ) -> float:
     """One pass over the training data; returns the mean loss of the steps taken.
@@ -162,13 +199,14 @@ def _train_epoch(
     Raises:
         TrainingInterrupted: after the current step, when SIGINT/SIGTERM asked to stop.
     """
+    model, optimizer = state.model, state.optimizer
     model.train()
     losses, skipped = [], 0
     for images, labels in loader:
-        images = augment_batch(images.to(device), augmentation)
-        with autocast(device, precision):
+        images = augment_batch(images.to(inference.device), state.augmentation)
+        with inference.autocast():
             logits = model(images)
-        loss = criterion(logits.float(), labels.to(device))
+        loss = criterion(logits.float(), labels.to(inference.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes)
@@ -191,186 +229,165 @@ def _train_epoch(
     return float(np.mean(losses))
 
 
-def _score(
-    model: torch.nn.Module, samples: Samples, config: ExperimentConfig, device: torch.device
+def score(
+    model: torch.nn.Module, samples: Samples, data: CachedVolumeDataset, inference: Inference
 ) -> tuple[np.ndarray, float]:
-    """Patient-level probabilities (in first-seen patient order) and their AUROC."""
-    scan = predict_probabilities(
-        model, samples, config.training.batch_size, device, config.training.precision
-    )
-    _, labels, probabilities = patient_level(samples, scan)
+    """Patient-level probabilities (first-seen patient order) and their AUROC."""
+    scans = inference.probabilities(model, (data[i][0] for i in range(len(data))))
+    _, labels, probabilities = patient_level(samples, scans)
     return probabilities, auroc_or_nan(labels, probabilities)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldData:
+    """A fold's three sides: training, inner validation (``inner`` selection only), validation."""
+
+    train: Samples
+    inner_validation: Samples | None
+    validation: Samples
+
+
+def run_epoch(
+    state: FoldState,
+    data: FoldData,
+    loaders: tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None],
+    criterion: torch.nn.Module,
+    config: ExperimentConfig,
+    inference: Inference,
+    where: str,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Train one epoch, score the validation (and inner validation) patients: one history record."""
+    tick, epoch = time.perf_counter(), state.next_epoch
+    loader, validation, inner = loaders
+    lr = state.optimizer.param_groups[0]["lr"]
+    loss = train_epoch(state, loader, criterion, inference, where)
+    state.scheduler.step()
+    probabilities, val_auroc = score(state.model, data.validation, validation, inference)
+    inner_auroc = math.nan
+    if inner is not None and data.inner_validation is not None:
+        inner_auroc = score(state.model, data.inner_validation, inner, inference)[1]
+    state.next_epoch = epoch + 1
+    record = {
+        "epoch": epoch,
+        "loss": loss,
+        "val_auroc": val_auroc,
+        "inner_auroc": inner_auroc,
+        "lr": lr,
+        "seconds": round(time.perf_counter() - tick, 3),
+    }
+    return record, probabilities
+
+
+def keep(
+    state: FoldState,
+    record: dict[str, float],
+    probabilities: np.ndarray,
+    selection: str,
+    weights: Path,
+    fold: int,
+) -> None:
+    """Update the three trackers with an epoch; write ``best.safetensors`` when the selection keeps it."""
+    epoch = int(record["epoch"])
+    criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"], "last": float(epoch)}
+    if state.selected.update(criterion[selection], epoch, probabilities):
+        state.weights_sha256 = save_weights(
+            state.model, weights, {"fold": str(fold), "epoch": str(epoch)}
+        )
+    state.best_validation.update(record["val_auroc"], epoch, probabilities)
+    state.last.update(float(epoch), epoch, probabilities)
 
 
 def train_fold(
     fold: int,
-    train: Samples,
-    inner_validation: Samples | None,
-    validation: Samples,
+    data: FoldData,
     config: ExperimentConfig,
     paths: RunPaths,
     fingerprints: dict[str, str] | None = None,
     resume: bool = False,
-) -> dict[str, object]:
+) -> FoldSummary:
     """Train one fold and write ``fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,summary.json}``.
 
     Every epoch scores the outer validation fold (``val_auroc``) and, for ``inner`` selection, the
-    inner validation patients (``inner_auroc``). The checkpoint kept in ``best.safetensors`` is the
-    one the configured selection picks; the last epoch's and the best-validation epoch's (the paper's
+    inner validation patients (``inner_auroc``). ``best.safetensors`` holds the checkpoint the
+    configured selection picks; the last epoch's and the best-validation epoch's (the paper's
     optimistic choice) predictions are kept beside it. ``last.pt`` is saved after every epoch.
 
     Args:
         fingerprints: hashes of the configuration, manifest and splits; a resumed fold must match.
         resume: continue from ``last.pt`` (the last complete epoch) when it exists.
-
-    Returns:
-        The fold summary (also written to ``summary.json``).
     """
-    settings = config.training
-    fingerprints = fingerprints or {}
-    device = resolve_device(settings.device)
-    seed = config.seed * 1000 + fold
-    torch.manual_seed(seed)
-    model = build_model().to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    settings, fingerprints = config.training, fingerprints or {}
+    inference = Inference.resolve(settings.device, settings.precision)
+    state = FoldState.start(config, fold, inference)
+    weight = (
+        class_weights(data.train.labels).to(inference.device) if settings.class_weighting else None
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=settings.restart_epochs
-    )
-    weight = class_weights(train.labels).to(device) if settings.class_weighting else None
     criterion = torch.nn.CrossEntropyLoss(weight=weight)
-    augmentation = build_augmentation(config.augmentation, config.preprocessing.spacing_mm, seed)
-    generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
-        CachedVolumeDataset(train.entries, train.labels),
+        data.train.dataset(),
         batch_size=settings.batch_size,
         shuffle=True,
-        generator=generator,
+        generator=state.generator,
     )
+    inner = data.inner_validation.dataset() if data.inner_validation is not None else None
+    loaders = (loader, data.validation.dataset(), inner)
     paths.fold_dir(fold).mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    selected, best_validation, last = _Tracked(), _Tracked(), _Tracked()
-    weights_sha256, start_epoch = "", 0
     if resume and paths.last_state(fold).is_file():
-        state = load_state(paths.last_state(fold))
-        for key, what in (
-            ("config", "configuration"),
-            ("manifest", "manifest"),
-            ("splits", "splits.json"),
-        ):
-            if state.get("fingerprints", {}).get(key) != fingerprints.get(key):
-                raise SihnetError(
-                    f"cannot resume fold {fold}: the {what} changed since it was started"
-                )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"], generator, augmentation)
-        history = list(state["history"])
-        selected, best_validation, last = (
-            _tracker_from(state[k]) for k in ("selected", "best_validation", "last")
-        )
-        weights_sha256, start_epoch = state["weights_sha256"], state["epoch"] + 1
-        log.info("fold %d: resumed after epoch %d", fold, start_epoch)
-    patients, labels_v, _ = patient_level(validation, np.zeros(len(validation)))
+        saved = load_state(paths.last_state(fold))
+        check_fingerprints(saved, fingerprints, fold)
+        state.restore(saved)
+        log.info("fold %d: resumed after epoch %d", fold, state.next_epoch)
     started = time.perf_counter()
-    with epoch_bar(settings.epochs, f"fold {fold}") as bar:
-        if bar is not None:
-            bar.update(start_epoch)
-        for epoch in range(start_epoch, settings.epochs):
-            tick = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            where = f"fold {fold} epoch {epoch + 1}"
-            loss = _train_epoch(
-                model, loader, augmentation, criterion, optimizer, device, settings.precision, where
+    with epoch_bar(settings.epochs, f"fold {fold}", state.next_epoch) as bar:
+        while state.next_epoch < settings.epochs:
+            where = f"fold {fold} epoch {state.next_epoch + 1}"
+            record, probabilities = run_epoch(
+                state, data, loaders, criterion, config, inference, where
             )
-            scheduler.step()
-            probabilities, val_auroc = _score(model, validation, config, device)
-            inner_auroc = (
-                _score(model, inner_validation, config, device)[1]
-                if inner_validation is not None
-                else math.nan
-            )
-            criterion_value = {"inner": inner_auroc, "paper": val_auroc, "last": float(epoch)}[
-                settings.selection
-            ]
-            if _update(selected, criterion_value, epoch, probabilities):
-                weights_sha256 = save_weights(
-                    model, paths.best_weights(fold), {"fold": str(fold), "epoch": str(epoch)}
-                )
-            _update(best_validation, val_auroc, epoch, probabilities)
-            _update(last, float(epoch), epoch, probabilities)
-            seconds = time.perf_counter() - tick
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "val_auroc": val_auroc,
-                    "inner_auroc": inner_auroc,
-                    "lr": lr,
-                    "seconds": round(seconds, 3),
-                }
-            )
-            write_history(paths.history(fold), history)
-            save_state(
-                paths.last_state(fold),
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "selected": _tracker_state(selected),
-                    "best_validation": _tracker_state(best_validation),
-                    "last": _tracker_state(last),
-                    "weights_sha256": weights_sha256,
-                    "rng": capture_rng(generator, augmentation),
-                    "fingerprints": fingerprints,
-                },
-            )
-            inner_text = f" inner AUROC {inner_auroc:.3f}" if inner_validation is not None else ""
-            if bar is not None:
-                bar.set_postfix_str(f"loss {loss:.3f} val {val_auroc:.3f}")
-                bar.update()
-            else:
-                log.info(
-                    "%s/%d loss %.4f val AUROC %.3f%s (%.1f s)",
-                    where,
-                    settings.epochs,
-                    loss,
-                    val_auroc,
-                    inner_text,
-                    seconds,
-                )
+            keep(state, record, probabilities, settings.selection, paths.best_weights(fold), fold)
+            state.history.append(record)
+            write_history(paths.history(fold), state.history)
+            save_state(paths.last_state(fold), state.checkpoint(fingerprints))
+            bar.epoch_done(where, settings.epochs, record)
+    return finish_fold(fold, state, data, config, inference, paths, time.perf_counter() - started)
+
+
+def finish_fold(
+    fold: int,
+    state: FoldState,
+    data: FoldData,
+    config: ExperimentConfig,
+    inference: Inference,
+    paths: RunPaths,
+    seconds: float,
+) -> FoldSummary:
+    """Write the fold's ``predictions.csv`` and ``summary.json``."""
+    selected, last, best = state.selected, state.last, state.best_validation
     assert selected.probabilities is not None and last.probabilities is not None
-    assert best_validation.probabilities is not None
-    write_predictions(
-        paths.fold_predictions(fold),
-        fold,
-        patients,
-        labels_v,
-        {
-            "probability": selected.probabilities,
-            "probability_last_epoch": last.probabilities,
-            "probability_best_validation": best_validation.probabilities,
-        },
-    )
-    summary: dict[str, object] = {
-        "fold": fold,
-        "selection": settings.selection,
-        "selected_epoch": selected.epoch,
-        "auroc": auroc_or_nan(labels_v, selected.probabilities),
-        "auroc_last_epoch": auroc_or_nan(labels_v, last.probabilities),
-        "auroc_best_validation": auroc_or_nan(labels_v, best_validation.probabilities),
-        "best_validation_epoch": best_validation.epoch,
-        "weights_sha256": weights_sha256,
-        "n_train_patients": len(set(train.patient_ids)),
-        "n_inner_validation_patients": len(set(inner_validation.patient_ids))
-        if inner_validation
-        else 0,
-        "n_validation_patients": len(patients),
-        "seconds": round(time.perf_counter() - started, 1),
+    assert best.probabilities is not None
+    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
+    columns = {
+        "probability": selected.probabilities,
+        "probability_last_epoch": last.probabilities,
+        "probability_best_validation": best.probabilities,
     }
-    write_json_atomic(paths.fold_summary(fold), summary)
+    write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)
+    summary = FoldSummary(
+        fold=fold,
+        selection=config.training.selection,
+        selected_epoch=selected.epoch,
+        auroc=auroc_or_nan(labels, selected.probabilities),
+        auroc_last_epoch=auroc_or_nan(labels, last.probabilities),
+        auroc_best_validation=auroc_or_nan(labels, best.probabilities),
+        best_validation_epoch=best.epoch,
+        weights_sha256=state.weights_sha256,
+        precision=inference.precision,
+        n_train_patients=len(set(data.train.patient_ids)),
+        n_inner_validation_patients=len(set(data.inner_validation.patient_ids))
+        if data.inner_validation
+        else 0,
+        n_validation_patients=len(patients),
+        seconds=round(seconds, 1),
+    )
+    write_json_atomic(paths.fold_summary(fold), summary.as_json())
     return summary

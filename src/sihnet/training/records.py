@@ -1,46 +1,117 @@
-"""What a fold writes as it trains: history, predictions, and a progress bar on terminals."""
+"""What a fold writes as it trains: history, predictions, its summary, and its progress."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
+import dataclasses
+import json
+import logging
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from sihnet.atomic import write_text_atomic
+from sihnet.errors import SihnetError
+from sihnet.tables import write_table
+
+log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_auroc", "inner_auroc", "lr", "seconds")
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldSummary:
+    """``fold_K/summary.json``: the selected epoch, the fold's AUROCs and its weights' hash.
+
+    Attributes:
+        auroc: of the selected checkpoint; auroc_last_epoch: of the last epoch (unbiased);
+            auroc_best_validation: of the epoch best on this very fold (the paper's, optimistic).
+        precision: the precision the fold was trained and validated in (``fp32``/``bf16``).
+    """
+
+    fold: int
+    selection: str
+    selected_epoch: int
+    auroc: float
+    auroc_last_epoch: float
+    auroc_best_validation: float
+    best_validation_epoch: int
+    weights_sha256: str
+    precision: str
+    n_train_patients: int
+    n_inner_validation_patients: int
+    n_validation_patients: int
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, path: Path) -> FoldSummary:
+        """Read a summary; a missing or damaged file is one line."""
+        where = f"{Path(path).parent.name}/{Path(path).name}"
+        try:
+            values = json.loads(Path(path).read_text())
+            names = {f.name for f in dataclasses.fields(cls)}
+            values.setdefault("precision", "fp32")  # summaries written before it was recorded
+            return cls(**{k: v for k, v in values.items() if k in names})
+        except (OSError, ValueError, TypeError, AttributeError):
+            raise SihnetError(f"{where} is missing or damaged") from None
+
+
+class EpochProgress:
+    """A tqdm bar on a terminal, else one log line per epoch."""
+
+    def __init__(self, bar: tqdm | None) -> None:
+        self.bar = bar
+
+    def epoch_done(self, where: str, total: int, record: dict[str, float]) -> None:
+        inner = record["inner_auroc"]
+        inner_text = "" if math.isnan(inner) else f" inner AUROC {inner:.3f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {record['loss']:.3f} val {record['val_auroc']:.3f}")
+            self.bar.update()
+        else:
+            log.info(
+                "%s/%d loss %.4f val AUROC %.3f%s (%.1f s)",
+                where,
+                total,
+                record["loss"],
+                record["val_auroc"],
+                inner_text,
+                record["seconds"],
+            )
+
+
 @contextlib.contextmanager
-def epoch_bar(total: int, description: str) -> Iterator[tqdm | None]:
-    """A tqdm bar on a terminal; ``None`` (plain log lines) otherwise."""
+def epoch_bar(total: int, description: str, done: int = 0) -> Iterator[EpochProgress]:
+    """Progress over a fold's epochs, starting at ``done`` (a resumed fold)."""
     if sys.stderr.isatty():
-        with tqdm(total=total, desc=description, unit="epoch", leave=True) as bar:
-            yield bar
+        with tqdm(total=total, initial=done, desc=description, unit="epoch", leave=True) as bar:
+            yield EpochProgress(bar)
     else:
-        yield None
+        yield EpochProgress(None)
 
 
 def write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_table(path, HISTORY_COLUMNS, rows)
 
 
 def write_predictions(
     path: Path, fold: int, patients: list[str], labels: np.ndarray, columns: dict[str, np.ndarray]
 ) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["patient_id", "fold", "label", *columns])
-    for i, patient in enumerate(patients):
-        writer.writerow([patient, fold, int(labels[i]), *(f"{c[i]:.6f}" for c in columns.values())])
-    write_text_atomic(path, buffer.getvalue())
+    """``fold_K/predictions.csv``: patient, fold, label and one column per probability (6 decimals)."""
+    rows = [
+        {
+            "patient_id": patient,
+            "fold": fold,
+            "label": int(labels[i]),
+            **{name: f"{values[i]:.6f}" for name, values in columns.items()},
+        }
+        for i, patient in enumerate(patients)
+    ]
+    write_table(path, ["patient_id", "fold", "label", *columns], rows)

@@ -11,25 +11,41 @@ from typing import Any
 import torch
 import yaml
 
-from sihnet.atomic import write_json_atomic, write_text_atomic
-from sihnet.config import ExperimentConfig, config_to_dict
+from sihnet.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
+from sihnet.config import ExperimentConfig, config_to_dict, read_yaml_mapping
 from sihnet.data.manifest import Cohort, Scan
 from sihnet.data.splits import check_no_leakage, inner_split, load_splits, make_splits, save_splits
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
-from sihnet.training.checkpoint import remove_stale_temporaries
-from sihnet.training.fold import Samples, train_fold
+from sihnet.training.fold import FoldData, Samples, train_fold
+from sihnet.training.records import FoldSummary
 
 log = logging.getLogger(__name__)
+
+
+def check_run_folder(paths: RunPaths) -> None:
+    """``--out`` must be a new or empty folder, or a sihnet run (it has ``config.yaml``): an
+    existing folder of other files is never taken over."""
+    root = paths.root
+    if root.exists() and not root.is_dir():
+        raise SihnetError(f"--out {root.name} is a file; give a folder for the run")
+    if root.is_dir() and not paths.config.is_file():
+        others = [p.name for p in root.iterdir() if p.name != paths.log.name]
+        if others:
+            raise SihnetError(
+                f"--out {root.name} is not empty and not a sihnet run (no config.yaml); "
+                "give a new or empty folder"
+            )
 
 
 def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
     """Write ``config.yaml``, or check that an existing run folder holds the same configuration."""
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     if paths.config.is_file():
-        changed = _differences(yaml.safe_load(paths.config.read_text()), yaml.safe_load(text))
+        stored = read_yaml_mapping(paths.config, "run configuration")
+        changed = _differences(stored, yaml.safe_load(text))
         if changed:
             raise SihnetError(
                 f"{paths.root.name}/config.yaml differs from this configuration in {changed[0]}"
@@ -96,28 +112,61 @@ def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
     )
 
 
-def cache_cohort(cohort: Cohort, config: ExperimentConfig, cache: VolumeCache) -> dict[Path, Path]:
-    """Preprocess every scan into the cache; all good scans are cached before a bad one is reported."""
-    entries: dict[Path, Path] = {}
-    failures: list[str] = []
-    for scan in cohort.scans:
-        try:
-            entries[scan.image] = cache.get(scan.image, config.preprocessing)
-        except SihnetError as error:
-            failures.append(f"row {scan.row}: {error}")
-    if failures:
-        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise SihnetError(f"{failures[0]}{more}")
-    log.info("preprocessed %d scans (%d from cache)", len(entries), cache.hits)
-    return entries
-
-
 def _samples(scans: list[Scan], entries: dict[Path, Path]) -> Samples:
     return Samples(
         patient_ids=[s.patient_id for s in scans],
         entries=[entries[s.image] for s in scans],
         labels=[int(s.label) if s.label is not None else -1 for s in scans],
     )
+
+
+def fold_data(
+    fold: int,
+    assignment: dict[str, int],
+    cohort: Cohort,
+    entries: dict[Path, Path],
+    config: ExperimentConfig,
+) -> FoldData:
+    """The fold's training, inner validation (``inner`` selection) and validation scans, checked
+    for leakage at every split."""
+    validation_ids = {p for p, f in assignment.items() if f == fold}
+    train_ids = {p for p, f in assignment.items() if f != fold}
+    check_no_leakage(train_ids, validation_ids)
+    inner = None
+    if config.training.selection == "inner":
+        labels = cohort.patient_labels()
+        train_labels = {p: labels[p] for p in cohort.patient_ids if p in train_ids}
+        inner_train, inner_validation = inner_split(
+            train_labels, config.training.inner_validation_fraction, config.fold_seed(fold)
+        )
+        check_no_leakage(inner_train, inner_validation)
+        check_no_leakage(inner_validation, validation_ids)
+        train_ids, inner = (
+            set(inner_train),
+            _samples(cohort.scans_of(set(inner_validation)), entries),
+        )
+    return FoldData(
+        _samples(cohort.scans_of(train_ids), entries),
+        inner,
+        _samples(cohort.scans_of(validation_ids), entries),
+    )
+
+
+def _requested(config: ExperimentConfig, folds: list[int] | None) -> list[int]:
+    n_folds = config.cross_validation.folds
+    requested = list(range(n_folds)) if folds is None else folds
+    for fold in requested:
+        if not 0 <= fold < n_folds:
+            raise SihnetError(f"--fold {fold} is outside 0..{n_folds - 1}")
+    return requested
+
+
+def _fingerprints(paths: RunPaths, cohort: Cohort) -> dict[str, str]:
+    return {
+        "config": file_sha256(paths.config),
+        "manifest": file_sha256(cohort.source),
+        "splits": file_sha256(paths.splits),
+    }
 
 
 def run_training(
@@ -127,7 +176,7 @@ def run_training(
     cache: VolumeCache,
     folds: list[int] | None = None,
     resume: bool = False,
-) -> list[dict[str, object]]:
+) -> list[FoldSummary]:
     """Train the requested folds (default: all not yet complete) of a patient-level CV.
 
     Args:
@@ -144,28 +193,21 @@ def run_training(
     Raises:
         TrainingInterrupted: SIGINT/SIGTERM arrived; every fold's last complete epoch is saved.
     """
+    requested = _requested(config, folds)
     prepare_run_folder(paths, config)
-    removed = remove_stale_temporaries(paths.root)
+    own = [paths.root, *(paths.fold_dir(k) for k in range(config.cross_validation.folds))]
+    removed = remove_stale_temporaries(own)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted write", removed)
     write_cohort_record(paths, cohort)
     assignment = prepare_splits(paths, cohort, config)
-    fingerprints = {
-        "config": file_sha256(paths.config),
-        "manifest": file_sha256(cohort.source),
-        "splits": file_sha256(paths.splits),
-    }
+    fingerprints = _fingerprints(paths, cohort)
     if config.training.deterministic:
         use_deterministic_algorithms()
-    n_folds = config.cross_validation.folds
-    requested = list(range(n_folds)) if folds is None else folds
-    for fold in requested:
-        if not 0 <= fold < n_folds:
-            raise SihnetError(f"--fold {fold} is outside 0..{n_folds - 1}")
-    threads = config.training.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    entries = cache_cohort(cohort, config, cache)
-    labels = cohort.patient_labels()
+    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
+    entries = cache.cache_images(
+        [(scan.row, scan.image) for scan in cohort.scans], config.preprocessing
+    )
     summaries = []
     for fold in requested:
         if paths.fold_summary(fold).is_file():
@@ -176,41 +218,16 @@ def run_training(
                 f"fold {fold} was interrupted; continue it with --resume "
                 f"(or delete {paths.root.name}/fold_{fold} to start it over)"
             )
-        validation_ids = {p for p, f in assignment.items() if f == fold}
-        train_ids = {p for p, f in assignment.items() if f != fold}
-        check_no_leakage(train_ids, validation_ids)
-        inner = None
-        if config.training.selection == "inner":
-            train_labels = {p: labels[p] for p in cohort.patient_ids if p in train_ids}
-            inner_train, inner_validation = inner_split(
-                train_labels, config.training.inner_validation_fraction, config.seed * 1000 + fold
-            )
-            check_no_leakage(inner_train, inner_validation)
-            check_no_leakage(inner_validation, validation_ids)
-            train_ids, inner = (
-                set(inner_train),
-                _samples(cohort.scans_of(set(inner_validation)), entries),
-            )
+        data = fold_data(fold, assignment, cohort, entries, config)
         log.info(
             "fold %d/%d: %d training, %d inner-validation, %d validation patients",
             fold,
-            n_folds,
-            len(train_ids),
-            len(set(inner.patient_ids)) if inner else 0,
-            len(validation_ids),
+            config.cross_validation.folds,
+            len(set(data.train.patient_ids)),
+            len(set(data.inner_validation.patient_ids)) if data.inner_validation else 0,
+            len(set(data.validation.patient_ids)),
         )
-        summaries.append(
-            train_fold(
-                fold,
-                _samples(cohort.scans_of(train_ids), entries),
-                inner,
-                _samples(cohort.scans_of(validation_ids), entries),
-                config,
-                paths,
-                fingerprints,
-                resume,
-            )
-        )
+        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume))
     return summaries
 
 

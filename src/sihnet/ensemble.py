@@ -1,0 +1,130 @@
+"""A trained run's fold models: loaded without pickle, checked against their SHA-256, applied
+through :class:`~sihnet.inference.Inference` (``predict``, ``evaluate --manifest``, ``occlusion``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sihnet.config import ExperimentConfig, InferenceConfig
+from sihnet.errors import SihnetError
+from sihnet.inference import Inference
+from sihnet.models.densenet import build_model
+from sihnet.models.weights import load_weights
+from sihnet.paths import RunPaths
+from sihnet.training.records import FoldSummary
+
+log = logging.getLogger(__name__)
+
+
+def available_folds(
+    paths: RunPaths, n_folds: int, fold: int | None = None, require_all: bool = False
+) -> list[int]:
+    """The finished folds to use: ``fold`` alone, or all of them.
+
+    A run missing folds is used with a warning, or refused with ``require_all``.
+
+    Raises:
+        SihnetError: no finished fold, ``fold`` not finished, or folds missing with ``require_all``.
+    """
+    finished = paths.finished_folds(n_folds)
+    if not finished:
+        raise SihnetError(f"{paths.root.name}: no finished fold (train first)")
+    if fold is not None:
+        if fold not in finished:
+            raise SihnetError(f"--fold must be one of the finished folds {finished}, not {fold}")
+        return [fold]
+    missing = sorted(set(range(n_folds)) - set(finished))
+    if missing:
+        message = f"{paths.root.name}: fold(s) {missing} of {n_folds} not finished"
+        if require_all:
+            raise SihnetError(f"{message} (all folds are required)")
+        log.warning("%s; using the %d finished fold model(s)", message, len(finished))
+    return finished
+
+
+def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.nn.Module:
+    """The selected model of ``fold`` in eval mode on ``device``.
+
+    Raises:
+        SihnetError: missing or tampered weights (SHA-256 differs from the fold summary), or
+            weights that are not a DenseNet-121's float tensors.
+    """
+    summary = FoldSummary.read(paths.fold_summary(fold))
+    state = load_weights(paths.best_weights(fold), expected_sha256=summary.weights_sha256)
+    bad = sorted(
+        k
+        for k, v in state.items()
+        if not (v.is_floating_point() or k.endswith("num_batches_tracked"))
+    )
+    if bad:
+        raise SihnetError(f"fold {fold}: weights hold non-float tensors ({bad[0]}); refused")
+    model = build_model()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise SihnetError(
+            f"fold {fold}: weights do not fit the DenseNet-121 of this version"
+        ) from None
+    return model.to(device).eval()
+
+
+@dataclasses.dataclass
+class FoldEnsemble:
+    """The fold models of a run, with the settings they are applied in.
+
+    Attributes:
+        config: the run's configuration; models: fold -> model in eval mode;
+        inference: device and precision (the run's, unless overridden); summaries: per fold.
+    """
+
+    config: ExperimentConfig
+    models: dict[int, torch.nn.Module]
+    inference: Inference
+    summaries: dict[int, FoldSummary]
+
+    @classmethod
+    def load(
+        cls,
+        run: Path,
+        fold: int | None = None,
+        settings: InferenceConfig = InferenceConfig(),
+        require_all: bool = False,
+    ) -> FoldEnsemble:
+        """Load a run's finished fold models (or one of them)."""
+        paths = RunPaths(Path(run))
+        config = paths.read_config()
+        folds = available_folds(paths, config.cross_validation.folds, fold, require_all)
+        inference = Inference.resolve(
+            settings.device or config.training.device,
+            settings.precision or config.training.precision,
+        )
+        summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in folds}
+        trained = {s.precision for s in summaries.values()}
+        if trained != {inference.precision}:
+            log.warning(
+                "the fold models were validated in %s; they are applied in %s here, so "
+                "probabilities may differ from the run's out-of-fold ones in the 3rd decimal",
+                "/".join(sorted(trained)),
+                inference.precision,
+            )
+        models = {k: load_fold_model(paths, k, inference.device) for k in folds}
+        return cls(config, models, inference, summaries)
+
+    def probabilities(self, image: np.ndarray | torch.Tensor) -> dict[int, float]:
+        """Fistula probability of one preprocessed volume (1, X, Y, Z) per fold model.
+
+        Raises:
+            SihnetError: a model gives a non-finite output (damaged weights).
+        """
+        out = {
+            k: float(self.inference.probabilities(m, [image])[0]) for k, m in self.models.items()
+        }
+        bad = [k for k, p in out.items() if not np.isfinite(p)]
+        if bad:
+            raise SihnetError(f"fold {bad[0]}'s model gives a non-finite output (damaged weights?)")
+        return out

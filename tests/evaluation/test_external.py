@@ -1,0 +1,43 @@
+"""``sihnet evaluate RUN --manifest``: external validation with the run's fold models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sihnet.synth.cohort import run_synth
+from tests.helpers import sihnet
+
+
+def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    development = {
+        name: (run / name).read_bytes() for name in ("metrics.json", "oof_predictions.csv")
+    }
+    external = run_synth(tmp_path / "external", n=10, seed=11, spacing_mm=8.0, workers=1)
+    result = sihnet("evaluate", run, "--manifest", external, cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert "external cohort cohort: 10 patients, AUROC" in result.stdout
+    folder = run / "external" / "cohort"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["n_patients"] == 10 and len(metrics["auroc_fold_models"]) == 2
+    assert metrics["auroc_ci95"][0] <= metrics["auroc"] <= metrics["auroc_ci95"][1]
+    assert metrics["operating_point"]["thresholds"] and "bern" in metrics
+    rows = list(csv.DictReader((folder / "predictions.csv").open()))
+    assert len(rows) == 10 and list(rows[0]) == [
+        "patient_id",
+        "label",
+        "probability",
+        "probability_fold_0",
+        "probability_fold_1",
+    ]
+    mean = (float(rows[0]["probability_fold_0"]) + float(rows[0]["probability_fold_1"])) / 2
+    assert float(rows[0]["probability"]) == pytest.approx(mean, abs=1e-5)
+    assert (folder / "roc.png").is_file() and (folder / "reliability.png").is_file()
+    for name, before in development.items():  # the development results are untouched
+        assert (run / name).read_bytes() == before, name

@@ -1,0 +1,111 @@
+"""Helpers every test module may use (tests never import each other): the CLI runner, tiny
+configurations, tiny images and models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+# The tiny training configuration every CPU test trains with: 32^3 at 8 mm, 2 folds, 1 epoch.
+TINY_CONFIG: dict[str, Any] = {
+    "preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]},
+    "training": {"epochs": 1, "precision": "fp32", "selection": "last"},
+    "cross_validation": {"folds": 2},
+}
+
+
+def tiny_config(**changes: dict[str, Any]) -> dict[str, Any]:
+    """:data:`TINY_CONFIG` with some sections updated, e.g. ``training={"epochs": 3}``."""
+    return {
+        section: {**TINY_CONFIG.get(section, {}), **changes.get(section, {})}
+        for section in {*TINY_CONFIG, *changes}
+    }
+
+
+def write_config(path: Path, **changes: dict[str, Any]) -> Path:
+    """Write :func:`tiny_config` as YAML and return its path."""
+    path.write_text(yaml.safe_dump(tiny_config(**changes)))
+    return path
+
+
+def start(
+    args: list[str | Path], cache: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``sihnet ARGS`` as a child process with its own cache (stdout/stderr captured)."""
+    environment = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", **(env or {})}
+    command = [sys.executable, "-m", "sihnet.cli", *map(str, args)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
+
+
+def sihnet(
+    *args: str | Path, cache: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sihnet ARGS`` to the end (10-minute limit)."""
+    process = start(list(args), cache, env)
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def train_tiny(
+    manifest: Path, folder: Path, **changes: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """``sihnet train`` with the tiny configuration into ``folder/run`` (cache ``folder/cache``)."""
+    config = write_config(folder / "tiny.yaml", **changes)
+    return sihnet(
+        "train", manifest, "--out", folder / "run", "--config", config, cache=folder / "cache"
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a refused command (asserts exit 2, one line, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Save ``data`` with ``affine`` (identity by default) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def brain_like(shape: tuple[int, int, int] = (24, 28, 26), seed: int = 0) -> np.ndarray:
+    """A bright ellipsoid 'head' with texture in a dark field of view."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij"))
+    inside = (grid**2).sum(0) < 0.7
+    return (inside * (500 + 100 * rng.random(shape)) + 5 * rng.random(shape)).astype(np.float32)
+
+
+def randomised_densenet() -> nn.Module:
+    """DenseNet-121 with non-trivial BatchNorm statistics, so that maps and scores are not flat."""
+    from sihnet.models.densenet import build_model
+
+    torch.manual_seed(0)
+    model = build_model()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+def volume(shape: tuple[int, int, int] = (32, 32, 32), seed: int = 0) -> torch.Tensor:
+    """A positive volume whose first quarter along x is exactly zero (background): (1, X, Y, Z)."""
+    image = torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed)) + 0.1
+    image[:, : shape[0] // 4] = 0
+    return image
