@@ -84,6 +84,13 @@ class Cohort:
         """Label per patient (all scans of a patient share it)."""
         return {scan.patient_id: scan.label for scan in self.scans}
 
+    def describe(self) -> str:
+        """``129 patients (129 scans); excluded: 0 indeterminate, 0 SLEC``."""
+        return (
+            f"{len(self.patient_ids)} patients ({len(self.scans)} scans); excluded: "
+            f"{self.excluded_indeterminate} indeterminate, {self.excluded_slec} SLEC"
+        )
+
     def scans_of(self, patient_ids: set[str]) -> list[Scan]:
         return [scan for scan in self.scans if scan.patient_id in patient_ids]
 

@@ -24,6 +24,13 @@ from sihnet.evaluation.statistics import (
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_RESAMPLES = 2000
+NOTES = {
+    "patients": "patients with a complete Bern score; model and Bern on the same patients",
+    "delong_p": "paired DeLong test of model vs Bern AUROC (two-sided)",
+    "bootstrap": "stratified BCa bootstrap, {} resamples, seed {}",
+    "operating_points": "model thresholds chosen on the other folds' out-of-fold "
+    "predictions, applied to each held-out fold, counts pooled; Wilson 95% CIs",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +93,8 @@ def compare_with_bern(
     bern = np.array(
         [scores[p].score_min for p, k in zip(patients, keep, strict=True) if k], dtype=float
     )
-    counts = BernComparison(
-        n_patients=int(keep.sum()),
-        n_positive=int(y.sum()),
-        n_bern_incomplete=int(sum(not s.complete for s in scores.values())),
-        n_without_bern=len(patients) - len(scores),
-    )
+    incomplete = sum(not s.complete for s in scores.values())
+    counts = BernComparison(int(keep.sum()), int(y.sum()), incomplete, len(patients) - len(scores))
     if min(int(y.sum()), int((1 - y).sum())) < 2:
         log.warning(
             "Bern comparison skipped: fewer than two patients of a class have a complete score"
@@ -117,13 +120,7 @@ def compare_with_bern(
         ),
         delong_p=p_value,
         operating_points=[p.as_dict() for p in points if p is not None],
-        notes={
-            "patients": "patients with a complete Bern score; model and Bern on the same patients",
-            "delong_p": "paired DeLong test of model vs Bern AUROC (two-sided)",
-            "bootstrap": f"stratified BCa bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {seed}",
-            "operating_points": "model thresholds chosen on the other folds' out-of-fold "
-            "predictions, applied to each held-out fold, counts pooled; Wilson 95% CIs",
-        },
+        notes={**NOTES, "bootstrap": NOTES["bootstrap"].format(BOOTSTRAP_RESAMPLES, seed)},
     )
 
 

@@ -98,6 +98,38 @@ def _write_outputs(
     )
 
 
+def _metrics(
+    name: str,
+    cohort: Cohort,
+    labels: np.ndarray,
+    by_fold: dict[int, np.ndarray],
+    shared: int,
+    precision: str,
+) -> dict[str, Any]:
+    """AUROC with its DeLong CI, each fold model's AUROC, calibration and counts."""
+    probabilities = np.mean(list(by_fold.values()), axis=0)
+    estimate = auroc_ci(labels, probabilities)
+    return {
+        "cohort": name,
+        "n_patients": len(labels),
+        "n_positive": int(labels.sum()),
+        "excluded_indeterminate": cohort.excluded_indeterminate,
+        "excluded_slec": cohort.excluded_slec,
+        "patients_also_in_development": shared,
+        "fold_models": list(by_fold),
+        "precision": precision,
+        "auroc": estimate.auroc,
+        "auroc_ci95": [estimate.ci_low, estimate.ci_high],
+        "auroc_fold_models": [float(auroc_ci(labels, values).auroc) for values in by_fold.values()],
+        "calibration": calibration(labels, probabilities).as_json(),
+        "notes": {
+            "probability": "mean over the fold models, then over a patient's scans",
+            "auroc_ci95": "DeLong 95% CI",
+            "operating_point": "Youden threshold of the development cohort's out-of-fold predictions",
+        },
+    }
+
+
 def run_external(
     run: Path,
     manifest: Path,
@@ -125,27 +157,8 @@ def run_external(
     if len(set(labels.tolist())) < 2:
         raise SihnetError(f"external cohort {name}: needs patients with and without fistula")
     by_fold = score_cohort(ensemble, cohort, cache)
+    metrics = _metrics(name, cohort, labels, by_fold, len(shared), ensemble.inference.precision)
     probabilities = np.mean(list(by_fold.values()), axis=0)
-    estimate = auroc_ci(labels, probabilities)
-    metrics: dict[str, Any] = {
-        "cohort": name,
-        "n_patients": len(patients),
-        "n_positive": int(labels.sum()),
-        "excluded_indeterminate": cohort.excluded_indeterminate,
-        "excluded_slec": cohort.excluded_slec,
-        "patients_also_in_development": len(shared),
-        "fold_models": list(by_fold),
-        "precision": ensemble.inference.precision,
-        "auroc": estimate.auroc,
-        "auroc_ci95": [estimate.ci_low, estimate.ci_high],
-        "auroc_fold_models": [float(auroc_ci(labels, values).auroc) for values in by_fold.values()],
-        "calibration": calibration(labels, probabilities).as_json(),
-        "notes": {
-            "probability": "mean over the fold models, then over a patient's scans",
-            "auroc_ci95": "DeLong 95% CI",
-            "operating_point": "Youden threshold of the development cohort's out-of-fold predictions",
-        },
-    }
     threshold = development_threshold(paths)
     if threshold is not None:
         point = confusion("development Youden", labels, probabilities >= threshold, (threshold,))

@@ -12,10 +12,11 @@ pass; (3) for MONAI's DenseNet, incremental inference of the early layers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +85,32 @@ def _box(start: Sequence[int], patch: Sequence[int]) -> tuple[slice, slice, slic
     return (slice(a, a + patch[0]), slice(b, b + patch[1]), slice(c, c + patch[2]))
 
 
+def _plan(
+    volume: np.ndarray, patch: Sequence[int], stride: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All window starts, those whose input is not all zero (the all-zero test on the host: no
+    device sync per window), and how many windows cover each voxel (X, Y, Z)."""
+    starts = windows(volume.shape, patch, stride)
+    nonzero = np.array([bool(volume[_box(start, patch)].any()) for start in starts])
+    count = np.zeros(volume.shape, dtype=np.float64)
+    for start in starts:
+        count[_box(start, patch)] += 1
+    return starts, starts[nonzero], count
+
+
+@contextlib.contextmanager
+def _relu_not_inplace(model: nn.Module) -> Iterator[None]:
+    """In-place ReLUs would overwrite the stored activations the incremental path reuses."""
+    inplace = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
+    for module in inplace:
+        module.inplace = False
+    try:
+        yield
+    finally:
+        for module in inplace:
+            module.inplace = True
+
+
 def occlusion_map(
     model: nn.Module,
     image: torch.Tensor,
@@ -101,13 +128,11 @@ def occlusion_map(
         model: eval-mode classifier, (N, 1, X, Y, Z) -> logits (N, 2); its device is used.
         image: (1, X, Y, Z) or (1, 1, X, Y, Z) model input.
         patch: window size in voxels of ``image`` (clipped to the volume).
-        stride: window step in voxels, at most the patch; defaults to ``patch``
-            (non-overlapping, as in the paper).
+        stride: window step in voxels (at most the patch); default: the patch, as in the paper.
         target: ``logit`` (the fistula logit, default) or ``probability`` (its softmax).
         batch_size: occluded copies per forward pass; default from free memory.
         incremental: windowed inference of MONAI DenseNet's early layers (exact; off = plain).
-        inference: the precision (bf16 is approximate; see the README's benchmark); default fp32
-            on the model's device.
+        inference: the precision (bf16 is approximate); default fp32 on the model's device.
         progress: called with (done, total) windows after each batch.
 
     Returns:
@@ -122,32 +147,19 @@ def occlusion_map(
     # most the patch, so every voxel is covered (OcclusionConfig refuses a larger one from users).
     patch = tuple(max(1, min(int(p), n)) for p, n in zip(patch, shape, strict=True))
     stride = tuple(max(1, min(int(s), p)) for s, p in zip(stride or patch, patch, strict=True))
-    starts = windows(shape, patch, stride)
-    volume = x[0, 0].cpu().numpy()  # the all-zero test on the host: no device sync per window
-    nonzero = np.array([bool(volume[_box(start, patch)].any()) for start in starts])
-    todo = starts[nonzero]
+    starts, todo, count = _plan(x[0, 0].cpu().numpy(), patch, stride)
     total = np.zeros(shape, dtype=np.float64)
-    count = np.zeros(shape, dtype=np.float64)
-    for start in starts:
-        count[_box(start, patch)] += 1
     batch = batch_size or default_batch_size(shape, device)
-    inplace = [m for m in model.modules() if isinstance(m, nn.ReLU) and m.inplace]
-    for module in inplace:  # stored activations must not be overwritten
-        module.inplace = False
-    try:
-        with torch.inference_mode(), inference.autocast():
-            engine = OccludedForward(model, x, incremental)
-            base = float(target_scores(engine.prepare(patch), target)[0])
-            for first in range(0, len(todo), batch):
-                chunk = todo[first : first + batch]
-                occluded = target_scores(engine.logits(chunk, patch), target).double().cpu().numpy()
-                for start, score in zip(chunk, occluded, strict=True):
-                    total[_box(start, patch)] += base - score
-                if progress is not None:
-                    progress(min(first + batch, len(todo)), len(todo))
-    finally:
-        for module in inplace:
-            module.inplace = True
+    with _relu_not_inplace(model), torch.inference_mode(), inference.autocast():
+        engine = OccludedForward(model, x, incremental)
+        base = float(target_scores(engine.prepare(patch), target)[0])
+        for first in range(0, len(todo), batch):
+            chunk = todo[first : first + batch]
+            occluded = target_scores(engine.logits(chunk, patch), target).double().cpu().numpy()
+            for start, score in zip(chunk, occluded, strict=True):
+                total[_box(start, patch)] += base - score
+            if progress is not None:
+                progress(min(first + batch, len(todo)), len(todo))
     return OcclusionResult(
         map=(total / count).astype(np.float32),
         base_score=base,

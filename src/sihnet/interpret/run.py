@@ -70,19 +70,6 @@ class OcclusionRecord:
         return dataclasses.asdict(self)
 
 
-def parse_voxels(text: str | None, name: str) -> tuple[int, int, int] | None:
-    """``12,13,13`` / ``12x13x13`` / ``12`` (all three axes) as three positive voxel counts."""
-    if text is None:
-        return None
-    parts = text.replace("x", ",").split(",")
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise SihnetError(f"{name} must be three positive integers like 12,13,13, not {text!r}")
-    a, b, c = (int(p) for p in parts)
-    return (a, b, c)
-
-
 def scale_to_grid(voxels_1mm: tuple[int, int, int], spacing_mm: float) -> tuple[int, int, int]:
     """A patch or stride given in 1 mm voxels as voxels of a grid of ``spacing_mm`` (at least 1)."""
     a, b, c = (max(1, round(v / spacing_mm)) for v in voxels_1mm)

@@ -107,6 +107,49 @@ def write_montage(path: Path, images: list[tuple[str, int, Path]]) -> None:
     write_atomic(path, lambda temp: figure.savefig(temp, format="png", dpi=90))
 
 
+def _render_all(jobs: list[tuple[Patient, float, Path, int]], workers: int) -> None:
+    started = time.perf_counter()
+    if workers == 1:
+        seconds = [_render_one(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            seconds = list(pool.map(_render_one, jobs))
+    log.info(
+        "rendered %d studies in %.1f s (%.2f s each on %d workers)",
+        len(jobs),
+        time.perf_counter() - started,
+        float(np.mean(seconds)),
+        workers,
+    )
+
+
+def _manifest_rows(
+    out: Path,
+    ids: list[str],
+    patients: list[Patient],
+    files: list[Path],
+    seed: int,
+    reader_noise_mm: float,
+) -> list[dict[str, Any]]:
+    """``cohort.csv`` rows: image, label, demographics and the measured Bern fields."""
+    rng = np.random.default_rng([seed, len(ids), 7])
+    rows = []
+    for pid, patient, file in zip(ids, patients, files, strict=True):
+        row: dict[str, Any] = {
+            "patient_id": pid,
+            "image": file.relative_to(out).as_posix(),
+            "label": patient.label,
+            "age": int(np.clip(rng.normal(54, 14), 18, 90)),
+            "sex": "F" if rng.random() < 0.62 else "M",
+            "site": "synthetic",
+        }
+        row.update(measure_bern_fields(patient, reader_noise_mm, rng))
+        rows.append(row)
+    return rows
+
+
 def run_synth(
     out: Path,
     n: int = 129,
@@ -140,34 +183,8 @@ def run_synth(
     workers = workers or (min(os.cpu_count() or 1, 4) if n >= 8 else 1)
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(p, spacing_mm, f, threads) for p, f in zip(patients, files, strict=True)]
-    started = time.perf_counter()
-    if workers == 1:
-        seconds = [_render_one(job) for job in jobs]
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            seconds = list(pool.map(_render_one, jobs))
-    log.info(
-        "rendered %d studies in %.1f s (%.2f s each on %d workers)",
-        n,
-        time.perf_counter() - started,
-        float(np.mean(seconds)),
-        workers,
-    )
-    rng = np.random.default_rng([seed, n, 7])
-    rows = []
-    for pid, patient, file in zip(ids, patients, files, strict=True):
-        row: dict[str, Any] = {
-            "patient_id": pid,
-            "image": file.relative_to(out).as_posix(),
-            "label": patient.label,
-            "age": int(np.clip(rng.normal(54, 14), 18, 90)),
-            "sex": "F" if rng.random() < 0.62 else "M",
-            "site": "synthetic",
-        }
-        row.update(measure_bern_fields(patient, reader_noise_mm, rng))
-        rows.append(row)
+    _render_all(jobs, workers)
+    rows = _manifest_rows(out, ids, patients, files, seed, reader_noise_mm)
     write_table(out / "cohort.csv", MANIFEST_COLUMNS, rows)
     truth = [_truth_row(pid, p) for pid, p in zip(ids, patients, strict=True)]
     write_table(out / "truth.csv", list(truth[0]), truth)

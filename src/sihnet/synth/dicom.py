@@ -5,6 +5,7 @@ prove that none of them reaches an output."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -73,65 +74,77 @@ def write_series(
     """
     folder.mkdir(parents=True, exist_ok=True)
     row, column = (np.asarray(v) for v in PLANES[plane])
-    normal = np.cross(row, column)
-    series_uid, study_uid = series_uid or generate_uid(), study_uid or generate_uid()
-    frame_uid = generate_uid()
     data = np.clip(volume, 0, None)
     if rescale is None:
         data = (data / max(float(data.max()), 1e-6) * 1000).astype(np.uint16)
     else:  # the full signed range, so every stored value matters
         data = (data / max(float(data.max()), 1e-6) * 30000 - 2000).astype(np.int16)
+    template = Dataset()
+    for keyword, value in {**PHI, **(phi or {})}.items():
+        setattr(template, keyword, value)
+    template.Modality, template.Manufacturer = modality, "SIEMENS"
+    template.StudyInstanceUID = study_uid or generate_uid()
+    template.SeriesInstanceUID = series_uid or generate_uid()
+    template.FrameOfReferenceUID = generate_uid()
+    template.SeriesNumber = series_number
+    template.SeriesDescription = template.ProtocolName = description
+    template.ImageType = list(image_type)
+    template.SeriesTime = template.AcquisitionTime = template.ContentTime = time
+    if modality == "MR":
+        template.MRAcquisitionType, template.MagneticFieldStrength = acquisition, 3
+        template.RepetitionTime, template.EchoTime = tr_te
+    if contrast_agent:
+        template.ContrastBolusAgent = contrast_agent
+    _geometry_and_pixels(template, row, column, spacing, data.shape[1:], rescale)
+    for name, setting in (extra or {}).items():
+        setattr(template, name, setting)
+    normal = np.cross(row, column)
     files = []
     for k in range(data.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MR_STORAGE if modality == "MR" else CT_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = (
-            meta.MediaStorageSOPClassUID,
-            meta.MediaStorageSOPInstanceUID,
-        )
-        for keyword, value in {**PHI, **(phi or {})}.items():
-            setattr(ds, keyword, value)
-        ds.Modality = modality
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = (
-            study_uid,
-            series_uid,
-            frame_uid,
-        )
-        ds.SeriesNumber, ds.InstanceNumber = series_number, k + 1
-        ds.SeriesDescription = description
-        ds.ProtocolName = description
-        ds.ImageType = list(image_type)
-        ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
-        ds.Manufacturer = "SIEMENS"
-        if modality == "MR":
-            ds.MRAcquisitionType = acquisition
-            ds.RepetitionTime, ds.EchoTime = tr_te
-            ds.MagneticFieldStrength = 3
-        if contrast_agent:
-            ds.ContrastBolusAgent = contrast_agent
         position = np.asarray(origin) + k * spacing[0] * normal
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*row, *column)]
-        ds.PixelSpacing = [f"{spacing[1]:.4f}", f"{spacing[2]:.4f}"]
-        ds.SliceThickness = f"{spacing[0]:.4f}"
-        ds.Rows, ds.Columns = data.shape[1], data.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 0 if rescale is None else 1
-        if rescale is not None:
-            ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:.6g}", f"{rescale[1]:.6g}"
-            ds.RescaleType = "US"
-        for name, setting in (extra or {}).items():
-            setattr(ds, name, setting)
-        ds.PixelData = data[k].tobytes()
-        path = folder / f"IM{k + 1:05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        files.append(path)
+        files.append(_write_slice(folder / f"IM{k + 1:05d}.dcm", template, k, position, data[k]))
     return files
+
+
+def _geometry_and_pixels(
+    ds: Dataset,
+    row: np.ndarray,
+    column: np.ndarray,
+    spacing: tuple[float, float, float],
+    shape: tuple[int, ...],
+    rescale: tuple[float, float] | None,
+) -> None:
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*row, *column)]
+    ds.PixelSpacing = [f"{spacing[1]:.4f}", f"{spacing[2]:.4f}"]
+    ds.SliceThickness = f"{spacing[0]:.4f}"
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 0 if rescale is None else 1
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:.6g}", f"{rescale[1]:.6g}"
+        ds.RescaleType = "US"
+
+
+def _write_slice(
+    path: Path, template: Dataset, index: int, position: np.ndarray, pixels: np.ndarray
+) -> Path:
+    """One single-frame file: the series template plus this slice's UID, number, position."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MR_STORAGE if template.Modality == "MR" else CT_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = copy.deepcopy(template)
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
+    ds.InstanceNumber = index + 1
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def head_volume(shape: tuple[int, int, int] = (40, 48, 44), seed: int = 0) -> np.ndarray:

@@ -1,0 +1,194 @@
+"""The ``sihnet`` command line: parse, load the configuration, call ``run_<stage>``, print.
+
+Heavy libraries are imported inside commands, after the options are checked, so ``--help`` and a
+mistyped option answer at once. A problem the user can fix (a bad input, a usage error, a full
+disk) is one line on stderr and exit code 2, never a traceback (``SIHNET_DEBUG=1`` shows
+tracebacks). Commands live in :mod:`sihnet.cli.cohort` (synth, convert, bern) and
+:mod:`sihnet.cli.run` (train, evaluate, predict, occlusion, demo).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import signal
+import sys
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sihnet.errors import SihnetError, TrainingInterrupted
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Predict a spinal CSF-venous fistula from one brain CE-T1 MRI (SIHnet). Research use only.",
+)
+log = logging.getLogger("sihnet")
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", help="Recipe: 'paper' (GPU; the default) or 'quick' (CPU, minutes)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML overrides of the profile; unknown keys are an error."),
+]
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Preprocessed-volume cache [default: $SIHNET_CACHE_DIR or ~/.cache/sihnet].",
+    ),
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="auto, cpu, cuda or cuda:N [default: the run's training.device]."
+    ),
+]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option("--precision", help="auto, fp32 or bf16 [default: the run's training.precision]."),
+]
+RequireAllOption = Annotated[
+    bool,
+    typer.Option(
+        "--require-all-folds", help="Refuse a run whose folds are not all finished (default: warn)."
+    ),
+]
+
+
+def inference_options(device: str | None, precision: str | None) -> Any:
+    """The ``--device``/``--precision`` flags as an :class:`InferenceConfig` (checked)."""
+    from sihnet.config import InferenceConfig, Precision
+
+    if precision is not None and precision not in typing.get_args(Precision):
+        raise SihnetError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise SihnetError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return InferenceConfig(device=device, precision=precision)  # type: ignore[arg-type]
+
+
+def echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def parse_voxels(text: str | None, name: str) -> tuple[int, int, int] | None:
+    """``12,13,13`` / ``12x13x13`` / ``12`` (all three axes) as three positive voxel counts."""
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SihnetError(f"{name} must be three positive integers like 12,13,13, not {text!r}")
+    a, b, c = (int(p) for p in parts)
+    return (a, b, c)
+
+
+def choice(value: str, allowed: typing.Any, name: str) -> str:
+    """``value`` if it is one of a ``Literal`` type's values, else one line."""
+    options = typing.get_args(allowed)
+    if value not in options:
+        raise SihnetError(f"{name} must be one of {', '.join(options)}, not {value!r}")
+    return value
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("matplotlib", "PIL", "nibabel", "monai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _without_paths(text: str) -> str:
+    return re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"]+", "<path>", text)  # paths may name patients
+
+
+def _os_error(error: OSError) -> str:
+    """A write or read the system refused, as one line without the path."""
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EFBIG: "the file size limit (ulimit -f) was reached",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EISDIR: "a folder is in the way of a file",
+        errno.ENOTDIR: "a file is in the way of a folder",
+    }
+    name = Path(error.filename).name if error.filename else ""
+    reason = reasons.get(error.errno or 0, error.strerror or type(error).__name__)
+    return f"cannot write or read {name or 'a file'}: {reason}"
+
+
+def main() -> None:
+    """Console entry point: runs the app, turning errors into one line on stderr."""
+    _setup_logging()
+    if hasattr(signal, "SIGXFSZ"):  # ulimit -f: fail the write (EFBIG) instead of dying
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("sihnet: interrupted", err=True)
+        sys.exit(130)
+    except SihnetError as error:
+        typer.echo(f"sihnet: error: {error}", err=True)
+        sys.exit(2)
+    except TrainingInterrupted as stop:
+        typer.echo(f"sihnet: stopped by {stop}; {stop.what}", err=True)
+        if stop.resumable:
+            command = " ".join(
+                ["sihnet", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])]
+            )
+            typer.echo(f"sihnet: continue with: {command}", err=True)
+        sys.exit(128 + stop.signal_number)
+    except KeyboardInterrupt:
+        typer.echo("sihnet: interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if _is_usage_error(error):
+            line = _usage_line(error)
+            if line:  # empty: no arguments, the help was shown
+                typer.echo(f"sihnet: error: {line}", err=True)
+            sys.exit(2)
+        _internal_error(error)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """click's usage errors (typer re-exports or vendors click: recognised by their interface)."""
+    return getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message")
+
+
+def _usage_line(error: Exception) -> str:
+    context = getattr(error, "ctx", None)
+    name = getattr(getattr(context, "command", None), "name", None)
+    where = f" (see 'sihnet {name} --help')" if name and name != "main" else ""
+    message = " ".join(str(error.format_message()).split())  # type: ignore[attr-defined]
+    return f"{message}{where}" if message else ""
+
+
+def _internal_error(error: Exception) -> None:
+    if isinstance(error, OSError):
+        if os.environ.get("SIHNET_DEBUG"):
+            raise error
+        typer.echo(f"sihnet: error: {_os_error(error)}", err=True)
+        sys.exit(2)
+    if os.environ.get("SIHNET_DEBUG"):
+        raise error
+    typer.echo(
+        f"sihnet: internal error: {type(error).__name__}: {_without_paths(str(error))} "
+        "(SIHNET_DEBUG=1 shows the traceback)",
+        err=True,
+    )
+    sys.exit(1)
+
+
+from sihnet.cli import cohort, run  # noqa: E402, F401  (registers the commands)

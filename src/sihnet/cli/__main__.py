@@ -1,0 +1,5 @@
+"""``python -m sihnet.cli``."""
+
+from sihnet.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""Commands that make or read a cohort: ``synth``, ``convert``, ``bern``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sihnet.cli import app, echo
+from sihnet.errors import SihnetError
+from sihnet.summaries import convert_lines
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    n: Annotated[int, typer.Option("--n", help="Patients (66/129 of them with fistula).")] = 129,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, identical files.")] = 0,
+    spacing: Annotated[
+        float, typer.Option("--spacing", help="Voxel size in mm (3D: isotropic).")
+    ] = 1.0,
+    reader_noise: Annotated[
+        float, typer.Option("--reader-noise", help="SD (mm) of reader error in the Bern distances.")
+    ] = 0.0,
+) -> None:
+    """Write a synthetic CE-T1 cohort with SIH signs: NIfTI files, cohort.csv, montage.png."""
+    from sihnet.synth.cohort import run_synth
+
+    manifest = run_synth(out, n=n, seed=seed, spacing_mm=spacing, reader_noise_mm=reader_noise)
+    typer.echo(f"manifest: {manifest}")
+    typer.echo(f"montage:  {manifest.parent / 'montage.png'}")
+
+
+@app.command()
+def bern(
+    manifest: Annotated[
+        Path, typer.Argument(help="Cohort manifest (CSV/TSV) or BIDS root with Bern columns.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write patient_id,bern_score,bern_category,bern_complete."),
+    ] = None,
+) -> None:
+    """Bern score per patient (partial when a field is missing) and its AUROC against the labels."""
+    from sihnet.evaluation.bern_table import run_bern
+
+    summary = run_bern(manifest, out)
+    for line in summary:
+        typer.echo(line)
+
+
+@app.command()
+def convert(
+    dicom_dir: Annotated[
+        Path, typer.Argument(help="Folder tree of DICOM studies (e.g. a PACS export).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (de-identified NIfTI + manifest).")
+    ],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file", help="Secret for keyed-hash pseudonyms [or $SIHNET_PSEUDONYM_KEY]."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping", help="CSV original_id,pseudonym kept outside --out (extended in place)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="CSV/TSV keyed by the original patient_id: label, Bern columns, …"
+        ),
+    ] = None,
+    override: Annotated[
+        Path | None,
+        typer.Option(
+            "--override",
+            help="CSV study,series_number (study: StudyInstanceUID, accession or patient ID).",
+        ),
+    ] = None,
+    quarantine_paths: Annotated[
+        Path | None,
+        typer.Option(
+            "--quarantine-paths",
+            help="Also write the source paths of quarantined files here (outside --out).",
+        ),
+    ] = None,
+) -> None:
+    """DICOM studies to de-identified NIfTI (BIDS layout) + manifest.csv, selection.tsv, quarantine.tsv."""
+    from sihnet.ingest.convert import run_convert
+    from sihnet.ingest.deid import Pseudonyms
+    from sihnet.ingest.select import read_overrides
+
+    pseudonyms = Pseudonyms.from_options(key_file, mapping)
+    overrides = read_overrides(override) if override is not None else {}
+    summary = run_convert(dicom_dir, out, pseudonyms, labels, overrides, quarantine_paths)
+    echo(convert_lines(summary, out))
+    if summary.converted == 0:
+        raise SihnetError("no study was converted (see selection.tsv and quarantine.tsv)")
+    if summary.failed or summary.quarantined or summary.uncertain:
+        typer.echo(
+            "sihnet: some input was not used or a pick is uncertain; see selection.tsv and quarantine.tsv",
+            err=True,
+        )
+        raise typer.Exit(3)
