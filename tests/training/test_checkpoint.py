@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import time
@@ -131,10 +130,14 @@ def test_a_pickle_payload_in_the_resume_state_is_refused_and_not_run(
     assert not (tmp_path / "SENTINEL_CREATED").exists() and not Path("SENTINEL_CREATED").exists()
 
 
-def test_pickled_file_is_refused_in_process(tmp_path: Path) -> None:
-    (tmp_path / "last.pt").write_bytes(pickle.dumps(Payload()))
+def test_pickled_file_is_refused_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    torch.save({"epoch": 0, "model": Payload()}, tmp_path / "last.pt")
     with pytest.raises(SihnetError, match="not a safe sihnet resume state"):
         load_state(tmp_path / "last.pt")
+    assert not (tmp_path / "SENTINEL_CREATED").exists()  # the payload never ran
 
 
 def test_a_failing_save_keeps_the_earlier_checkpoint_and_leaves_no_temp(
