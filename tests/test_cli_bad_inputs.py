@@ -156,17 +156,29 @@ def test_cohort_level_problems(
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (OSError(13, "Permission denied", "/data/DOE^JOHN/IM0001"), 2, "IM0001: permission denied"),
+        (OSError(28, "No space left on device", "/data/DOE^JOHN/x"), 2, "the disk is full"),
+        (RuntimeError("failed on /data/DOE^JOHN/IM0001"), 1, "internal error: RuntimeError"),
+    ],
+)
 def test_an_unexpected_error_is_one_line_without_paths(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    code: int,
+    message: str,
 ) -> None:
     import sihnet.cli as cli
 
-    def broken() -> None:
-        raise OSError(13, "Permission denied", "/data/DOE^JOHN/IM0001")
+    def broken(**options: object) -> None:
+        raise error
 
     monkeypatch.setattr(cli, "app", broken)
     with pytest.raises(SystemExit) as stop:
         cli.main()
-    error = capsys.readouterr().err
-    assert stop.value.code == 1 and len(error.strip().splitlines()) == 1
-    assert "internal error: PermissionError" in error and "DOE" not in error and "<path>" in error
+    text = capsys.readouterr().err
+    assert stop.value.code == code and len(text.strip().splitlines()) == 1
+    assert message in text and "DOE" not in text
