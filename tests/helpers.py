@@ -32,6 +32,7 @@ def tiny_config(**changes: dict[str, Any]) -> dict[str, Any]:
 
 def write_config(path: Path, **changes: dict[str, Any]) -> Path:
     """Write :func:`tiny_config` as YAML and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(tiny_config(**changes)))
     return path
 
@@ -67,11 +68,14 @@ def train_tiny(
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a refused command (asserts exit 2, one line, no traceback)."""
+    """The error line of a refused command: exit 2, no traceback, one ``sihnet: error`` line and
+    it is the last (log lines of the work done before may precede it)."""
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
-    return lines[0]
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("sihnet: error")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    return errors[0]
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:

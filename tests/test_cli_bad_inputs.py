@@ -59,7 +59,10 @@ BAD_IMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda p: save(nib.Nifti1Image(np.full((20, 20, 20), 7.0, dtype=np.float32), np.eye(4)), p),
         "constant image",
     ),
-    "2d": (lambda p: save(nib.Nifti1Image(brain_like()[:, :, 0], np.eye(4)), p), "2D image"),
+    "2d": (
+        lambda p: save(nib.Nifti1Image(brain_like()[:, :, 0], np.eye(4)), p),
+        "image of shape (24, 28);",
+    ),
     "4d": (
         lambda p: save(nib.Nifti1Image(np.stack([brain_like()] * 3, -1), np.eye(4)), p),
         "4D image (3 volumes)",
@@ -106,7 +109,7 @@ def test_a_path_outside_the_manifest_folder_is_allowed_but_reported(
     manifest = write_manifest(tmp_path / "data" / "m.csv", rows)
     result = train_tiny(manifest, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "row 3: image lies outside the manifest's folder tree" in result.stderr
+    assert "1 image(s) lie outside the manifest's folder tree (row 3)" in result.stderr
     assert result.stderr.count("outside the manifest's folder tree") == 1
 
 

@@ -103,6 +103,35 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def write_text_once(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` unless it exists, atomically (several jobs may race).
+
+    The text goes to a temporary file that is then hard-linked to ``path``: exactly one racing
+    writer creates it, complete; the others find it there.
+
+    Returns:
+        True if this call created the file, False if it already existed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o666 & ~UMASK)
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write strict JSON (indented; NaN written as null) atomically."""
     write_text_atomic(path, json.dumps(_json_safe(value), indent=2, allow_nan=False) + "\n")

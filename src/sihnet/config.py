@@ -108,12 +108,22 @@ class TrainingConfig:
     deterministic: bool = False
 
 
+IdenticalImages = Literal["refuse", "group"]
+
+
 @dataclasses.dataclass(frozen=True)
 class CrossValidationConfig:
-    """Patient-level K-fold; ``group`` is the paper's literal ``GroupKFold``."""
+    """Patient-level K-fold; ``group`` is the paper's literal ``GroupKFold``.
+
+    Attributes:
+        identical_images: the same image content under two patient IDs would leak across the
+            split: ``refuse`` (default; one line naming both rows) or ``group`` (those patients
+            always share a fold).
+    """
 
     folds: int = 5
     splitter: Splitter = "stratified_group"
+    identical_images: IdenticalImages = "refuse"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from sihnet.config import ExperimentConfig, read_run_config
 from sihnet.errors import SihnetError
@@ -42,6 +44,22 @@ class RunPaths:
     def cohort(self) -> Path:
         """The manifest rows the run used (patient, label, image path relative to the manifest)."""
         return self.root / "cohort.json"
+
+    def read_cohort(self) -> dict[str, Any]:
+        """``cohort.json`` ({} when absent).
+
+        Raises:
+            SihnetError: the file is damaged.
+        """
+        if not self.cohort.is_file():
+            return {}
+        try:
+            record = json.loads(self.cohort.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise SihnetError(f"{self.root.name}/cohort.json is damaged") from None
+        if not isinstance(record, dict):
+            raise SihnetError(f"{self.root.name}/cohort.json is damaged")
+        return record
 
     def external_dir(self, name: str) -> Path:
         """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
@@ -89,6 +107,12 @@ class RunPaths:
     def log(self) -> Path:
         """Every training command's log lines, appended (the command line first)."""
         return self.root / "train.log"
+
+    def fold_started(self, n_folds: int) -> bool:
+        """Whether any fold has saved a resume state or finished (the run has begun training)."""
+        return any(
+            self.last_state(k).is_file() or self.fold_summary(k).is_file() for k in range(n_folds)
+        )
 
     def finished_folds(self, n_folds: int) -> list[int]:
         """Folds of ``0..n_folds-1`` whose training finished (their ``summary.json`` exists)."""

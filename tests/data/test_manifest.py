@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ def images(tmp_path: Path) -> Path:
     for name in ("a", "b", "c", "d"):
         write_nifti(tmp_path / "img" / f"{name}.nii.gz", np.ones((4, 4, 4), dtype=np.float32))
     (tmp_path / "img" / "notes.txt").write_text("x")
+    os.mkfifo(tmp_path / "img" / "fifo.nii.gz")  # would block a reader for ever
     return tmp_path
 
 
@@ -92,6 +94,16 @@ def test_bids_root_is_read_as_a_manifest(tmp_path: Path) -> None:
         ("patient_id,image,label,slec\n", "P1,img/a.nii.gz,1,maybe\n", "row 2: slec must be"),
         (HEADER, "", "no rows"),
         (HEADER, "P1,img/a.nii.gz,indeterminate\n", "no patients left"),
+        (HEADER, '"=HYPERLINK(""http://x"")",img/a.nii.gz,1\n', "must not start with '='"),
+        (HEADER, '"P1\nP2",img/a.nii.gz,1\n', "line break or control character"),
+        (
+            "patient_id,image,label,suprasellar_cistern_mm\n",
+            "P1,img/a.nii.gz,1,3_5\n",
+            "suprasellar_cistern_mm must be a number, got '3_5'",
+        ),
+        ("patient_id,image,label,label\n", "P1,img/a.nii.gz,1,0\n", "column 'label' appears"),
+        (HEADER, "P1,/dev/zero,1\n", "image is not a regular file or folder"),
+        (HEADER, "P1,img/fifo.nii.gz,1\n", "image is not a regular file or folder"),
     ],
 )
 def test_every_problem_is_one_line_naming_the_row(
@@ -112,3 +124,13 @@ def test_unlabelled_rows_allowed_when_labels_not_required(images: Path) -> None:
         manifest(images, "P1,img/a.nii.gz\n", header="patient_id,image\n"), require_labels=False
     )
     assert cohort.scans[0].label is None
+
+
+def test_hidden_files_of_a_bids_root_are_not_scans(tmp_path: Path) -> None:
+    (tmp_path / "participants.tsv").write_text("participant_id\tlabel\nsub-01\t1\n")
+    anat = tmp_path / "sub-01" / "anat"
+    write_nifti(anat / "sub-01_ce-gadolinium_T1w.nii.gz", np.ones((4, 4, 4)))
+    write_nifti(anat / ".sub-01_ce-gadolinium_T1w.nii.gz.host-9.x.nii.gz", np.ones((4, 4, 4)))
+    assert [s.image.name for s in read_manifest(tmp_path).scans] == [
+        "sub-01_ce-gadolinium_T1w.nii.gz"
+    ]

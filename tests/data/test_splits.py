@@ -70,3 +70,18 @@ def test_inner_split_is_disjoint_and_holds_both_classes() -> None:
     assert set(train) | set(validation) == set(patients)
     assert {patients[p] for p in validation} == {0, 1}
     assert 12 <= len(validation) <= 20
+
+
+def test_identical_images_under_two_ids_are_refused_or_grouped() -> None:
+    from sihnet.data.splits import patient_groups
+    from sihnet.errors import SihnetError
+
+    scans = [(2, "P1", "aaa"), (3, "P2", "bbb"), (4, "P3", "aaa"), (5, "P1", "ccc")]
+    with pytest.raises(SihnetError, match=r"rows 2 and 4 hold identical images .*'P1', 'P3'"):
+        patient_groups(scans, group_identical=False)
+    groups = patient_groups(scans, group_identical=True)
+    assert groups["P1"] == groups["P3"] and "P2" not in groups
+    labels = {f"P{i}": i % 2 for i in range(1, 21)}
+    assignment = make_splits(labels, 5, seed=0, groups=groups)
+    assert assignment["P1"] == assignment["P3"]
+    assert assignment == make_splits(labels, 5, seed=0, groups=groups)  # reproducible

@@ -550,3 +550,42 @@ def test_an_uncertain_pick_is_said_and_exits_3(tmp_path: Path) -> None:
         "selected (uncertain)",
         "acquisition order",
     )
+
+
+def test_a_label_that_is_not_a_label_is_refused(tmp_path: Path) -> None:
+    write_series(tmp_path / "in", head_volume((20, 32, 32)))
+    (tmp_path / "labels.csv").write_text(f"patient_id,label\n{SENTINEL}ID001,yes\n")
+    result = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        "--labels", tmp_path / "labels.csv", cache=tmp_path / "c",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "labels table labels.csv: row 2: unknown label 'yes'" in result.stderr
+
+
+def test_a_killed_conversion_leaves_nothing_a_reader_or_the_next_run_keeps(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    from sihnet.atomic import HOST
+
+    write_series(tmp_path / "in", head_volume((20, 32, 32)))
+    first = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        cache=tmp_path / "c",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    anat = next((tmp_path / "out").glob("sub-*/anat"))
+    dead = sp.Popen(["true"])
+    dead.wait()
+    leftover = anat / f".{anat.parent.name}_ce-gadolinium_T1w.nii.gz.{HOST}-{dead.pid}.ab12.nii.gz"
+    leftover.write_bytes(b"half a volume")  # what a kill during the write leaves
+    from sihnet.data.manifest import read_manifest
+
+    cohort = read_manifest(tmp_path / "out", require_labels=False)
+    assert len(cohort.scans) == 1  # the BIDS reader ignores it
+    again = sihnet(
+        "convert", tmp_path / "in", "--out", tmp_path / "out", "--key-file", _key(tmp_path),
+        cache=tmp_path / "c",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert not leftover.exists()

@@ -217,3 +217,17 @@ def test_single_valued_image_type_and_unparseable_headers() -> None:
     item.header = Broken()
     result = assess(item)
     assert not result.usable and result.reason == "unreadable header fields (ValueError)"
+
+
+def test_a_missing_slice_is_named_not_left_to_dcm2niix() -> None:
+    item = series("T1 sag post", slices=30)
+    positions = np.zeros((30, 3))
+    positions[:, 0] = np.arange(30) * 1.0  # sagittal: slices along x (LPS)
+    item.positions = np.delete(positions, 12, axis=0)
+    item.files = item.files[:29]
+    result = assess(item)
+    assert not result.usable
+    assert result.reason == "a slice is missing (a gap of 2.0 mm where slices are 1.0 mm apart)"
+    item.positions = positions
+    item.files = [Path(f"f{i}") for i in range(30)]
+    assert assess(item).usable

@@ -43,3 +43,10 @@ def test_a_pickle_is_refused_and_never_run(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(SihnetError, match="not a valid safetensors"):
         load_weights(tmp_path / "w.safetensors")
     assert not (tmp_path / "SENTINEL_FILE").exists()
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path: Path) -> None:
+    model = Tiny()
+    assert save_weights(model, tmp_path / "a.safetensors") == save_weights(
+        model, tmp_path / "b.safetensors"
+    )

@@ -92,10 +92,13 @@ def test_normalisation_is_robust_and_keeps_zero() -> None:
     [
         (lambda: nib.Nifti1Image(np.full((8, 8, 8), np.nan, dtype=np.float32), np.eye(4)), "NaN"),
         (lambda: nib.Nifti1Image(np.ones((8, 8, 8, 3), dtype=np.float32), np.eye(4)), "4D image"),
-        (lambda: nib.Nifti1Image(np.ones((8, 8), dtype=np.float32), np.eye(4)), "2D image"),
+        (
+            lambda: nib.Nifti1Image(np.ones((8, 8), dtype=np.float32), np.eye(4)),
+            r"image of shape \(8, 8\);",
+        ),
         (
             lambda: nib.Nifti1Image(np.ones((8, 8, 1), dtype=np.float32), np.eye(4)),
-            "3D volume is needed",
+            "at least 8 voxels along each axis",
         ),
         (
             lambda: nib.Nifti1Image(np.full((8, 8, 8), 3, dtype=np.float32), np.eye(4)),
@@ -122,3 +125,39 @@ def test_singleton_fourth_dimension_is_accepted(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "a.nii.gz", brain_like()[..., None])
     volume, _ = load_volume(path)
     assert volume.ndim == 3
+
+
+def test_a_header_too_large_is_refused_before_decompressing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+    import struct
+
+    path = write_nifti(tmp_path / "a.nii", brain_like())
+    header = bytearray(path.read_bytes()[:352])
+    header[40:48] = struct.pack("<4h", 3, 2000, 2000, 2000)  # dim: 8 G voxels, 1.6 kB of data
+    (tmp_path / "bomb.nii.gz").write_bytes(gzip.compress(bytes(header) + b"\0" * 1600))
+    with pytest.raises(SihnetError, match="8,000,000,000 voxels exceed the limit"):
+        load_volume(tmp_path / "bomb.nii.gz")
+    monkeypatch.setenv("SIHNET_MAX_IMAGE_VOXELS", "1000")
+    with pytest.raises(SihnetError, match="exceed the limit of 1,000"):
+        load_volume(path)
+
+
+def test_a_zero_voxel_size_and_two_slices_are_refused(tmp_path: Path) -> None:
+    import struct
+
+    import nibabel as nib
+
+    image = nib.Nifti1Image(brain_like(), np.eye(4))
+    image.set_sform(None, code=0)
+    image.set_qform(None, code=0)
+    nib.save(image, str(tmp_path / "z.nii"))
+    data = bytearray((tmp_path / "z.nii").read_bytes())
+    data[80:92] = struct.pack("<3f", 0, 0, 0)  # pixdim[1:4]: nibabel alone would read 1 mm
+    (tmp_path / "z.nii").write_bytes(bytes(data))
+    with pytest.raises(SihnetError, match=r"voxel size \[0.0, 0.0, 0.0\] mm"):
+        load_volume(tmp_path / "z.nii")
+    write_nifti(tmp_path / "thin.nii.gz", brain_like((24, 28, 2)))
+    with pytest.raises(SihnetError, match="at least 8 voxels along each axis"):
+        load_volume(tmp_path / "thin.nii.gz")

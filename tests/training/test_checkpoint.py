@@ -157,3 +157,26 @@ def test_a_failing_save_keeps_the_earlier_checkpoint_and_leaves_no_temp(
     state = load_state(path)
     assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_resume_refuses_an_image_replaced_since_the_start(
+    tiny_cohort: Path, tmp_path: Path, config: Path
+) -> None:
+    import shutil
+
+    shutil.copytree(tiny_cohort.parent, tmp_path / "cohort")
+    manifest, cache, out = tmp_path / "cohort" / "cohort.csv", tmp_path / "cache", tmp_path / "run"
+    args: list[str | Path] = ["train", manifest, "--out", out, "--config", config]
+    stopped = interrupt_after_first_epoch(args, cache, out / "fold_0" / "history.csv")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(tmp_path / "cohort" / "images" / "synth-001.nii.gz")
+    changed = np.asarray(image.dataobj) * 1.01  # a re-exported scan: slightly other values
+    nib.save(
+        nib.Nifti1Image(changed, image.affine), tmp_path / "cohort" / "images" / "synth-001.nii.gz"
+    )
+    resumed = run([*args, "--resume"], cache)
+    assert resumed.returncode == 2
+    assert "the content of an image changed since it was started" in resumed.stderr

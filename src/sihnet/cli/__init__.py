@@ -103,8 +103,9 @@ def choice(value: str, allowed: typing.Any, name: str) -> str:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "nibabel", "monai"):
+    for noisy in ("matplotlib", "PIL", "monai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("nibabel").setLevel(logging.ERROR)  # its header fixes are checked by sihnet
 
 
 def _without_paths(text: str) -> str:

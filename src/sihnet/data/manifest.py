@@ -225,8 +225,6 @@ def _check_image(index: int, image: Path, image_text: str, root: Path, problems:
     elif not os.access(image, os.R_OK):
         problems.add(index, f"image is not readable (permission denied): {image_text}")
     else:
-        if not image.is_relative_to(root):
-            log.warning("row %d: image lies outside the manifest's folder tree", index)
         return True
     return False
 
@@ -242,6 +240,7 @@ class _Reading:
     patient_label: dict[str, tuple[int | None, int]] = dataclasses.field(default_factory=dict)
     indeterminate: set[str] = dataclasses.field(default_factory=set)
     slec: set[str] = dataclasses.field(default_factory=set)
+    outside: list[int] = dataclasses.field(default_factory=list)
 
     def claim(self, index: int, patient_id: str, image: Path) -> bool:
         """One row per (patient, image); one patient per image file."""
@@ -293,6 +292,8 @@ def _read_row(
         index, image, image_text, root, problems
     ):
         return
+    if not image.is_relative_to(root):
+        reading.outside.append(index)
     fields = {c: raw.get(c, "") for c in columns if c not in ("patient_id", "image", "label")}
     _check_optional(index, fields, problems)
     if slec_value in ("1", "1.0"):
@@ -333,6 +334,15 @@ def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
     for index, raw in enumerate(rows, start=2):
         _read_row(index, raw, columns, base, reading, require_labels)
     reading.problems.raise_if_any()
+    if reading.outside:
+        rows_text = ", ".join(str(r) for r in reading.outside[:5])
+        more = ", …" if len(reading.outside) > 5 else ""
+        log.warning(
+            "%d image(s) lie outside the manifest's folder tree (row %s%s)",
+            len(reading.outside),
+            rows_text,
+            more,
+        )
     # A patient with one indeterminate/SLEC row and one kept row is excluded entirely.
     excluded = reading.indeterminate | reading.slec
     kept = tuple(scan for scan in reading.scans if scan.patient_id not in excluded)

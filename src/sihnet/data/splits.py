@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from sihnet.atomic import write_json_atomic
+from sihnet.atomic import write_text_atomic
 from sihnet.errors import SihnetError
 
 
@@ -23,6 +23,7 @@ def make_splits(
     folds: int,
     splitter: str = "stratified_group",
     seed: int = 0,
+    groups: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Assign every patient to one validation fold.
 
@@ -31,6 +32,8 @@ def make_splits(
         folds: number of folds K.
         splitter: ``stratified_group`` or ``group``.
         seed: shuffling seed.
+        groups: patient_id -> group; patients of one group share a fold (e.g. the same scan
+            under two IDs). Default: each patient its own group.
 
     Returns:
         patient_id -> fold index in [0, K), in the input's patient order.
@@ -54,16 +57,59 @@ def make_splits(
         kfold = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     else:
         raise SihnetError(f"unknown splitter {splitter!r}")
-    groups = np.arange(len(patients))
+    names = [(groups or {}).get(p, p) for p in patients]
+    group_ids = np.array([names.index(name) for name in names])
     assignment: dict[str, int] = {}
-    for fold, (_, validation) in enumerate(kfold.split(np.zeros(len(patients)), labels, groups)):
+    split = kfold.split(np.zeros(len(patients)), labels, group_ids)
+    for fold, (_, validation) in enumerate(split):
         for index in validation:
             assignment[patients[index]] = fold
     return {p: assignment[p] for p in patients}
 
 
+def patient_groups(scans: Iterable[tuple[int, str, str]], group_identical: bool) -> dict[str, str]:
+    """Patients that share an identical image (same content hash under two IDs).
+
+    Args:
+        scans: ``(manifest row, patient_id, content hash)`` per scan.
+        group_identical: put such patients in one group; otherwise refuse.
+
+    Returns:
+        patient_id -> group name (the first patient of its group), for patients in a group.
+
+    Raises:
+        SihnetError: identical images under two patient IDs, naming both rows.
+    """
+    first: dict[str, tuple[int, str]] = {}
+    parent: dict[str, str] = {}
+
+    def root(patient: str) -> str:
+        while parent.get(patient, patient) != patient:
+            patient = parent[patient]
+        return patient
+
+    for row, patient, digest in scans:
+        if digest not in first:
+            first[digest] = (row, patient)
+            continue
+        other_row, other = first[digest]
+        if other == patient:
+            continue
+        if not group_identical:
+            raise SihnetError(
+                f"rows {other_row} and {row} hold identical images under two patient IDs "
+                f"({other!r}, {patient!r}): they would leak across the split; remove one, or "
+                "set cross_validation.identical_images: group"
+            )
+        parent[root(patient)] = root(other)
+    return {p: root(p) for p in parent} | {root(p): root(p) for p in parent}
+
+
 def inner_split(
-    patient_labels: Mapping[str, int | None], fraction: float, seed: int
+    patient_labels: Mapping[str, int | None],
+    fraction: float,
+    seed: int,
+    groups: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Stratified patient-level holdout of the training patients for ``inner`` checkpoint selection.
 
@@ -81,7 +127,9 @@ def inner_split(
     # Small cohorts: fewer inner groups (a larger validation share) so both classes appear.
     n_splits = max(2, min(round(1 / fraction), minority))
     kfold = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train, validation = next(kfold.split(np.zeros(len(patients)), labels, np.arange(len(patients))))
+    names = [(groups or {}).get(p, p) for p in patients]
+    group_ids = np.array([names.index(name) for name in names])
+    train, validation = next(kfold.split(np.zeros(len(patients)), labels, group_ids))
     return [patients[i] for i in train], [patients[i] for i in validation]
 
 
@@ -102,13 +150,17 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def splits_text(assignment: Mapping[str, int], folds: int, splitter: str, seed: int) -> str:
+    """``splits.json``'s text: the settings and patient_id -> fold."""
+    value = {"folds": folds, "splitter": splitter, "seed": seed, "assignment": dict(assignment)}
+    return json.dumps(value, indent=2) + "\n"
+
+
 def save_splits(
     path: Path, assignment: Mapping[str, int], folds: int, splitter: str, seed: int
 ) -> None:
-    """Write ``splits.json``: the settings and patient_id -> fold."""
-    write_json_atomic(
-        path, {"folds": folds, "splitter": splitter, "seed": seed, "assignment": dict(assignment)}
-    )
+    """Write ``splits.json`` atomically."""
+    write_text_atomic(path, splits_text(assignment, folds, splitter, seed))
 
 
 def load_splits(path: Path) -> tuple[dict[str, int], int]:

@@ -37,6 +37,8 @@ def run_bern(manifest: Path, out: Path | None = None) -> list[str]:
         Printable lines: one per patient, then the AUROC of the complete, labelled scores with a
         DeLong and a stratified bootstrap 95% CI.
     """
+    if out is not None and Path(out).is_dir():
+        raise SihnetError(f"--out {Path(out).name} is a folder; give a file name such as bern.csv")
     scores, labels = patient_scores(manifest)
     if all(not s.complete and s.score_max == 9 and s.score_min == 0 for s in scores.values()):
         raise SihnetError(f"manifest {Path(manifest).name} has no Bern columns")

@@ -8,7 +8,6 @@ Writes ``RUN/external/<name>/{predictions.csv, metrics.json, roc.png, reliabilit
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -146,9 +145,7 @@ def run_external(
     ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cohort = read_manifest(manifest)
     name = Path(manifest).stem if Path(manifest).is_file() else Path(manifest).name
-    development = (
-        json.loads(paths.cohort.read_text()).get("labels", {}) if paths.cohort.is_file() else {}
-    )
+    development = paths.read_cohort().get("labels", {})
     shared = sorted(set(development) & set(cohort.patient_labels()))
     if shared:
         log.warning("%d external patient IDs also appear in the development cohort", len(shared))

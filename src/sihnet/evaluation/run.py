@@ -8,7 +8,6 @@ the comparison with the Bern score when the manifest had Bern columns), ``roc.pn
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from pathlib import Path
@@ -200,7 +199,7 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
     summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in present}
     pooled = [row for k in present for row in folds[k]]
     write_table(paths.oof_predictions, OOF_COLUMNS, pooled)
-    cohort = json.loads(paths.cohort.read_text()) if paths.cohort.is_file() else {}
+    cohort = paths.read_cohort()
     labels = np.array([int(r["label"]) for r in pooled])
     probabilities = np.array([float(r["probability"]) for r in pooled])
     metrics = RunMetrics(

@@ -26,7 +26,7 @@ from typing import Any
 
 import nibabel as nib
 
-from sihnet.atomic import write_json_atomic, write_nifti_atomic
+from sihnet.atomic import remove_stale_temporaries, write_json_atomic, write_nifti_atomic
 from sihnet.data.manifest import OPTIONAL_COLUMNS, parse_label
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
@@ -249,6 +249,9 @@ def run_convert(
         len(quarantined),
     )
     out.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temporaries([out, *sorted(out.glob("sub-*/anat"))])
+    if removed:
+        log.info("removed %d temporary file(s) an interrupted conversion left", removed)
     studies_of: dict[str, int] = {}
     for study in studies:
         studies_of[_patient(study)] = studies_of.get(_patient(study), 0) + 1

@@ -135,7 +135,29 @@ def _assess(series: Series) -> Assessment:
         return verdict(f"{weighting.value}, not a T1 ({weighting.evidence})")
     if series.frames < MIN_SLICES:
         return verdict(f"{series.frames} slices (< {MIN_SLICES}: not a brain volume)")
+    gap = missing_slice(series)
+    if gap:
+        return verdict(gap)
     return verdict("")
+
+
+def missing_slice(series: Series) -> str:
+    """Why the slice positions show a hole ('' when evenly spaced): a gap over 1.5 times the
+    usual spacing along the slice normal means a slice (file) is missing from the export."""
+    if series.orientation is None or series.mosaic_images or len(series.positions) < 3:
+        return ""
+    normal = np.cross(series.orientation[:3], series.orientation[3:])
+    steps = np.diff(np.sort(series.positions @ normal))
+    steps = steps[steps > 1e-3]  # several frames at one position (echoes, phases) are not gaps
+    if len(steps) < 2:
+        return ""
+    usual = float(np.median(steps))
+    largest = float(steps.max())
+    if largest > 1.5 * usual:
+        return (
+            f"a slice is missing (a gap of {largest:.1f} mm where slices are {usual:.1f} mm apart)"
+        )
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)

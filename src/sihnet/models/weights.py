@@ -13,14 +13,15 @@ from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
 
 
-def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> str:
-    """Write the model's state dict as safetensors, atomically.
+def save_weights(model: torch.nn.Module, path: Path) -> str:
+    """Write the model's state dict as safetensors, atomically; the same weights give the same
+    bytes (no metadata: safetensors writes a metadata map in no fixed order).
 
     Returns:
         The SHA-256 of the written file.
     """
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    write_atomic(Path(path), lambda temp: save_file(state, str(temp), metadata=metadata))
+    write_atomic(Path(path), lambda temp: save_file(state, str(temp)))
     return file_sha256(Path(path))
 
 

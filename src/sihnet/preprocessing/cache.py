@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def read_cached(entry: Path) -> Preprocessed:
         raise SihnetError(f"cache entry {Path(entry).name[:12]}… is damaged") from None
 
 
+def check_input(path: Path) -> None:
+    """An image must be an existing, readable regular file or folder (never a FIFO or device).
+
+    Raises:
+        SihnetError: naming only the file's name.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SihnetError(f"{path.name}: not found") from None
+    except OSError as error:
+        raise SihnetError(f"{path.name}: cannot be read ({error.strerror})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SihnetError(f"{path.name}: not a regular file or folder")
+    if not os.access(path, os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)):
+        raise SihnetError(f"{path.name}: permission denied")
+
+
 @dataclasses.dataclass
 class VolumeCache:
     """Preprocessed-volume cache rooted at ``root``; counts hits and misses (for tests, logs)."""
@@ -62,10 +81,17 @@ class VolumeCache:
     root: Path
     hits: int = 0
     misses: int = 0
+    hashes: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def content_hash(self, path: Path) -> str:
-        """SHA-256 of a file's bytes (a folder: of its files' names and bytes)."""
-        return tree_sha256(Path(path))
+        """SHA-256 of a file's bytes (a folder: of its files' names and bytes); a file is hashed
+        once per command while it stays unchanged (inode, size, modification and change time)."""
+        path = Path(path)
+        info = os.stat(path)  # any write changes ctime (utime cannot set it back)
+        key = f"{path}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
+        if key not in self.hashes:
+            self.hashes[key] = tree_sha256(path)
+        return self.hashes[key]
 
     def nifti_of(self, path: Path) -> Path:
         """A NIfTI path as is; a DICOM folder converted once into ``dicom/<content hash>.nii.gz``."""
@@ -90,6 +116,7 @@ class VolumeCache:
     ) -> Path:
         """Return the cache file of ``path`` (a NIfTI file or DICOM folder), preprocessing it first
         if it is not cached or its entry is damaged."""
+        check_input(Path(path))
         entry = self.entry(path, config)
         if entry.is_file():
             try:

@@ -10,6 +10,7 @@ for any orientation or obliquity of the source affine.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,37 @@ from sihnet.config import SPACING_RANGE_MM, PreprocessingConfig
 from sihnet.errors import SihnetError
 
 MIN_SPACING_MM, MAX_SPACING_MM = SPACING_RANGE_MM
+MIN_VOXELS_PER_AXIS = 8  # fewer slices than this is not a head volume (a 2-slice file was scored)
+DEFAULT_MAX_VOXELS = 2**28  # 268 M voxels (1 GB as float32): far above any head MRI
+
+
+def max_image_voxels() -> int:
+    """The largest image accepted, in voxels: ``$SIHNET_MAX_IMAGE_VOXELS`` or 2^28."""
+    text = os.environ.get("SIHNET_MAX_IMAGE_VOXELS", "")
+    return int(text) if text.isdigit() else DEFAULT_MAX_VOXELS
+
+
+def _raw_header(path: Path, image: Any) -> Any:
+    """The header as stored: nibabel's loaded header is already "fixed" (a pixdim of 0 becomes 1)."""
+    with nib.openers.ImageOpener(str(path)) as stream:
+        return type(image.header).from_fileobj(stream, check=False)
+
+
+def _check_header(name: str, raw: Any, header: Any) -> None:
+    """Refuse from the header alone, before decompressing: too many voxels, or a voxel size of 0
+    in a header without an sform (nibabel would read it as 1 mm)."""
+    shape = tuple(int(n) for n in header.get_data_shape())
+    voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if voxels > max_image_voxels():
+        raise SihnetError(
+            f"{name}: {voxels:,} voxels exceed the limit of {max_image_voxels():,} "
+            "(SIHNET_MAX_IMAGE_VOXELS)"
+        )
+    zooms = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
+    if int(raw["sform_code"]) == 0 and not (zooms > 0).all():
+        raise SihnetError(
+            f"{name}: voxel size {zooms.tolist()} mm in the header (pixdim) is not positive"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +85,14 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     name = Path(path).name
     try:
-        image: Any = nib.load(str(path))
+        image: Any = nib.load(str(path))  # the header only; voxels are read below
+        _check_header(name, _raw_header(path, image), image.header)
         data = np.asarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=np.float64)
+    except SihnetError:
+        raise
+    except MemoryError:
+        raise SihnetError(f"{name}: does not fit in memory") from None
     except Exception as error:  # nibabel raises many types for a damaged file
         raise SihnetError(f"{name}: cannot read NIfTI ({type(error).__name__})") from None
     if data.dtype.fields is not None or np.iscomplexobj(data):
@@ -64,9 +101,10 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = data[..., 0]
     if data.ndim == 4:
         raise SihnetError(f"{name}: 4D image ({data.shape[-1]} volumes); one 3D volume is needed")
-    if data.ndim != 3 or min(data.shape) < 2:
+    if data.ndim != 3 or min(data.shape) < MIN_VOXELS_PER_AXIS:
         raise SihnetError(
-            f"{name}: {data.ndim}D image of shape {data.shape}; a 3D volume is needed"
+            f"{name}: image of shape {tuple(data.shape)}; a 3D volume with at least "
+            f"{MIN_VOXELS_PER_AXIS} voxels along each axis is needed"
         )
     volume = data.astype(np.float32, copy=False)
     if not np.isfinite(volume).all():

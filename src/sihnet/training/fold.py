@@ -177,13 +177,18 @@ class FoldState:
 
 
 def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold: int) -> None:
-    """A resumed fold must have been started with the same configuration, manifest and splits."""
+    """A resumed fold must have been started with the same configuration, manifest, splits and
+    image contents (an image replaced before resuming is refused)."""
     for key, what in (
         ("config", "configuration"),
         ("manifest", "manifest"),
         ("splits", "splits.json"),
+        ("images", "content of an image"),
     ):
-        if state.get("fingerprints", {}).get(key) != fingerprints.get(key):
+        stored = state.get("fingerprints", {})
+        if key == "images" and key not in stored:
+            continue  # a resume state written before image contents were recorded
+        if stored.get(key) != fingerprints.get(key):
             raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")
 
 
@@ -284,15 +289,13 @@ def keep(
     probabilities: np.ndarray,
     selection: str,
     weights: Path,
-    fold: int,
 ) -> None:
-    """Update the three trackers with an epoch; write ``best.safetensors`` when the selection keeps it."""
+    """Update the three trackers with an epoch; write ``best.safetensors`` when the selection keeps
+    it (selection ``last`` writes it once, when the fold ends)."""
     epoch = int(record["epoch"])
     criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"], "last": float(epoch)}
-    if state.selected.update(criterion[selection], epoch, probabilities):
-        state.weights_sha256 = save_weights(
-            state.model, weights, {"fold": str(fold), "epoch": str(epoch)}
-        )
+    if state.selected.update(criterion[selection], epoch, probabilities) and selection != "last":
+        state.weights_sha256 = save_weights(state.model, weights)
     state.best_validation.update(record["val_auroc"], epoch, probabilities)
     state.last.update(float(epoch), epoch, probabilities)
 
@@ -344,11 +347,13 @@ def train_fold(
             record, probabilities = run_epoch(
                 state, data, loaders, criterion, config, inference, where
             )
-            keep(state, record, probabilities, settings.selection, paths.best_weights(fold), fold)
+            keep(state, record, probabilities, settings.selection, paths.best_weights(fold))
             state.history.append(record)
             write_history(paths.history(fold), state.history)
             save_state(paths.last_state(fold), state.checkpoint(fingerprints))
             bar.epoch_done(where, settings.epochs, record)
+    if settings.selection == "last":
+        state.weights_sha256 = save_weights(state.model, paths.best_weights(fold))
     return finish_fold(fold, state, data, config, inference, paths, time.perf_counter() - started)
 
 

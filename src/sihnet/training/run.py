@@ -11,14 +11,22 @@ from typing import Any
 import torch
 import yaml
 
-from sihnet.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
+from sihnet.atomic import remove_stale_temporaries, write_text_atomic, write_text_once
 from sihnet.config import ExperimentConfig, config_to_dict, read_yaml_mapping
 from sihnet.data.manifest import Cohort, Scan
-from sihnet.data.splits import check_no_leakage, inner_split, load_splits, make_splits, save_splits
-from sihnet.errors import SihnetError
-from sihnet.hashing import file_sha256
+from sihnet.data.splits import (
+    check_no_leakage,
+    inner_split,
+    load_splits,
+    make_splits,
+    patient_groups,
+    splits_text,
+)
+from sihnet.errors import SihnetError, TrainingInterrupted
+from sihnet.hashing import file_sha256, text_sha256
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
+from sihnet.training.checkpoint import stop_requested
 from sihnet.training.fold import FoldData, Samples, train_fold
 from sihnet.training.records import FoldSummary
 
@@ -32,7 +40,11 @@ def check_run_folder(paths: RunPaths) -> None:
     if root.exists() and not root.is_dir():
         raise SihnetError(f"--out {root.name} is a file; give a folder for the run")
     if root.is_dir() and not paths.config.is_file():
-        others = [p.name for p in root.iterdir() if p.name != paths.log.name]
+        others = [
+            p.name
+            for p in root.iterdir()
+            if p.name != paths.log.name and not p.name.startswith(".")
+        ]
         if others:
             raise SihnetError(
                 f"--out {root.name} is not empty and not a sihnet run (no config.yaml); "
@@ -41,20 +53,28 @@ def check_run_folder(paths: RunPaths) -> None:
 
 
 def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
-    """Write ``config.yaml``, or check that an existing run folder holds the same configuration."""
+    """Write ``config.yaml`` once, or check that the run folder holds the same configuration.
+
+    Several ``--fold`` jobs may start at once: the first creates the file, the others check it. A
+    run that never started a fold (e.g. it stopped at a bad image) takes the new configuration.
+    """
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    if paths.config.is_file():
-        stored = read_yaml_mapping(paths.config, "run configuration")
-        changed = _differences(stored, yaml.safe_load(text))
-        if changed:
-            raise SihnetError(
-                f"{paths.root.name}/config.yaml differs from this configuration in {changed[0]}"
-                + (f" (+{len(changed) - 1} more)" if len(changed) > 1 else "")
-                + "; use the run's settings or a new --out folder"
-            )
-        return
     paths.root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(paths.config, text)
+    if write_text_once(paths.config, text):
+        return
+    stored = read_yaml_mapping(paths.config, "run configuration")
+    changed = _differences(stored, yaml.safe_load(text))
+    if not changed:
+        return
+    if not paths.fold_started(config.cross_validation.folds):
+        log.info("%s had not trained yet: its config.yaml is replaced", paths.root.name)
+        write_text_atomic(paths.config, text)
+        return
+    raise SihnetError(
+        f"{paths.root.name}/config.yaml differs from this configuration in {changed[0]}"
+        + (f" (+{len(changed) - 1} more)" if len(changed) > 1 else "")
+        + "; use the run's settings or a new --out folder"
+    )
 
 
 def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
@@ -67,49 +87,55 @@ def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
     return [] if stored == wanted else [f"{prefix.rstrip('.')} ({stored} -> {wanted})"]
 
 
-def prepare_splits(paths: RunPaths, cohort: Cohort, config: ExperimentConfig) -> dict[str, int]:
-    """Load ``splits.json`` (checking it covers exactly this cohort's patients) or make and save it."""
+def prepare_splits(
+    paths: RunPaths, cohort: Cohort, config: ExperimentConfig, groups: dict[str, str]
+) -> dict[str, int]:
+    """Make and save ``splits.json`` once (jobs racing write the same seeded splits), then load it
+    and check that it covers exactly this cohort's patients."""
     labels = cohort.patient_labels()
-    if paths.splits.is_file():
-        assignment, folds = load_splits(paths.splits)
-        if set(assignment) != set(labels):
-            raise SihnetError(
-                "the manifest's patients differ from those in splits.json; use a new --out folder"
-            )
-        if folds != config.cross_validation.folds:
-            raise SihnetError(
-                f"splits.json has {folds} folds, the configuration {config.cross_validation.folds}"
-            )
-        return assignment
     cv = config.cross_validation
-    assignment = make_splits(labels, cv.folds, cv.splitter, config.seed)
-    save_splits(paths.splits, assignment, cv.folds, cv.splitter, config.seed)
+    if not paths.splits.is_file() or not paths.fold_started(cv.folds):
+        assignment = make_splits(labels, cv.folds, cv.splitter, config.seed, groups)
+        text = splits_text(assignment, cv.folds, cv.splitter, config.seed)
+        if not write_text_once(paths.splits, text) and not paths.fold_started(cv.folds):
+            write_text_atomic(paths.splits, text)  # a run that never trained: new splits
+    assignment, folds = load_splits(paths.splits)
+    if set(assignment) != set(labels):
+        raise SihnetError(
+            "the manifest's patients differ from those in splits.json; use a new --out folder"
+        )
+    if folds != cv.folds:
+        raise SihnetError(f"splits.json has {folds} folds, the configuration {cv.folds}")
     return assignment
 
 
-def write_cohort_record(paths: RunPaths, cohort: Cohort) -> None:
+def write_cohort_record(paths: RunPaths, cohort: Cohort, n_folds: int) -> None:
     """``cohort.json``: labels, Bern fields per patient, exclusion counts (no image paths).
 
-    A run folder stays tied to its manifest: a different manifest is refused.
+    A run folder stays tied to its manifest: once a fold started, a different manifest is refused.
     """
     digest = file_sha256(cohort.source)
-    if paths.cohort.is_file():
+    record = {
+        "manifest_sha256": digest,
+        "labels": cohort.patient_labels(),
+        "excluded_indeterminate": cohort.excluded_indeterminate,
+        "excluded_slec": cohort.excluded_slec,
+        "n_scans": len(cohort.scans),
+        "bern": cohort.bern_fields(),
+    }
+    text = json.dumps(record, indent=2) + "\n"
+    if write_text_once(paths.cohort, text):
+        return
+    try:
         recorded = json.loads(paths.cohort.read_text()).get("manifest_sha256")
-        if recorded not in (None, digest):
+    except (OSError, ValueError, AttributeError):
+        recorded = "damaged"
+    if recorded != digest:
+        if paths.fold_started(n_folds):
             raise SihnetError(
                 f"the manifest changed since {paths.root.name} was started; use a new --out folder"
             )
-    write_json_atomic(
-        paths.cohort,
-        {
-            "manifest_sha256": digest,
-            "labels": cohort.patient_labels(),
-            "excluded_indeterminate": cohort.excluded_indeterminate,
-            "excluded_slec": cohort.excluded_slec,
-            "n_scans": len(cohort.scans),
-            "bern": cohort.bern_fields(),
-        },
-    )
+        write_text_atomic(paths.cohort, text)
 
 
 def _samples(scans: list[Scan], entries: dict[Path, Path]) -> Samples:
@@ -126,6 +152,7 @@ def fold_data(
     cohort: Cohort,
     entries: dict[Path, Path],
     config: ExperimentConfig,
+    groups: dict[str, str] | None = None,
 ) -> FoldData:
     """The fold's training, inner validation (``inner`` selection) and validation scans, checked
     for leakage at every split."""
@@ -137,7 +164,7 @@ def fold_data(
         labels = cohort.patient_labels()
         train_labels = {p: labels[p] for p in cohort.patient_ids if p in train_ids}
         inner_train, inner_validation = inner_split(
-            train_labels, config.training.inner_validation_fraction, config.fold_seed(fold)
+            train_labels, config.training.inner_validation_fraction, config.fold_seed(fold), groups
         )
         check_no_leakage(inner_train, inner_validation)
         check_no_leakage(inner_validation, validation_ids)
@@ -161,11 +188,13 @@ def _requested(config: ExperimentConfig, folds: list[int] | None) -> list[int]:
     return requested
 
 
-def _fingerprints(paths: RunPaths, cohort: Cohort) -> dict[str, str]:
+def _fingerprints(paths: RunPaths, cohort: Cohort, image_hashes: list[str]) -> dict[str, str]:
+    """What a resumed fold must find unchanged: configuration, manifest, splits and every image."""
     return {
         "config": file_sha256(paths.config),
         "manifest": file_sha256(cohort.source),
         "splits": file_sha256(paths.splits),
+        "images": text_sha256("|".join(image_hashes)),
     }
 
 
@@ -199,15 +228,19 @@ def run_training(
     removed = remove_stale_temporaries(own)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted write", removed)
-    write_cohort_record(paths, cohort)
-    assignment = prepare_splits(paths, cohort, config)
-    fingerprints = _fingerprints(paths, cohort)
+    write_cohort_record(paths, cohort, config.cross_validation.folds)
+    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
+    images = [(scan.row, scan.image) for scan in cohort.scans]
+    entries = cache.cache_images(images, config.preprocessing)
+    stop = stop_requested()
+    if stop is not None:
+        raise TrainingInterrupted(stop, False, "stopped while preprocessing; nothing was trained")
+    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
+    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
+    assignment = prepare_splits(paths, cohort, config, groups)
+    fingerprints = _fingerprints(paths, cohort, [h for _, _, h in hashes])
     if config.training.deterministic:
         use_deterministic_algorithms()
-    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
-    entries = cache.cache_images(
-        [(scan.row, scan.image) for scan in cohort.scans], config.preprocessing
-    )
     summaries = []
     for fold in requested:
         if paths.fold_summary(fold).is_file():
@@ -218,7 +251,7 @@ def run_training(
                 f"fold {fold} was interrupted; continue it with --resume "
                 f"(or delete {paths.root.name}/fold_{fold} to start it over)"
             )
-        data = fold_data(fold, assignment, cohort, entries, config)
+        data = fold_data(fold, assignment, cohort, entries, config, groups)
         log.info(
             "fold %d/%d: %d training, %d inner-validation, %d validation patients",
             fold,
