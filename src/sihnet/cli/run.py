@@ -176,7 +176,7 @@ def predict(
     echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
-        typer.echo(f"sihnet: {failed} of {len(records)} images could not be scored", err=True)
+        typer.echo(f"sihnet: error: {failed} of {len(records)} images could not be scored", err=True)
         raise typer.Exit(2)
 
 
