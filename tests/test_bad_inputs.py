@@ -71,7 +71,10 @@ def test_train_configuration_mistakes(tiny_cohort: Path, tmp_path: Path, case: s
     ("args", "message"),
     [
         (["train"], "Missing argument 'manifest'"),
-        (["train", "m.csv", "--out", "r", "--epochs", "many"], "'--epochs': Input should be a valid integer"),
+        (
+            ["train", "m.csv", "--out", "r", "--epochs", "many"],
+            "'--epochs': Input should be a valid integer",
+        ),
         (["predict"], "Missing argument"),
         (
             ["occlusion", "r", "i.nii.gz", "--out", "o", "--colour", "red"],

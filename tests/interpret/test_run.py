@@ -174,3 +174,29 @@ def test_out_must_be_a_folder_of_occlusion_outputs(
         sihnet("occlusion", tiny_run, image, "--out", tmp_path / "mine", cache=tmp_path)
     )
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_failed_map_leaves_the_earlier_map_whole(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sihnet.interpret.run as occlusion_run
+    from sihnet.config import OcclusionConfig
+    from sihnet.preprocessing.cache import VolumeCache
+
+    images, cache = tiny_cohort.parent / "images", VolumeCache(tmp_path / "c")
+    out, settings = tmp_path / "occ", OcclusionConfig(patch_1mm=(32, 32, 32))
+    occlusion_run.run_occlusion(tiny_run, images / "synth-001.nii.gz", out, settings, cache=cache)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = occlusion_run.occlusion_map
+
+    def killed_midway(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt  # the user stopped patient B's map during the second fold
+
+    monkeypatch.setattr(occlusion_run, "occlusion_map", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        occlusion_run.run_occlusion(
+            tiny_run, images / "synth-002.nii.gz", out, settings, cache=cache
+        )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".occ")] == []
