@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.helpers import brain_like, sihnet, train_tiny
+from tests.helpers import brain_like, sihnet, train_tiny, write_nifti
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -139,11 +139,9 @@ def test_cohort_level_problems(
 ) -> None:
     image = good_rows(tiny_cohort)[0]["image"]
     rows = [{**r, "image": image if r["image"] == "IMG" else r["image"]} for r in rows]
-    # One image per patient: distinct copies, so no image is listed for two patients.
+    # One distinct image per patient (the same content under two IDs is refused on its own).
     for index, row in enumerate(rows):
-        copy = tmp_path / f"img{index}.nii.gz"
-        copy.write_bytes(Path(image).read_bytes())
-        row["image"] = str(copy)
+        row["image"] = str(write_nifti(tmp_path / f"img{index}.nii.gz", brain_like(seed=index)))
     result = sihnet(
         "train",
         write_manifest(tmp_path / "m.csv", rows),
