@@ -113,3 +113,50 @@ def volume(shape: tuple[int, int, int] = (32, 32, 32), seed: int = 0) -> torch.T
     image = torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed)) + 0.1
     image[:, : shape[0] // 4] = 0
     return image
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic", "--virtual-time-budget=20000",
+)  # fmt: skip
+
+
+def chromium() -> str:
+    """Debian's headless Chromium; skips the test where it is not installed (``.ci/run`` installs
+    it and sets ``SIHNET_REQUIRE_CHROMIUM=1``, so CI fails rather than skips)."""
+    import os
+    import shutil
+
+    import pytest
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("SIHNET_REQUIRE_CHROMIUM"):
+        raise AssertionError("chromium is required here (SIHNET_REQUIRE_CHROMIUM is set)")
+    pytest.skip("headless Chromium is not installed: apt-get install chromium")
+
+
+def render_page(
+    page: Path, folder: Path, width: int = 1200, height: int = 2400
+) -> tuple[str, Path]:
+    """The DOM after the page's scripts ran, and a screenshot (PNG) of it."""
+    binary = chromium()
+    common = [
+        binary,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={folder / 'profile'}",
+        f"--window-size={width},{height}",
+    ]
+    shot = folder / "screenshot.png"
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [*common, f"--screenshot={shot}", page.resolve().as_uri()], capture_output=True, timeout=300
+    )
+    return dom.stdout, shot

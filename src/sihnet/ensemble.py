@@ -4,6 +4,7 @@ through :class:`~sihnet.inference.Inference` (``predict``, ``evaluate --manifest
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -12,10 +13,13 @@ import torch
 
 from sihnet.config import ExperimentConfig, InferenceConfig
 from sihnet.errors import SihnetError
+from sihnet.evaluation.operating_points import fixed_thresholds
+from sihnet.hashing import text_sha256
 from sihnet.inference import Inference
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
+from sihnet.tables import read_rows
 from sihnet.training.records import FoldSummary
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,34 @@ def available_folds(
             raise SihnetError(f"{message} (all folds are required)")
         log.warning("%s; using the %d finished fold model(s)", message, len(finished))
     return finished
+
+
+def read_reference(paths: RunPaths) -> dict[str, dict[str, float]] | None:
+    """The training images' ranges (``reference.json``), or None for a run without them."""
+    if not paths.reference.is_file():
+        return None
+    try:
+        return dict(json.loads(paths.reference.read_text())["quantities"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SihnetError(f"{paths.root.name}/reference.json is damaged") from None
+
+
+def read_thresholds(paths: RunPaths) -> dict[str, dict[str, float]]:
+    """Fixed operating thresholds: an exported model's ``operating_points.json``, else fitted on
+    the run's out-of-fold predictions, else none."""
+    try:
+        if paths.operating_points.is_file():
+            return dict(json.loads(paths.operating_points.read_text()))
+        if paths.oof_predictions.is_file():
+            rows = read_rows(paths.oof_predictions)
+            labels = np.array([int(r["label"]) for r in rows])
+            if len(set(labels.tolist())) == 2:
+                return fixed_thresholds(labels, np.array([float(r["probability"]) for r in rows]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SihnetError(
+            f"{paths.root.name}: operating points cannot be read (damaged file)"
+        ) from None
+    return {}
 
 
 def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.nn.Module:
@@ -86,6 +118,21 @@ class FoldEnsemble:
     models: dict[int, torch.nn.Module]
     inference: Inference
     summaries: dict[int, FoldSummary]
+    reference: dict[str, dict[str, float]] | None = None
+    thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def combined_sha256(weights: dict[int, str]) -> str:
+        """One hash for a model: SHA-256 over the fold weights' hashes, in fold order."""
+        return text_sha256("|".join(f"{k}:{digest}" for k, digest in sorted(weights.items())))
+
+    @property
+    def model_sha256(self) -> str:
+        return self.combined_sha256({k: s.weights_sha256 for k, s in self.summaries.items()})
+
+    @property
+    def folds_total(self) -> int:
+        return self.config.cross_validation.folds
 
     @classmethod
     def load(
@@ -113,7 +160,9 @@ class FoldEnsemble:
                 inference.precision,
             )
         models = {k: load_fold_model(paths, k, inference.device) for k in folds}
-        return cls(config, models, inference, summaries)
+        return cls(
+            config, models, inference, summaries, read_reference(paths), read_thresholds(paths)
+        )
 
     def probabilities(self, image: np.ndarray | torch.Tensor) -> dict[int, float]:
         """Fistula probability of one preprocessed volume (1, X, Y, Z) per fold model.

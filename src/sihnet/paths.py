@@ -61,6 +61,16 @@ class RunPaths:
             raise SihnetError(f"{self.root.name}/cohort.json is damaged")
         return record
 
+    @property
+    def reference(self) -> Path:
+        """The training images' ranges (spacing, field of view, intensities…): input checks."""
+        return self.root / "reference.json"
+
+    @property
+    def operating_points(self) -> Path:
+        """Fixed model thresholds (an exported model; a run computes them from its OOF file)."""
+        return self.root / "operating_points.json"
+
     def external_dir(self, name: str) -> Path:
         """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
         return self.root / "external" / name

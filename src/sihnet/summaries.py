@@ -68,17 +68,25 @@ def convert_lines(summary: ConvertSummary, out: Path) -> list[str]:
 
 
 def prediction_lines(records: list[dict[str, Any]]) -> list[str]:
-    """One line per image: the ensemble probability and its spread, or why it was not scored."""
+    """Per image: the ensemble probability and its spread, the class at each operating point and
+    any warning — or why it was not scored."""
     lines = []
     for record in records:
         if "error" in record:
             lines.append(f"{record['image']}: not scored: {record['error']}")
-        else:
-            lines.append(
-                f"{record['image']}: P(fistula) = {record['probability']:.3f} "
-                f"(SD over {len(record['fold_probabilities'])} fold models {record['probability_sd']:.3f})"
-            )
-    return [*lines, "research use only; not a diagnostic device"]
+            continue
+        lines.append(
+            f"{record['image']}: P(fistula) = {record['probability']:.3f} "
+            f"(SD over {len(record['fold_probabilities'])} fold models {record['probability_sd']:.3f})"
+        )
+        for name, point in record.get("operating_points", {}).items():
+            verdict = "fistula" if point["fistula"] else "no fistula"
+            lines.append(f"  {name} (threshold {point['threshold']:.3f}): {verdict}")
+        lines += [f"  warning: {text}" for text in record.get("warnings", [])]
+    model = next((r["model_sha256"] for r in records if "model_sha256" in r), None)
+    if model:
+        lines.append(f"model SHA-256 {model[:16]}…")
+    return [*lines, "research use only; not a medical device; not for clinical decisions"]
 
 
 def occlusion_lines(record: OcclusionRecord, out: Path) -> list[str]:

@@ -192,4 +192,4 @@ def _internal_error(error: Exception) -> None:
     sys.exit(1)
 
 
-from sihnet.cli import cohort, run  # noqa: E402, F401  (registers the commands)
+from sihnet.cli import cohort, run, share  # noqa: E402, F401  (registers the commands)

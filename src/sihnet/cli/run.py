@@ -176,7 +176,9 @@ def predict(
     echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
-        typer.echo(f"sihnet: error: {failed} of {len(records)} images could not be scored", err=True)
+        typer.echo(
+            f"sihnet: error: {failed} of {len(records)} images could not be scored", err=True
+        )
         raise typer.Exit(2)
 
 
@@ -251,30 +253,14 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic cohort.")] = 0,
     cache_dir: CacheOption = None,
 ) -> None:
-    """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate, one occlusion map."""
-    from sihnet.config import load_config
-    from sihnet.data.manifest import read_manifest
-    from sihnet.evaluation.run import run_evaluation
-    from sihnet.paths import RunPaths
+    """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate, one
+    occlusion map, the report."""
+    from sihnet.demo import run_demo
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
-    from sihnet.synth.cohort import run_synth
-    from sihnet.training.run import run_training
 
-    manifest = out / "cohort" / "cohort.csv"
-    if not manifest.is_file():
-        run_synth(out / "cohort", n=n, seed=seed, spacing_mm=spacing)
-    experiment = load_config(profile or "quick")
-    paths = RunPaths(out / "run")
-    cohort = read_manifest(manifest)
     cache = VolumeCache(cache_dir or default_cache_dir())
-    run_training(experiment, cohort, paths, cache)
-    echo(metrics_lines(run_evaluation(paths), paths))
-    from sihnet.interpret.run import demo_patient, run_occlusion
-
-    patient, image, fold = demo_patient(paths, cohort)
-    typer.echo(
-        f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
-    )
-    settings = OcclusionConfig(fold=fold)
-    record = run_occlusion(paths.root, image, out / "occlusion", settings, cache=cache)
-    echo(occlusion_lines(record, out / "occlusion"))
+    result = run_demo(out, profile or "quick", n, spacing, seed, cache)
+    echo(metrics_lines(result.metrics, result.paths))
+    echo([result.occlusion_line])
+    echo(occlusion_lines(result.occlusion, result.paths.root / "occlusion"))
+    typer.echo(f"report:  {result.report}")

@@ -31,6 +31,7 @@ BERN_MEASUREMENT_COLUMNS = (
     "prepontine_cistern_mm",
     "mamillopontine_distance_mm",
 )
+DEMOGRAPHIC_COLUMNS = ("age", "sex", "site", "days_mri_to_dsm")
 OPTIONAL_COLUMNS = (
     "label",
     "age",
@@ -83,6 +84,16 @@ class Cohort:
     def patient_labels(self) -> dict[str, int | None]:
         """Label per patient (all scans of a patient share it)."""
         return {scan.patient_id: scan.label for scan in self.scans}
+
+    def demographics(self) -> dict[str, dict[str, str]]:
+        """``age``, ``sex``, ``site``, ``days_mri_to_dsm`` per patient where the manifest has them."""
+        out: dict[str, dict[str, str]] = {}
+        for scan in self.scans:
+            for column in DEMOGRAPHIC_COLUMNS:
+                value = scan.fields.get(column, "").strip()
+                if value:
+                    out.setdefault(scan.patient_id, {}).setdefault(column, value)
+        return out
 
     def describe(self) -> str:
         """``129 patients (129 scans); excluded: 0 indeterminate, 0 SLEC``."""

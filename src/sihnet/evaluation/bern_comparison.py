@@ -14,6 +14,7 @@ from sklearn.metrics import roc_curve
 
 from sihnet.atomic import write_atomic
 from sihnet.bern import score_fields
+from sihnet.evaluation.clinical import incremental_value
 from sihnet.evaluation.operating_points import MODEL_RULES, confusion, cross_fitted
 from sihnet.evaluation.statistics import (
     auroc_ci,
@@ -55,6 +56,7 @@ class BernComparison:
     auroc_difference_bootstrap_ci95: list[float] | None = None
     delong_p: float | None = None
     operating_points: list[dict[str, Any]] | None = None
+    incremental_value: dict[str, Any] | None = None
     notes: dict[str, str] | None = None
 
     @property
@@ -120,8 +122,16 @@ def compare_with_bern(
         ),
         delong_p=p_value,
         operating_points=[p.as_dict() for p in points if p is not None],
+        incremental_value=_incremental(y, bern, model, fold, seed),
         notes={**NOTES, "bootstrap": NOTES["bootstrap"].format(BOOTSTRAP_RESAMPLES, seed)},
     )
+
+
+def _incremental(
+    labels: np.ndarray, bern: np.ndarray, model: np.ndarray, folds: np.ndarray, seed: int
+) -> dict[str, Any] | None:
+    value = incremental_value(labels, bern, model, folds, seed)
+    return None if value is None else value.as_json()
 
 
 def plot_roc_vs_bern(

@@ -112,3 +112,23 @@ def cross_fitted(
         thresholds.append(threshold)
         positive[held_out] = scores[held_out] >= threshold
     return confusion(name, labels, positive, tuple(thresholds))
+
+
+def fixed_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each model rule fitted on all out-of-fold predictions: the thresholds for new patients.
+
+    The sensitivity and specificity given beside each are measured on the same predictions the
+    threshold was fitted on (optimistic); the cross-fitted table of ``metrics.json`` is the
+    honest estimate.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    out: dict[str, dict[str, float]] = {}
+    for name, rule in MODEL_RULES.items():
+        threshold = rule(labels, scores)
+        point = confusion(name, labels, scores >= threshold, (threshold,)).as_dict()
+        out[name] = {
+            "threshold": float(threshold),
+            "sensitivity_oof": float(point["sensitivity"]),
+            "specificity_oof": float(point["specificity"]),
+        }
+    return out

@@ -26,7 +26,8 @@ from sihnet.evaluation.bern_comparison import (
     compare_with_bern,
     plot_roc_vs_bern,
 )
-from sihnet.evaluation.statistics import auroc_ci
+from sihnet.evaluation.clinical import calibration_intercept_slope, decision_curve
+from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
 from sihnet.tables import read_rows, write_table
 from sihnet.training.fold import auroc_or_nan
@@ -39,9 +40,12 @@ OOF_COLUMNS = ("patient_id", "fold", "label", "probability")
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """Brier score and a quantile-binned reliability curve of probabilities."""
+    """Brier score, calibration intercept and slope (logistic recalibration; 0 and 1 when
+    calibrated) and a quantile-binned reliability curve of probabilities."""
 
     brier: float
+    intercept: float
+    slope: float
     reliability_mean_predicted: list[float]
     reliability_fraction_positive: list[float]
 
@@ -67,6 +71,7 @@ class RunMetrics:
     auroc_std: float
     auroc_pooled: float
     auroc_pooled_ci95: list[float]
+    auroc_pooled_bootstrap_ci95: list[float]
     selected_epochs: list[int]
     auroc_last_epoch_folds: list[float]
     auroc_last_epoch_mean: float
@@ -75,6 +80,7 @@ class RunMetrics:
     auroc_best_validation_folds: list[float]
     auroc_best_validation_mean: float
     calibration: Calibration
+    decision_curve: dict[str, Any]
     bern: BernComparison | None
     notes: dict[str, str]
 
@@ -96,6 +102,9 @@ class RunMetrics:
 NOTES = {
     "auroc_std": "sample standard deviation (ddof=1) over folds",
     "auroc_pooled_ci95": "DeLong 95% CI of the pooled out-of-fold AUROC",
+    "auroc_pooled_bootstrap_ci95": "stratified BCa bootstrap 95% CI (2,000 resamples)",
+    "decision_curve": "net benefit at threshold probabilities; on the patients with a complete "
+    "Bern score when the manifest has Bern columns, else on all",
     "auroc_best_validation": "checkpoint picked on the very fold it is scored on "
     "(the paper's protocol): optimistic, shown for comparison only",
 }
@@ -138,7 +147,7 @@ def read_fold_rows(paths: RunPaths, folds: list[int]) -> dict[int, list[dict[str
 
 
 def _fold_metrics(
-    folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]]
+    folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]], seed: int
 ) -> dict[str, Any]:
     present = list(folds)
     auroc_folds = [_auroc(folds[k], "probability") for k in present]
@@ -147,12 +156,18 @@ def _fold_metrics(
     mean, std = _mean_std(auroc_folds)
     pooled_auroc, pooled_ci = _pooled(pooled, "probability")
     last_pooled, last_ci = _pooled(pooled, "probability_last_epoch")
+    labels = np.array([int(r["label"]) for r in pooled])
+    scores = np.array([float(r["probability"]) for r in pooled])
+    bootstrap = [math.nan, math.nan]
+    if min((labels == 0).sum(), (labels == 1).sum()) >= 2:
+        bootstrap = list(bootstrap_auroc_ci(labels, scores, 2000, seed=seed))
     return {
         "auroc_folds": auroc_folds,
         "auroc_mean": mean,
         "auroc_std": std,
         "auroc_pooled": pooled_auroc,
         "auroc_pooled_ci95": pooled_ci,
+        "auroc_pooled_bootstrap_ci95": bootstrap,
         "auroc_last_epoch_folds": last_folds,
         "auroc_last_epoch_mean": _mean_std(last_folds)[0],
         "auroc_last_epoch_pooled": last_pooled,
@@ -160,6 +175,17 @@ def _fold_metrics(
         "auroc_best_validation_folds": best_folds,
         "auroc_best_validation_mean": _mean_std(best_folds)[0],
     }
+
+
+def _decision_curve(pooled: list[dict[str, str]], bern_fields: dict[str, Any]) -> dict[str, Any]:
+    patients = [r["patient_id"] for r in pooled]
+    labels = np.array([int(r["label"]) for r in pooled])
+    probabilities = np.array([float(r["probability"]) for r in pooled])
+    bern = bern_scores_for(patients, bern_fields)
+    known = ~np.isnan(bern)
+    if known.any() and len(set(labels[known].tolist())) == 2:
+        return decision_curve(labels[known], probabilities[known], bern[known])
+    return decision_curve(labels, probabilities)
 
 
 def _bern_section(
@@ -212,9 +238,10 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
         excluded_slec=cohort.get("excluded_slec", 0),
         selected_epochs=[summaries[k].selected_epoch for k in present],
         calibration=calibration(labels, probabilities),
+        decision_curve=_decision_curve(pooled, cohort.get("bern", {})),
         bern=_bern_section(paths, pooled, cohort.get("bern", {}), config.seed),
         notes=NOTES,
-        **_fold_metrics(folds, pooled),
+        **_fold_metrics(folds, pooled, config.seed),
     )
     plot_reliability(paths.reliability_plot, metrics.calibration)
     write_json_atomic(paths.metrics, metrics.as_json())
@@ -267,8 +294,11 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 5) ->
             labels, probabilities, n_bins=bins, strategy="quantile"
         )
         mean_predicted, fraction_positive = predicted.tolist(), fraction.tolist()
+    intercept, slope = calibration_intercept_slope(labels, probabilities)
     return Calibration(
         brier=float(brier_score_loss(labels, probabilities)),
+        intercept=intercept,
+        slope=slope,
         reliability_mean_predicted=mean_predicted,
         reliability_fraction_positive=fraction_positive,
     )

@@ -1,4 +1,10 @@
-"""``sihnet predict``: the fold-ensemble probability of a fistula for new images."""
+"""``sihnet predict``: the fold-ensemble probability of a fistula for new images, the class at the
+model's operating points, and plain-words warnings when an image is unlike the training images.
+
+JSON keys per image (stable, documented in the README): ``image``, ``probability``,
+``probability_sd``, ``fold_probabilities``, ``operating_points``, ``warnings``, ``model_sha256``,
+``notice`` — or ``image`` and ``error`` when the image could not be scored.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,11 @@ from sihnet.config import InferenceConfig
 from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
+from sihnet.preprocessing.reference import image_properties, input_warnings
 
 log = logging.getLogger(__name__)
+
+NOTICE = "research use only; not a medical device; not for clinical decisions"
 
 
 def image_label(position: int, image: Path) -> str:
@@ -26,6 +35,50 @@ def image_label(position: int, image: Path) -> str:
     )
 
 
+def classes(
+    probability: float, thresholds: dict[str, dict[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """The class at each fixed operating point: ``{rule: {"threshold": t, "fistula": p >= t}}``."""
+    return {
+        name: {"threshold": point["threshold"], "fistula": bool(probability >= point["threshold"])}
+        for name, point in thresholds.items()
+    }
+
+
+def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict[str, Any]:
+    """One image's record (see the module docstring).
+
+    Raises:
+        SihnetError: the image cannot be read or scored.
+    """
+    entry = cache.get(image, ensemble.config.preprocessing)
+    prepared = read_cached(entry)
+    probabilities = ensemble.probabilities(prepared.image)
+    values = np.array(list(probabilities.values()))
+    probability = float(values.mean())
+    warnings = []
+    if len(probabilities) < ensemble.folds_total:
+        warnings.append(
+            f"only {len(probabilities)} of the run's {ensemble.folds_total} fold models are finished"
+        )
+    if ensemble.reference is not None:
+        properties = image_properties(cache.nifti_of(image), prepared)
+        warnings += input_warnings(properties, ensemble.reference)
+    else:
+        warnings.append(
+            "the model has no reference statistics (trained before they were kept): no input checks"
+        )
+    return {
+        "probability": probability,
+        "probability_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "fold_probabilities": probabilities,
+        "operating_points": classes(probability, ensemble.thresholds),
+        "warnings": warnings,
+        "model_sha256": ensemble.model_sha256,
+        "notice": NOTICE,
+    }
+
+
 def run_predict(
     run: Path,
     images: list[Path],
@@ -33,19 +86,18 @@ def run_predict(
     cache: VolumeCache | None = None,
     require_all: bool = False,
 ) -> list[dict[str, Any]]:
-    """Probability of the fistula class per image: mean and SD over the run's fold models.
+    """Score images with a run's (or an exported model's) fold models.
 
     Args:
-        run: a trained run folder; images: NIfTI files or DICOM folders.
+        run: a trained run folder or a folder written by ``sihnet export``.
+        images: NIfTI files or DICOM folders.
         settings: device and precision (default: the run's).
         cache: preprocessed-volume cache (default: the user cache dir).
         require_all: refuse a run whose folds are not all finished (default: a warning).
 
     Returns:
-        One record per image, in order: ``image`` (its position and, for a file, its name),
-        ``probability`` (mean over folds), ``probability_sd`` (sample SD), ``fold_probabilities``
-        ({fold: probability}), or ``error`` (one line) when the image could not be scored; the
-        others are still scored.
+        One record per image, in order (module docstring); a bad image gets ``error`` (one line)
+        and the others are still scored.
     """
     ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cache = cache or VolumeCache(default_cache_dir())
@@ -53,18 +105,7 @@ def run_predict(
     for position, image in enumerate(images, start=1):
         label = image_label(position, image)
         try:
-            prepared = read_cached(cache.get(image, ensemble.config.preprocessing))
-            probabilities = ensemble.probabilities(prepared.image)
+            records.append({"image": label, **score_image(ensemble, image, cache)})
         except SihnetError as error:
             records.append({"image": label, "error": str(error)})
-            continue
-        values = np.array(list(probabilities.values()))
-        records.append(
-            {
-                "image": label,
-                "probability": float(values.mean()),
-                "probability_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                "fold_probabilities": probabilities,
-            }
-        )
     return records

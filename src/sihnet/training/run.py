@@ -11,7 +11,12 @@ from typing import Any
 import torch
 import yaml
 
-from sihnet.atomic import remove_stale_temporaries, write_text_atomic, write_text_once
+from sihnet.atomic import (
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+    write_text_once,
+)
 from sihnet.config import ExperimentConfig, config_to_dict, read_yaml_mapping
 from sihnet.data.manifest import Cohort, Scan
 from sihnet.data.splits import (
@@ -25,7 +30,8 @@ from sihnet.data.splits import (
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.hashing import file_sha256, text_sha256
 from sihnet.paths import RunPaths
-from sihnet.preprocessing.cache import VolumeCache
+from sihnet.preprocessing.cache import VolumeCache, read_cached
+from sihnet.preprocessing.reference import image_properties, reference_statistics
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.fold import FoldData, Samples, train_fold
 from sihnet.training.records import FoldSummary
@@ -122,6 +128,7 @@ def write_cohort_record(paths: RunPaths, cohort: Cohort, n_folds: int) -> None:
         "excluded_slec": cohort.excluded_slec,
         "n_scans": len(cohort.scans),
         "bern": cohort.bern_fields(),
+        "demographics": cohort.demographics(),
     }
     text = json.dumps(record, indent=2) + "\n"
     if write_text_once(paths.cohort, text):
@@ -198,6 +205,53 @@ def _fingerprints(paths: RunPaths, cohort: Cohort, image_hashes: list[str]) -> d
     }
 
 
+def write_reference(
+    paths: RunPaths, cohort: Cohort, cache: VolumeCache, entries: dict[Path, Path]
+) -> None:
+    """``reference.json``: the range of each image property over the training images (once)."""
+    if paths.reference.is_file():
+        return
+    properties = [
+        image_properties(cache.nifti_of(scan.image), read_cached(entries[scan.image]))
+        for scan in cohort.scans
+    ]
+    note = (
+        "ranges over the run's images; predict warns outside them (sihnet.preprocessing.reference)"
+    )
+    write_json_atomic(
+        paths.reference, {"note": note, "quantities": reference_statistics(properties)}
+    )
+
+
+def prepare_run(
+    config: ExperimentConfig, cohort: Cohort, paths: RunPaths, cache: VolumeCache
+) -> tuple[dict[Path, Path], dict[str, str], dict[str, int], dict[str, str]]:
+    """Everything before the first fold: the run folder's files, the cached images, the check
+    for identical scans under two IDs, the splits and the fingerprints a resume must match.
+
+    Returns:
+        ``(image -> cache entry, patient groups, patient -> fold, fingerprints)``.
+    """
+    prepare_run_folder(paths, config)
+    own = [paths.root, *(paths.fold_dir(k) for k in range(config.cross_validation.folds))]
+    removed = remove_stale_temporaries(own)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write", removed)
+    write_cohort_record(paths, cohort, config.cross_validation.folds)
+    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
+    images = [(scan.row, scan.image) for scan in cohort.scans]
+    entries = cache.cache_images(images, config.preprocessing)
+    stop = stop_requested()
+    if stop is not None:
+        raise TrainingInterrupted(stop, False, "stopped while preprocessing; nothing was trained")
+    write_reference(paths, cohort, cache, entries)
+    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
+    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
+    assignment = prepare_splits(paths, cohort, config, groups)
+    fingerprints = _fingerprints(paths, cohort, [h for _, _, h in hashes])
+    return entries, groups, assignment, fingerprints
+
+
 def run_training(
     config: ExperimentConfig,
     cohort: Cohort,
@@ -223,22 +277,8 @@ def run_training(
         TrainingInterrupted: SIGINT/SIGTERM arrived; every fold's last complete epoch is saved.
     """
     requested = _requested(config, folds)
-    prepare_run_folder(paths, config)
-    own = [paths.root, *(paths.fold_dir(k) for k in range(config.cross_validation.folds))]
-    removed = remove_stale_temporaries(own)
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted write", removed)
-    write_cohort_record(paths, cohort, config.cross_validation.folds)
-    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
-    images = [(scan.row, scan.image) for scan in cohort.scans]
-    entries = cache.cache_images(images, config.preprocessing)
-    stop = stop_requested()
-    if stop is not None:
-        raise TrainingInterrupted(stop, False, "stopped while preprocessing; nothing was trained")
-    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
-    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
-    assignment = prepare_splits(paths, cohort, config, groups)
-    fingerprints = _fingerprints(paths, cohort, [h for _, _, h in hashes])
+    prepared = prepare_run(config, cohort, paths, cache)
+    entries, groups, assignment, fingerprints = prepared
     if config.training.deterministic:
         use_deterministic_algorithms()
     summaries = []

@@ -1,0 +1,46 @@
+"""Commands that make what people look at and carry: ``report`` and ``export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sihnet.cli import app
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file [default: RUN/report.html].")
+    ] = None,
+    occlusion: Annotated[
+        list[Path] | None,
+        typer.Option("--occlusion", help="An occlusion output folder to show (repeatable)."),
+    ] = None,
+) -> None:
+    """One self-contained HTML page of a run: cohort, recipe, AUROCs, Bern score, calibration, maps."""
+    from sihnet.report.build import run_report
+
+    typer.echo(f"report: {run_report(run, out, occlusion or [])}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write (new or empty).")],
+    allow_missing_folds: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-folds", help="Export a run whose folds are not all finished."
+        ),
+    ] = False,
+) -> None:
+    """A portable model folder: weights, settings, thresholds, reference statistics, model card."""
+    from sihnet.export import run_export
+
+    folder = run_export(run, out, allow_missing_folds)
+    typer.echo(f"model: {folder}")
+    typer.echo(f"card:  {folder / 'MODEL_CARD.md'}")

@@ -1,0 +1,1 @@
+"""What people read: the HTML report of a run (``sihnet report``) and an exported model's card."""

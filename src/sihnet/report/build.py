@@ -1,0 +1,248 @@
+"""``sihnet report RUN``: one self-contained HTML page of a run (jinja2 template, figures and the
+NiiVue viewer inlined: no network, no CDN; readable with JavaScript off).
+
+Only pseudonymous patient IDs of the manifest's ``patient_id`` column appear; image paths never
+do (commands are shown with file names only).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import statistics
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from sihnet.atomic import write_text_atomic
+from sihnet.bern import score_fields
+from sihnet.config import ExperimentConfig, config_to_dict
+from sihnet.errors import SihnetError
+from sihnet.hashing import file_sha256
+from sihnet.paths import RunPaths
+from sihnet.report.checklist import checklist
+from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
+from sihnet.report.model_card import subgroup_aurocs, template_environment
+from sihnet.tables import read_rows
+from sihnet.training.records import FoldSummary
+
+PACKAGES = ("sihnet", "torch", "monai", "numpy", "scikit-learn", "nibabel", "pydicom", "scipy")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def recipe_rows(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The resolved configuration, each key beside the paper's value and whether it deviates."""
+    paper = _flatten(config_to_dict(ExperimentConfig()))
+    ours = _flatten(config_to_dict(config))
+    skip = {"profile"}
+    return [
+        {"key": key, "value": value, "paper": paper.get(key), "deviates": value != paper.get(key)}
+        for key, value in ours.items()
+        if key not in skip
+    ]
+
+
+def _age(ages: list[float]) -> dict[str, float] | None:
+    if len(ages) < 2:
+        return None
+    return {
+        "n": len(ages),
+        "mean": statistics.fmean(ages),
+        "sd": statistics.stdev(ages),
+        "min": min(ages),
+        "max": max(ages),
+    }
+
+
+def cohort_summary(paths: RunPaths, cohort: dict[str, Any]) -> dict[str, Any]:
+    """Counts, demographics (aggregates only) and fold sizes with their prevalence."""
+    labels: dict[str, int] = cohort.get("labels", {})
+    demographics: dict[str, dict[str, str]] = cohort.get("demographics", {})
+    ages = [float(d["age"]) for d in demographics.values() if d.get("age")]
+    folds: list[dict[str, Any]] = []
+    if paths.splits.is_file():
+        assignment = json.loads(paths.splits.read_text()).get("assignment", {})
+        for fold in sorted(set(assignment.values())):
+            members = [p for p, f in assignment.items() if f == fold]
+            positive = sum(labels.get(p) == 1 for p in members)
+            folds.append({"fold": fold, "n": len(members), "positive": positive,
+                          "prevalence": positive / len(members) if members else 0.0})  # fmt: skip
+    return {
+        "n_patients": len(labels),
+        "n_positive": sum(v == 1 for v in labels.values()),
+        "n_scans": cohort.get("n_scans", len(labels)),
+        "excluded_indeterminate": cohort.get("excluded_indeterminate", 0),
+        "excluded_slec": cohort.get("excluded_slec", 0),
+        "age": _age(ages),
+        "sex": dict(Counter(d["sex"] for d in demographics.values() if d.get("sex"))),
+        "site": dict(Counter(d["site"] for d in demographics.values() if d.get("site"))),
+        "folds": folds,
+    }
+
+
+def confident_errors(
+    oof: list[dict[str, str]], cohort: dict[str, Any], count: int = 5
+) -> list[dict[str, Any]]:
+    """The fistula patients with the lowest and the others with the highest probability."""
+    bern = cohort.get("bern", {})
+
+    def row(r: dict[str, str], kind: str) -> dict[str, Any]:
+        score = score_fields(bern[r["patient_id"]]) if r["patient_id"] in bern else None
+        shown = (
+            ""
+            if score is None
+            else (str(score.score) if score.complete else f"{score.score_min}–{score.score_max}")
+        )
+        return {"patient_id": r["patient_id"], "kind": kind, "probability": float(r["probability"]),
+                "fold": r["fold"], "bern": shown}  # fmt: skip
+
+    missed = sorted((r for r in oof if r["label"] == "1"), key=lambda r: float(r["probability"]))
+    false_alarms = sorted(
+        (r for r in oof if r["label"] == "0"), key=lambda r: -float(r["probability"])
+    )
+    return [row(r, "fistula, scored low") for r in missed[:count]] + [
+        row(r, "no fistula, scored high") for r in false_alarms[:count]
+    ]
+
+
+def _nifti_base64(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def occlusion_views(folders: list[Path]) -> list[dict[str, Any]]:
+    """Each occlusion folder's figure, record and volumes (for the viewer)."""
+    views = []
+    for index, folder in enumerate(folders):
+        record = json.loads((folder / "occlusion.json").read_text())
+        views.append({
+            "id": f"viewer{index}", "name": folder.name, "record": record,
+            "figure": file_uri(folder / "occlusion.png"),
+            "input": _nifti_base64(folder / "input.nii.gz"),
+            "map": _nifti_base64(folder / "occlusion.nii.gz"),
+            "peak": max((abs(r["peak"]) for r in record.get("regions", [])), default=1.0),
+        })  # fmt: skip
+    return views
+
+
+def _commands(paths: RunPaths) -> list[str]:
+    """The command lines recorded in ``train.log``, with file names instead of paths."""
+    if not paths.log.is_file():
+        return []
+    commands = []
+    for line in paths.log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if " sihnet " not in line:
+            continue
+        words = shlex.split(line[line.index(" sihnet ") + 1 :])
+        commands.append(" ".join(Path(w).name if "/" in w else w for w in words))
+    return commands
+
+
+def _hashes(paths: RunPaths, cohort: dict[str, Any], folds: list[int]) -> list[dict[str, str]]:
+    rows = [{"what": "config.yaml", "sha256": file_sha256(paths.config)}]
+    if cohort.get("manifest_sha256"):
+        rows.append({"what": "manifest", "sha256": cohort["manifest_sha256"]})
+    if paths.splits.is_file():
+        rows.append({"what": "splits.json", "sha256": file_sha256(paths.splits)})
+    for k in folds:
+        rows.append(
+            {
+                "what": f"fold {k} weights",
+                "sha256": FoldSummary.read(paths.fold_summary(k)).weights_sha256,
+            }
+        )
+    return rows
+
+
+def _histories(paths: RunPaths, folds: list[int]) -> dict[int, list[dict[str, str]]]:
+    return {k: read_rows(paths.history(k)) for k in folds if paths.history(k).is_file()}
+
+
+def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any]:
+    """Everything the template shows (see the module docstring)."""
+    config = paths.read_config()
+    if not paths.metrics.is_file():
+        raise SihnetError(f"{paths.root.name} has no metrics.json: run 'sihnet evaluate' first")
+    metrics, cohort = json.loads(paths.metrics.read_text()), paths.read_cohort()
+    folds = metrics["folds_evaluated"]
+    oof = read_rows(paths.oof_predictions)
+    found = sorted({p.parent for p in paths.root.rglob("occlusion.json")})
+    occlusions = occlusion_views(
+        [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]
+    )
+    externals = [
+        json.loads(p.read_text()) for p in sorted(paths.root.glob("external/*/metrics.json"))
+    ]
+    summary, subgroups = cohort_summary(paths, cohort), subgroup_aurocs(oof, cohort)
+    available = {"bern"} if metrics.get("bern", {}).get("auroc_bern") is not None else set()
+    available |= {name for name, present in (("subgroups", subgroups), ("occlusion", occlusions),
+                  ("external", externals), ("demographics", summary["age"] or summary["sex"])) if present}  # fmt: skip
+    histories = _histories(paths, folds)
+    return {
+        "run": paths.root.name,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": _versions(),
+        "config": config,
+        "recipe": recipe_rows(config),
+        "metrics": metrics,
+        "cohort": summary,
+        "subgroups": subgroups,
+        "summaries": [FoldSummary.read(paths.fold_summary(k)).as_json() for k in folds],
+        "figures": {
+            "roc": file_uri(paths.roc_plot),
+            "roc_vs_bern": file_uri(paths.roc_vs_bern_plot),
+            "reliability": file_uri(paths.reliability_plot),
+            "decision": decision_curve_figure(metrics["decision_curve"])
+            if "decision_curve" in metrics
+            else None,
+            "training": training_figure(histories) if histories else None,
+        },
+        "errors": confident_errors(oof, cohort),
+        "occlusions": occlusions,
+        "externals": externals,
+        "checklist": checklist(available),
+        "hashes": _hashes(paths, cohort, folds),
+        "commands": _commands(paths),
+        "niivue": resources.files("sihnet.report").joinpath("vendor/niivue.umd.js").read_text()
+        if occlusions
+        else "",
+    }
+
+
+def run_report(
+    run: Path, out: Path | None = None, occlusion_dirs: list[Path] | None = None
+) -> Path:
+    """Write the report (default ``RUN/report.html``) and return its path."""
+    paths = RunPaths(Path(run))
+    target = Path(out) if out is not None else paths.root / "report.html"
+    if target.is_dir():
+        raise SihnetError(f"--out {target.name} is a folder; give a file name such as report.html")
+    for folder in occlusion_dirs or []:
+        if not (Path(folder) / "occlusion.json").is_file():
+            raise SihnetError(f"--occlusion {Path(folder).name} holds no occlusion.json")
+    context = report_context(paths, list(occlusion_dirs or []))
+    html = template_environment().get_template("report.html.j2").render(**context)
+    write_text_atomic(target, html)
+    return target

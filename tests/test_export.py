@@ -1,0 +1,68 @@
+"""``sihnet export``: a portable model that predicts the same numbers anywhere, and refuses tampering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import one_line_error, sihnet
+
+
+def test_an_exported_model_elsewhere_predicts_what_the_run_predicts(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    exported = sihnet("export", tiny_run, "--out", tmp_path / "model", cache=tmp_path / "c0")
+    assert exported.returncode == 0, exported.stderr
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(tmp_path / "model", moved)
+    shutil.rmtree(tmp_path / "model")
+    names = sorted(str(p.relative_to(moved)) for p in moved.rglob("*") if p.is_file())
+    assert names == [
+        "MODEL_CARD.md", "config.yaml", "configs/metadata.json", "fold_0/best.safetensors",
+        "fold_0/summary.json", "fold_1/best.safetensors", "fold_1/summary.json", "model.json",
+        "operating_points.json", "reference.json",
+    ]  # fmt: skip
+    images = [tiny_cohort.parent / "images" / f"synth-00{i}.nii.gz" for i in (1, 2)]
+    from_run = sihnet("predict", tiny_run, *images, "--json", cache=tmp_path / "c1")
+    from_model = sihnet("predict", moved, *images, "--json", cache=tmp_path / "c2")  # fresh cache
+    assert from_run.returncode == from_model.returncode == 0, from_model.stderr
+    for a, b in zip(json.loads(from_run.stdout), json.loads(from_model.stdout), strict=True):
+        assert b["probability"] == pytest.approx(a["probability"], abs=1e-6)
+        assert (
+            b["operating_points"] == a["operating_points"]
+            and b["model_sha256"] == a["model_sha256"]
+        )
+        assert set(b) == {"image", "probability", "probability_sd", "fold_probabilities",
+                          "operating_points", "warnings", "model_sha256", "notice"}  # fmt: skip
+    card = (moved / "MODEL_CARD.md").read_text()
+    for section in ("## Intended use", "## Out-of-scope use", "## Training data", "## Metrics",
+                    "## Calibration", "## Factors and subgroups", "not a medical model"):  # fmt: skip
+        assert section in card
+    metadata = json.loads((moved / "configs" / "metadata.json").read_text())
+    assert metadata["network_data_format"]["outputs"]["pred"]["num_channels"] == 2
+    assert "synth-" not in "".join(p.read_text(errors="ignore") for p in moved.rglob("*.json"))
+    weights = moved / "fold_1" / "best.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4:] = b"\0\0\0\1"
+    weights.write_bytes(bytes(data))
+    tampered = sihnet("predict", moved, images[0], cache=tmp_path / "c3")
+    assert "do not match the SHA-256" in one_line_error(tampered)
+
+
+def test_a_partial_run_is_not_exported_unless_asked(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "fold_1" / "summary.json").unlink()
+    refused = sihnet("export", run, "--out", tmp_path / "m", cache=tmp_path)
+    assert "all folds are required" in one_line_error(refused)
+    allowed = sihnet(
+        "export", run, "--out", tmp_path / "m", "--allow-missing-folds", cache=tmp_path
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    occupied = sihnet("export", tiny_run, "--out", tmp_path / "full", cache=tmp_path)
+    assert "is not an empty folder" in one_line_error(occupied)
