@@ -172,7 +172,9 @@ def test_user_errors_are_one_line_without_traceback(
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-COMMANDS = ("synth", "convert", "train", "evaluate", "predict", "occlusion", "bern", "demo")
+COMMANDS = (
+    "synth", "convert", "train", "evaluate", "predict", "occlusion", "bern", "report", "export", "demo",
+)  # fmt: skip
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
