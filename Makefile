@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_run
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest -q -m "not slow and not gpu"
+
+test-slow: venv
+	$(BIN)/pytest -q -m "slow and not gpu"
 
 bench: venv
 	$(BIN)/python benchmarks/run_benchmarks.py --out benchmarks/results

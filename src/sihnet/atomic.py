@@ -64,6 +64,10 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     writers that choose a format by extension (``.nii.gz``).
     """
     path = Path(path)
+    if os.environ.get("RANK", "0") not in ("", "0"):  # a torchrun job: rank 0 alone writes
+        raise RuntimeError(
+            f"rank {os.environ['RANK']} tried to write {path.name}; only rank 0 writes"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.{HOST}-{os.getpid()}."
     handle, temp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)

@@ -6,7 +6,8 @@ everywhere. Scans are scored one at a time (batch 1): a scan's probability must 
 which other scans share its batch (kernels may differ with the batch size).
 
 Precision ``auto`` is bf16 autocast where the hardware computes bf16 natively (CUDA GPUs with
-bf16; CPUs with AVX-512-BF16/AMX, as oneDNN reports) and fp32 elsewhere: on a CPU without it bf16
+bf16; CPUs with AVX-512-BF16/AMX, as oneDNN reports), fp16 autocast (with loss scaling in
+training) on GPUs without bf16, and fp32 elsewhere: on a CPU without it bf16
 is emulated and was measured 40x slower than fp32 (AVX2 EPYC, DenseNet-121 train step at 48x64x64).
 """
 
@@ -26,7 +27,7 @@ from sihnet.errors import SihnetError
 
 log = logging.getLogger(__name__)
 
-Resolved = Literal["fp32", "bf16"]
+Resolved = Literal["fp32", "bf16", "fp16"]
 Target = Literal["logit", "probability"]
 
 
@@ -61,14 +62,14 @@ def bf16_native(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: Precision, device: torch.device) -> Resolved:
-    """``auto`` -> bf16 where native, else fp32; an explicit choice is kept (bf16 where it is
-    emulated is slow, and said so)."""
+    """``auto`` -> bf16 where native, fp16 on a GPU without bf16, else fp32; an explicit choice is
+    kept (bf16 where it is emulated is slow, and said so)."""
     if precision == "auto":
-        return "bf16" if bf16_native(device) else "fp32"
+        if bf16_native(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
     if precision == "bf16" and not bf16_native(device):
-        log.warning(
-            "bf16 is emulated on this %s (slow); precision 'auto' would use fp32", device.type
-        )
+        log.warning("bf16 is emulated on this %s (slow); 'auto' would not use it", device.type)
     return precision
 
 
@@ -98,10 +99,17 @@ class Inference:
         return cls(torch_device, resolve_precision(precision, torch_device))
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
-        """bf16 autocast when the precision is bf16, else a no-op context (training uses it too)."""
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        """bf16/fp16 autocast, or a no-op context for fp32 (training uses it too)."""
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 training needs loss scaling (bf16 and fp32 do not)."""
+        if self.precision != "fp16":
+            return None
+        return torch.amp.GradScaler(self.device.type)
 
     def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), model in eval mode."""

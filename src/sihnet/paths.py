@@ -118,6 +118,27 @@ class RunPaths:
         """Every training command's log lines, appended (the command line first)."""
         return self.root / "train.log"
 
+    def check_usable(self) -> None:
+        """``--out`` must be a new or empty folder, or a sihnet run (it has ``config.yaml``): an
+        existing folder of other files is never taken over.
+
+        Raises:
+            SihnetError: a file, or a folder holding other (not hidden) files.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise SihnetError(f"--out {self.root.name} is a file; give a folder for the run")
+        if self.root.is_dir() and not self.config.is_file():
+            others = [
+                p.name
+                for p in self.root.iterdir()
+                if p.name != self.log.name and not p.name.startswith(".")
+            ]
+            if others:
+                raise SihnetError(
+                    f"--out {self.root.name} is not empty and not a sihnet run (no config.yaml); "
+                    "give a new or empty folder"
+                )
+
     def fold_started(self, n_folds: int) -> bool:
         """Whether any fold has saved a resume state or finished (the run has begun training)."""
         return any(

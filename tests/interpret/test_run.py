@@ -63,23 +63,17 @@ def test_occlusion_command_writes_viewable_outputs(
 def test_one_fold_and_its_map_differs_from_the_other(
     tiny_run: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:
-    image = tiny_cohort.parent / "images" / "synth-002.nii.gz"
+    from sihnet.config import OcclusionConfig
+    from sihnet.interpret.run import run_occlusion
+    from sihnet.preprocessing.cache import VolumeCache
+
+    image, cache = tiny_cohort.parent / "images" / "synth-002.nii.gz", VolumeCache(tmp_path / "c")
     maps = []
-    for fold in ("0", "1"):
-        result = sihnet(
-            "occlusion",
-            tiny_run,
-            image,
-            "--out",
-            tmp_path / fold,
-            "--fold",
-            fold,
-            "--patch",
-            "32",
-            cache=tmp_path,
-        )
-        assert result.returncode == 0, result.stderr
-        maps.append(np.asarray(nib.load(tmp_path / fold / "occlusion.nii.gz").dataobj))
+    for fold in (0, 1):
+        settings = OcclusionConfig(patch_1mm=(32, 32, 32), fold=fold)
+        record = run_occlusion(tiny_run, image, tmp_path / str(fold), settings, cache=cache)
+        assert [f["fold"] for f in record.folds] == [fold]
+        maps.append(np.asarray(nib.load(tmp_path / str(fold) / "occlusion.nii.gz").dataobj))
     assert not np.allclose(maps[0], maps[1])
 
 

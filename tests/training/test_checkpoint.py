@@ -107,6 +107,7 @@ class Payload:
         return (os.system, ("touch SENTINEL_CREATED",))
 
 
+@pytest.mark.slow  # through the CLI; test_pickled_file_is_refused_in_process runs in CI
 def test_a_pickle_payload_in_the_resume_state_is_refused_and_not_run(
     tiny_cohort: Path, tmp_path: Path, config: Path
 ) -> None:

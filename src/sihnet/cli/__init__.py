@@ -54,7 +54,9 @@ DeviceOption = Annotated[
 ]
 PrecisionOption = Annotated[
     str | None,
-    typer.Option("--precision", help="auto, fp32 or bf16 [default: the run's training.precision]."),
+    typer.Option(
+        "--precision", help="auto, fp32, bf16 or fp16 [default: the run's training.precision]."
+    ),
 ]
 RequireAllOption = Annotated[
     bool,
@@ -69,7 +71,7 @@ def inference_options(device: str | None, precision: str | None) -> Any:
     from sihnet.config import InferenceConfig, Precision
 
     if precision is not None and precision not in typing.get_args(Precision):
-        raise SihnetError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
+        raise SihnetError(f"--precision must be auto, fp32, bf16 or fp16, not {precision!r}")
     if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise SihnetError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
     return InferenceConfig(device=device, precision=precision)  # type: ignore[arg-type]

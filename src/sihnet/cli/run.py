@@ -100,26 +100,27 @@ def train(
     overrides = _overrides(epochs, folds, seed)
     if deterministic:
         overrides["training"] = {**overrides.get("training", {}), "deterministic": True}
+    paths.check_usable()
     experiment = _experiment(paths, profile, config, overrides, resume)
     cohort = read_manifest(manifest, require_labels=True)
     from sihnet.evaluation.run import run_evaluation
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
     from sihnet.training.checkpoint import graceful_interrupt
-    from sihnet.training.run import check_run_folder, run_training
+    from sihnet.training.distributed import process_group, world_from_environment
+    from sihnet.training.run import run_training
 
-    check_run_folder(paths)
-    _record_command(paths)
-    log.info("cohort: %s", cohort.describe())
-    with graceful_interrupt():
-        run_training(
-            experiment,
-            cohort,
-            paths,
-            VolumeCache(cache_dir or default_cache_dir()),
-            None if fold is None else [fold],
-            resume,
-        )
-    echo(metrics_lines(run_evaluation(paths), paths))
+    world = world_from_environment()  # several processes under torchrun; rank 0 writes and logs
+    if world.main:
+        _record_command(paths)
+        log.info("cohort: %s", cohort.describe())
+    else:
+        logging.getLogger().setLevel(logging.WARNING)
+    cache = VolumeCache(cache_dir or default_cache_dir())
+    requested = None if fold is None else [fold]
+    with graceful_interrupt(), process_group(world, experiment.training.device):
+        run_training(experiment, cohort, paths, cache, requested, resume, world)
+    if world.main:
+        echo(metrics_lines(run_evaluation(paths), paths))
 
 
 @app.command()

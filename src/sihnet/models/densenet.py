@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from monai.networks.nets import DenseNet121
+from torch.utils.checkpoint import checkpoint
 
 
-def build_model() -> torch.nn.Module:
+def build_model(activation_checkpointing: bool = False) -> torch.nn.Module:
     """MONAI ``DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)``: 11,244,674 parameters.
 
     Input (N, 1, X, Y, Z) float; output logits (N, 2): index 1 is the fistula class.
+
+    Args:
+        activation_checkpointing: recompute each dense block's activations in the backward pass
+            instead of keeping them (see :func:`checkpoint_dense_layers`).
     """
-    return DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    model = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    if activation_checkpointing:
+        checkpoint_dense_layers(model)
+    return model
+
+
+def _memory_efficient_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A dense block's forward that keeps only each layer's new features: every layer's
+    concatenated input and its inner activations are recomputed in the backward pass."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return block.__class__.forward(block, x)
+    features = [x]
+    for layer in block.children():
+        inner: torch.nn.Module = layer.layers  # type: ignore[assignment]  # MONAI's _DenseLayer
+
+        def new_features(*previous: torch.Tensor, inner: torch.nn.Module = inner) -> torch.Tensor:
+            return inner(torch.cat(previous, 1))  # norm-relu-conv-norm-relu-conv on the concat
+
+        features.append(checkpoint(new_features, *features, use_reentrant=False))
+    return torch.cat(features, 1)
+
+
+def checkpoint_dense_layers(model: torch.nn.Module) -> int:
+    """Memory-efficient activation checkpointing of the dense blocks (torch.utils.checkpoint, as
+    torchvision's ``memory_efficient`` DenseNet): a block keeps only each layer's new features;
+    the ever-growing concatenations and every layer's inner activations — DenseNet's largest
+    memory cost — are recomputed in the backward pass, for about a third more compute. The
+    output, the gradients and the weights' names are those of the plain network.
+
+    Returns:
+        How many blocks were wrapped.
+    """
+    wrapped = 0
+    for name, block in model.features.named_children():  # type: ignore[union-attr]
+        if name.startswith("denseblock"):
+            block.forward = functools.partial(_memory_efficient_block, block)
+            wrapped += 1
+    return wrapped

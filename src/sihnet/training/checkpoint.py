@@ -3,9 +3,10 @@
 The state holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)``: a pickle that would run code is refused, never executed.
 It carries everything a resumed fold needs to continue bit-for-bit on the CPU: model, optimiser,
-scheduler, epoch, history, best-so-far trackers, the RNG states (torch, CUDA, the data loader's
-generator, every MONAI random transform) and fingerprints of the configuration, manifest and
-splits it was started with.
+scheduler (and fp16 loss scaler), epoch, history, best-so-far trackers, every process's RNG states
+(torch, CUDA, every MONAI random transform; the data order follows from the seed and the epoch),
+the number of processes, and fingerprints of the configuration, manifest, splits and images it
+was started with.
 """
 
 from __future__ import annotations
@@ -93,23 +94,22 @@ def _random_states(transforms: Any) -> list[np.random.RandomState]:
     return states
 
 
-def capture_rng(generator: torch.Generator, transforms: Any) -> dict[str, Any]:
-    """Every random state training draws from."""
+def capture_rng(transforms: Any) -> dict[str, Any]:
+    """Every random state this process's training draws from (the data order is a function of
+    the seed and the epoch: :class:`~sihnet.training.distributed.EpochPermutation`)."""
     randoms = _random_states(transforms)
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loader": generator.get_state(),
         "transforms": [_numpy_state(r) for r in randoms],
     }
 
 
-def restore_rng(state: dict[str, Any], generator: torch.Generator, transforms: Any) -> None:
+def restore_rng(state: dict[str, Any], transforms: Any) -> None:
     """Put back what :func:`capture_rng` took."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["loader"])
     randoms = _random_states(transforms)
     for random_state, saved in zip(randoms, state["transforms"], strict=True):
         _restore_numpy_state(random_state, saved)

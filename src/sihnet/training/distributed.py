@@ -56,12 +56,16 @@ def is_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def process_group(world: World, device: torch.device) -> Iterator[None]:
-    """Join the process group for the duration (NCCL on GPUs, gloo on CPUs); no-op for one process."""
+def process_group(world: World, device: str) -> Iterator[None]:
+    """Join the process group for the duration (NCCL when the processes train on GPUs, gloo on
+    CPUs); no-op for one process. ``device``: the configured ``training.device``."""
     if not world.distributed or dist.is_initialized():
         yield
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    backend = "nccl" if on_gpu else "gloo"
+    if on_gpu:
+        torch.cuda.set_device(world.local_rank)
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
     try:
         yield
@@ -129,8 +133,9 @@ def batch_loss(
     Returns:
         The tensor to backpropagate, and the batch's loss as a number (equal on every rank).
     """
-    losses = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-    weights = weight[labels] if weight is not None else torch.ones_like(losses)
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # autocast: fp32 loss
+    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    weights = weight[labels].to(losses.dtype) if weight is not None else torch.ones_like(losses)
     local = torch.stack([(weights * losses).sum(), weights.sum()]).detach()
     total = local.clone()
     if world.distributed:

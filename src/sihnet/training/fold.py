@@ -22,6 +22,7 @@ from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference
 from sihnet.models.densenet import build_model
+from sihnet.models.sync_batchnorm import global_batchnorm
 from sihnet.models.weights import save_weights
 from sihnet.paths import RunPaths
 from sihnet.training.augmentation import augment_batch, build_augmentation
@@ -31,6 +32,18 @@ from sihnet.training.checkpoint import (
     restore_rng,
     save_state,
     stop_requested,
+)
+from sihnet.training.distributed import (
+    EpochPermutation,
+    World,
+    agree_on_stop,
+    barrier,
+    batch_loss,
+    device_for,
+    gather_objects,
+    gather_scores,
+    per_rank_batch,
+    shard,
 )
 from sihnet.training.records import FoldSummary, epoch_bar, write_history, write_predictions
 
@@ -116,59 +129,102 @@ class Tracked:
 
 @dataclasses.dataclass
 class FoldState:
-    """What a fold carries from epoch to epoch, and to and from its resume checkpoint."""
+    """What a fold carries from epoch to epoch, and to and from its resume checkpoint.
 
+    Attributes:
+        network: the DenseNet (what is saved and scored); model: the same, wrapped in
+            DistributedDataParallel when several processes train the fold.
+        scaler: fp16 loss scaling, else None.
+    """
+
+    network: torch.nn.Module
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
-    generator: torch.Generator
     augmentation: Any
+    world: World = dataclasses.field(default_factory=World)
+    scaler: torch.amp.GradScaler | None = None
     next_epoch: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     selected: Tracked = dataclasses.field(default_factory=Tracked)
     best_validation: Tracked = dataclasses.field(default_factory=Tracked)
     last: Tracked = dataclasses.field(default_factory=Tracked)
     weights_sha256: str = ""
+    channels_last: bool = False
 
     @classmethod
-    def start(cls, config: ExperimentConfig, fold: int, inference: Inference) -> FoldState:
-        """A fresh fold: seeded initialisation, AdamW, cosine warm restarts, augmentation."""
+    def start(
+        cls, config: ExperimentConfig, fold: int, inference: Inference, world: World = World()
+    ) -> FoldState:
+        """A fresh fold: seeded initialisation (the same on every rank), AdamW, cosine warm
+        restarts, augmentation (seeded per rank); SyncBatchNorm and DDP with several processes."""
         settings, seed = config.training, config.fold_seed(fold)
         torch.manual_seed(seed)
-        model = build_model().to(inference.device)
+        network = build_model(settings.activation_checkpointing).to(inference.device)
+        if settings.channels_last:
+            network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        model = network
+        if world.distributed:  # BatchNorm sees the whole global batch, as one process would
+            if inference.device.type == "cuda":
+                network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+            else:  # PyTorch's SyncBatchNorm is GPU-only
+                network = global_batchnorm(network)
+            devices = [inference.device] if inference.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(network, device_ids=devices)
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=settings.restart_epochs
         )
         augmentation = build_augmentation(
-            config.augmentation, config.preprocessing.spacing_mm, seed
+            config.augmentation, config.preprocessing.spacing_mm, seed + 7919 * world.rank
         )
-        return cls(model, optimizer, scheduler, torch.Generator().manual_seed(seed), augmentation)
+        scaler = inference.grad_scaler()
+        state = cls(network, model, optimizer, scheduler, augmentation, world, scaler)
+        state.channels_last = settings.channels_last
+        return state
 
     def checkpoint(self, fingerprints: dict[str, str]) -> dict[str, Any]:
-        """The resume state after the epoch just finished (tensors and plain values only)."""
+        """The resume state after the epoch just finished (tensors and plain values only); every
+        rank's random states are gathered (call on every rank; rank 0 saves it)."""
         return {
-            "model": self.model.state_dict(),
+            "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "epoch": self.next_epoch - 1,
             "history": self.history,
             "selected": self.selected.state(),
             "best_validation": self.best_validation.state(),
             "last": self.last.state(),
             "weights_sha256": self.weights_sha256,
-            "rng": capture_rng(self.generator, self.augmentation),
+            "rng": gather_objects(capture_rng(self.augmentation), self.world),
+            "world_size": self.world.size,
             "fingerprints": fingerprints,
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a resume state written by :meth:`checkpoint`."""
-        self.model.load_state_dict(state["model"])
+    def restore(self, state: dict[str, Any], fold: int) -> None:
+        """Continue from a resume state written by :meth:`checkpoint`.
+
+        Raises:
+            SihnetError: the fold was trained by another number of processes.
+        """
+        trained = int(state.get("world_size", 1))
+        if trained != self.world.size:
+            raise SihnetError(
+                f"cannot resume fold {fold}: it was trained by {trained} process(es), this run has "
+                f"{self.world.size}; resume with torchrun --nproc_per_node {trained}"
+                if trained > 1
+                else f"cannot resume fold {fold}: it was trained by one process; resume without torchrun"
+            )
+        self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"], self.generator, self.augmentation)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        randoms = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        restore_rng(randoms[self.world.rank], self.augmentation)
         self.history = list(state["history"])
         self.selected, self.best_validation, self.last = (
             Tracked.from_state(state[k]) for k in ("selected", "best_validation", "last")
@@ -192,37 +248,56 @@ def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold
             raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")
 
 
+def _step(state: FoldState, loss: torch.Tensor) -> bool:
+    """Backward and optimiser step; False (step skipped) when the gradient is not finite."""
+    optimizer, scaler = state.optimizer, state.scaler
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes) would
+    # poison the weights: skip that step, as AMP's GradScaler does. DDP has averaged the
+    # gradients, so every rank decides alike.
+    norm = torch.nn.utils.clip_grad_norm_(state.network.parameters(), max_norm=math.inf)
+    if scaler is not None:
+        scaler.step(optimizer)  # skips non-finite steps itself
+        scaler.update()
+        return bool(torch.isfinite(norm))
+    if torch.isfinite(norm):
+        optimizer.step()
+        return True
+    return False
+
+
 def train_epoch(
     state: FoldState,
     loader: DataLoader[tuple[torch.Tensor, int]],
-    criterion: torch.nn.Module,
+    weight: torch.Tensor | None,
     inference: Inference,
     where: str,
 ) -> float:
-    """One pass over the training data; returns the mean loss of the steps taken.
+    """One pass over this rank's share of the training data; returns the mean loss of the
+    global batches stepped.
 
     Raises:
-        TrainingInterrupted: after the current step, when SIGINT/SIGTERM asked to stop.
+        TrainingInterrupted: after the current step, when SIGINT/SIGTERM asked any rank to stop.
     """
-    model, optimizer = state.model, state.optimizer
-    model.train()
+    state.model.train()
     losses, skipped = [], 0
     for images, labels in loader:
-        images = augment_batch(images.to(inference.device), state.augmentation)
+        images = augment_batch(images.to(inference.device, non_blocking=True), state.augmentation)
+        if state.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last_3d)
         with inference.autocast():
-            logits = model(images)
-        loss = criterion(logits.float(), labels.to(inference.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes)
-        # would poison the weights: skip that step, as AMP's GradScaler does.
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=math.inf)
-        if torch.isfinite(norm):
-            optimizer.step()
-            losses.append(loss.item())
+            logits = state.model(images)
+        loss, value = batch_loss(logits, labels.to(inference.device), weight, state.world)
+        if _step(state, loss):
+            losses.append(value)
         else:
             skipped += 1
-        signal_number = stop_requested()
+        signal_number = agree_on_stop(stop_requested(), state.world, inference.device)
         if signal_number is not None:
             raise TrainingInterrupted(signal_number)
     if skipped:
@@ -235,10 +310,13 @@ def train_epoch(
 
 
 def score(
-    model: torch.nn.Module, samples: Samples, data: CachedVolumeDataset, inference: Inference
+    state: FoldState, samples: Samples, data: CachedVolumeDataset, inference: Inference
 ) -> tuple[np.ndarray, float]:
-    """Patient-level probabilities (first-seen patient order) and their AUROC."""
-    scans = inference.probabilities(model, (data[i][0] for i in range(len(data))))
+    """Patient-level probabilities (first-seen patient order) and their AUROC. Each rank scores
+    its share of the scans; the scores are gathered so that every scan counts once."""
+    indices = shard(len(data), state.world)
+    mine = inference.probabilities(state.network, (data[i][0] for i in indices))
+    scans = gather_scores(indices, mine, len(data), state.world)
     _, labels, probabilities = patient_level(samples, scans)
     return probabilities, auroc_or_nan(labels, probabilities)
 
@@ -256,21 +334,23 @@ def run_epoch(
     state: FoldState,
     data: FoldData,
     loaders: tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None],
-    criterion: torch.nn.Module,
-    config: ExperimentConfig,
+    weight: torch.Tensor | None,
     inference: Inference,
     where: str,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Train one epoch, score the validation (and inner validation) patients: one history record."""
     tick, epoch = time.perf_counter(), state.next_epoch
     loader, validation, inner = loaders
+    sampler = loader.sampler
+    if isinstance(sampler, EpochPermutation):
+        sampler.set_epoch(epoch)
     lr = state.optimizer.param_groups[0]["lr"]
-    loss = train_epoch(state, loader, criterion, inference, where)
+    loss = train_epoch(state, loader, weight, inference, where)
     state.scheduler.step()
-    probabilities, val_auroc = score(state.model, data.validation, validation, inference)
+    probabilities, val_auroc = score(state, data.validation, validation, inference)
     inner_auroc = math.nan
     if inner is not None and data.inner_validation is not None:
-        inner_auroc = score(state.model, data.inner_validation, inner, inference)[1]
+        inner_auroc = score(state, data.inner_validation, inner, inference)[1]
     state.next_epoch = epoch + 1
     record = {
         "epoch": epoch,
@@ -290,14 +370,32 @@ def keep(
     selection: str,
     weights: Path,
 ) -> None:
-    """Update the three trackers with an epoch; write ``best.safetensors`` when the selection keeps
-    it (selection ``last`` writes it once, when the fold ends)."""
+    """Update the three trackers with an epoch; rank 0 writes ``best.safetensors`` when the
+    selection keeps it (selection ``last`` writes it once, when the fold ends)."""
     epoch = int(record["epoch"])
     criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"], "last": float(epoch)}
-    if state.selected.update(criterion[selection], epoch, probabilities) and selection != "last":
-        state.weights_sha256 = save_weights(state.model, weights)
+    kept = state.selected.update(criterion[selection], epoch, probabilities)
+    if kept and selection != "last" and state.world.main:
+        state.weights_sha256 = save_weights(state.network, weights)
     state.best_validation.update(record["val_auroc"], epoch, probabilities)
     state.last.update(float(epoch), epoch, probabilities)
+
+
+def _loaders(
+    data: FoldData, config: ExperimentConfig, inference: Inference, world: World, seed: int
+) -> tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None]:
+    """Training loader (this rank's share of one seeded permutation per epoch), validation sets."""
+    settings = config.training
+    train = data.train.dataset()
+    loader = DataLoader(
+        train,
+        batch_size=per_rank_batch(settings.batch_size, world),
+        sampler=EpochPermutation(len(train), seed, world),
+        num_workers=settings.loader_workers,
+        pin_memory=inference.device.type == "cuda",
+    )
+    inner = data.inner_validation.dataset() if data.inner_validation is not None else None
+    return loader, data.validation.dataset(), inner
 
 
 def train_fold(
@@ -307,6 +405,7 @@ def train_fold(
     paths: RunPaths,
     fingerprints: dict[str, str] | None = None,
     resume: bool = False,
+    world: World = World(),
 ) -> FoldSummary:
     """Train one fold and write ``fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,summary.json}``.
 
@@ -314,70 +413,61 @@ def train_fold(
     inner validation patients (``inner_auroc``). ``best.safetensors`` holds the checkpoint the
     configured selection picks; the last epoch's and the best-validation epoch's (the paper's
     optimistic choice) predictions are kept beside it. ``last.pt`` is saved after every epoch.
+    Under torchrun every rank trains its share of each batch; only rank 0 writes files.
 
     Args:
         fingerprints: hashes of the configuration, manifest and splits; a resumed fold must match.
         resume: continue from ``last.pt`` (the last complete epoch) when it exists.
+        world: the processes training this fold together (one without torchrun).
     """
     settings, fingerprints = config.training, fingerprints or {}
-    inference = Inference.resolve(settings.device, settings.precision)
-    state = FoldState.start(config, fold, inference)
+    inference = Inference.resolve(device_for(world, settings.device), settings.precision)
+    state = FoldState.start(config, fold, inference, world)
     weight = (
         class_weights(data.train.labels).to(inference.device) if settings.class_weighting else None
     )
-    criterion = torch.nn.CrossEntropyLoss(weight=weight)
-    loader = DataLoader(
-        data.train.dataset(),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        generator=state.generator,
-    )
-    inner = data.inner_validation.dataset() if data.inner_validation is not None else None
-    loaders = (loader, data.validation.dataset(), inner)
+    loaders = _loaders(data, config, inference, world, config.fold_seed(fold))
     paths.fold_dir(fold).mkdir(parents=True, exist_ok=True)
     if resume and paths.last_state(fold).is_file():
         saved = load_state(paths.last_state(fold))
         check_fingerprints(saved, fingerprints, fold)
-        state.restore(saved)
+        state.restore(saved, fold)
         log.info("fold %d: resumed after epoch %d", fold, state.next_epoch)
     started = time.perf_counter()
-    with epoch_bar(settings.epochs, f"fold {fold}", state.next_epoch) as bar:
+    with epoch_bar(settings.epochs, f"fold {fold}", state.next_epoch, world.main) as bar:
         while state.next_epoch < settings.epochs:
             where = f"fold {fold} epoch {state.next_epoch + 1}"
-            record, probabilities = run_epoch(
-                state, data, loaders, criterion, config, inference, where
-            )
+            record, probabilities = run_epoch(state, data, loaders, weight, inference, where)
             keep(state, record, probabilities, settings.selection, paths.best_weights(fold))
             state.history.append(record)
-            write_history(paths.history(fold), state.history)
-            save_state(paths.last_state(fold), state.checkpoint(fingerprints))
+            checkpoint = state.checkpoint(fingerprints)  # a collective: every rank takes part
+            if world.main:
+                write_history(paths.history(fold), state.history)
+                save_state(paths.last_state(fold), checkpoint)
             bar.epoch_done(where, settings.epochs, record)
-    if settings.selection == "last":
-        state.weights_sha256 = save_weights(state.model, paths.best_weights(fold))
-    return finish_fold(fold, state, data, config, inference, paths, time.perf_counter() - started)
+    if settings.selection == "last" and world.main:
+        state.weights_sha256 = save_weights(state.network, paths.best_weights(fold))
+    summary = fold_summary(fold, state, data, config, inference, time.perf_counter() - started)
+    if world.main:
+        write_fold_outputs(paths, fold, state, data, summary)
+    barrier(world)
+    return summary
 
 
-def finish_fold(
+def fold_summary(
     fold: int,
     state: FoldState,
     data: FoldData,
     config: ExperimentConfig,
     inference: Inference,
-    paths: RunPaths,
     seconds: float,
 ) -> FoldSummary:
-    """Write the fold's ``predictions.csv`` and ``summary.json``."""
+    """The fold's ``summary.json`` content."""
     selected, last, best = state.selected, state.last, state.best_validation
     assert selected.probabilities is not None and last.probabilities is not None
     assert best.probabilities is not None
     patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
-    columns = {
-        "probability": selected.probabilities,
-        "probability_last_epoch": last.probabilities,
-        "probability_best_validation": best.probabilities,
-    }
-    write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)
-    summary = FoldSummary(
+    return FoldSummary(
         fold=fold,
         selection=config.training.selection,
         selected_epoch=selected.epoch,
@@ -394,5 +484,17 @@ def finish_fold(
         n_validation_patients=len(patients),
         seconds=round(seconds, 1),
     )
+
+
+def write_fold_outputs(
+    paths: RunPaths, fold: int, state: FoldState, data: FoldData, summary: FoldSummary
+) -> None:
+    """The fold's ``predictions.csv`` (selected, last-epoch, best-validation) and ``summary.json``."""
+    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
+    columns = {
+        "probability": state.selected.probabilities,
+        "probability_last_epoch": state.last.probabilities,
+        "probability_best_validation": state.best_validation.probabilities,
+    }
+    write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)  # type: ignore[arg-type]
     write_json_atomic(paths.fold_summary(fold), summary.as_json())
-    return summary

@@ -66,10 +66,12 @@ class FoldSummary:
 class EpochProgress:
     """A tqdm bar on a terminal, else one log line per epoch."""
 
-    def __init__(self, bar: tqdm | None) -> None:
-        self.bar = bar
+    def __init__(self, bar: tqdm | None, silent: bool = False) -> None:
+        self.bar, self.silent = bar, silent
 
     def epoch_done(self, where: str, total: int, record: dict[str, float]) -> None:
+        if self.silent:
+            return
         inner = record["inner_auroc"]
         inner_text = "" if math.isnan(inner) else f" inner AUROC {inner:.3f}"
         if self.bar is not None:
@@ -88,9 +90,14 @@ class EpochProgress:
 
 
 @contextlib.contextmanager
-def epoch_bar(total: int, description: str, done: int = 0) -> Iterator[EpochProgress]:
-    """Progress over a fold's epochs, starting at ``done`` (a resumed fold)."""
-    if sys.stderr.isatty():
+def epoch_bar(
+    total: int, description: str, done: int = 0, shown: bool = True
+) -> Iterator[EpochProgress]:
+    """Progress over a fold's epochs, starting at ``done`` (a resumed fold); ``shown`` False for
+    the ranks other than 0 of a torchrun job (silent)."""
+    if not shown:
+        yield EpochProgress(None, silent=True)
+    elif sys.stderr.isatty():
         with tqdm(total=total, initial=done, desc=description, unit="epoch", leave=True) as bar:
             yield EpochProgress(bar)
     else:

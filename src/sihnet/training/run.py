@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,29 +34,11 @@ from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
 from sihnet.training.checkpoint import stop_requested
+from sihnet.training.distributed import World, broadcast_error
 from sihnet.training.fold import FoldData, Samples, train_fold
 from sihnet.training.records import FoldSummary
 
 log = logging.getLogger(__name__)
-
-
-def check_run_folder(paths: RunPaths) -> None:
-    """``--out`` must be a new or empty folder, or a sihnet run (it has ``config.yaml``): an
-    existing folder of other files is never taken over."""
-    root = paths.root
-    if root.exists() and not root.is_dir():
-        raise SihnetError(f"--out {root.name} is a file; give a folder for the run")
-    if root.is_dir() and not paths.config.is_file():
-        others = [
-            p.name
-            for p in root.iterdir()
-            if p.name != paths.log.name and not p.name.startswith(".")
-        ]
-        if others:
-            raise SihnetError(
-                f"--out {root.name} is not empty and not a sihnet run (no config.yaml); "
-                "give a new or empty folder"
-            )
 
 
 def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
@@ -252,6 +235,37 @@ def prepare_run(
     return entries, groups, assignment, fingerprints
 
 
+def attach_run(
+    config: ExperimentConfig, cohort: Cohort, paths: RunPaths, cache: VolumeCache
+) -> tuple[dict[Path, Path], dict[str, str], dict[str, int], dict[str, str]]:
+    """What :func:`prepare_run` returns, read from the files rank 0 prepared (no writes)."""
+    torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
+    entries = {scan.image: cache.entry(scan.image, config.preprocessing) for scan in cohort.scans}
+    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
+    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
+    assignment, _ = load_splits(paths.splits)
+    return entries, groups, assignment, _fingerprints(paths, cohort, [h for _, _, h in hashes])
+
+
+def _prepared(
+    config: ExperimentConfig, cohort: Cohort, paths: RunPaths, cache: VolumeCache, world: World
+) -> tuple[dict[Path, Path], dict[str, str], dict[str, int], dict[str, str]]:
+    """Rank 0 prepares the run; the others wait, then read it. A failure on rank 0 is raised on
+    every rank (none waits for ever)."""
+    if not world.distributed:
+        return prepare_run(config, cohort, paths, cache)
+    prepared, message = None, None
+    if world.main:
+        try:
+            prepared = prepare_run(config, cohort, paths, cache)
+        except (SihnetError, TrainingInterrupted) as error:
+            with contextlib.suppress(SihnetError):
+                broadcast_error(str(error) or type(error).__name__, world)
+            raise
+    broadcast_error(message, world)
+    return prepared if prepared is not None else attach_run(config, cohort, paths, cache)
+
+
 def run_training(
     config: ExperimentConfig,
     cohort: Cohort,
@@ -259,6 +273,7 @@ def run_training(
     cache: VolumeCache,
     folds: list[int] | None = None,
     resume: bool = False,
+    world: World = World(),
 ) -> list[FoldSummary]:
     """Train the requested folds (default: all not yet complete) of a patient-level CV.
 
@@ -269,6 +284,8 @@ def run_training(
         cache: the preprocessed-volume cache.
         folds: fold indices to train (``--fold K``); ``None`` trains every fold.
         resume: continue interrupted folds from their last complete epoch.
+        world: the torchrun processes that train each fold together (rank 0 prepares the run
+            folder and the cache and writes every file; the others read them).
 
     Returns:
         The summaries of the folds trained now.
@@ -277,8 +294,7 @@ def run_training(
         TrainingInterrupted: SIGINT/SIGTERM arrived; every fold's last complete epoch is saved.
     """
     requested = _requested(config, folds)
-    prepared = prepare_run(config, cohort, paths, cache)
-    entries, groups, assignment, fingerprints = prepared
+    entries, groups, assignment, fingerprints = _prepared(config, cohort, paths, cache, world)
     if config.training.deterministic:
         use_deterministic_algorithms()
     summaries = []
@@ -300,7 +316,7 @@ def run_training(
             len(set(data.inner_validation.patient_ids)) if data.inner_validation else 0,
             len(set(data.validation.patient_ids)),
         )
-        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume))
+        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world))
     return summaries
 
 
