@@ -185,6 +185,32 @@ def plain_monai_epoch(manifest: Path) -> dict[str, Any]:
     return {"seconds": median_seconds(epoch, 2), "peak_rss_gb": peak_rss_gb(), "scans": len(items)}
 
 
+def ddp_scaling(out: Path, size: int = 48, steps: int = 3) -> list[dict[str, Any]]:
+    """Seconds per global training step (batch 4, size^3, fp32) with 1 and 2 torchrun processes
+    of one thread each on this CPU (``sihnet.training.ddp_check``), and the speed-up."""
+    import os
+
+    rows, seconds = [], {}
+    for processes in (1, 2):
+        target = out / f"ddp_{processes}.json"
+        subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+             "-m", "sihnet.training.ddp_check", str(target), "--size", str(size), "--steps", str(steps), "--float32"],
+            check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        seconds[processes] = json.loads(target.read_text())["seconds_per_step"]
+        rows.append(
+            {
+                "measurement": f"DDP step b4 {size}^3 fp32, {processes} process(es) x 1 thread",
+                "seconds": seconds[processes],
+            }
+        )
+    print(
+        f"DDP on CPU: 1 -> 2 processes {seconds[1] / seconds[2]:.2f}x per global step", flush=True
+    )
+    return rows
+
+
 def run_child(task: str, *args: str) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter (clean peak memory)."""
     result = subprocess.run(
@@ -266,6 +292,8 @@ def main() -> None:
     print(
         f"epoch: sihnet {ours['seconds']:.2f} s vs plain MONAI loop {plain['seconds']:.2f} s: {ratio:.1f}x faster"
     )
+    scaling = ddp_scaling(out)
+    rows += scaling
     synthesis: dict[str, float] = {}
     if not options.skip_synth:
         for spacing in (1.0, 2.0):

@@ -15,7 +15,6 @@ import torch
 from tests.helpers import write_config
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-STEPS = Path(__file__).with_name("ddp_steps.py")
 
 
 def torchrun(
@@ -31,8 +30,8 @@ def torchrun(
 def test_two_processes_of_batch_two_train_what_one_process_of_batch_four_trains(
     tmp_path: Path,
 ) -> None:
-    one = torchrun(1, STEPS, tmp_path / "one.json")
-    two = torchrun(2, STEPS, tmp_path / "two.json")
+    one = torchrun(1, "-m", "sihnet.training.ddp_check", tmp_path / "one.json")
+    two = torchrun(2, "-m", "sihnet.training.ddp_check", tmp_path / "two.json")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     single, double = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert double["losses"] == pytest.approx(single["losses"], rel=1e-8, abs=0)

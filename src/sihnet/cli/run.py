@@ -87,6 +87,14 @@ def train(
         bool, typer.Option("--deterministic", help="Deterministic GPU kernels (slower).")
     ] = False,
     cache_dir: CacheOption = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Measure a few steps on the device and print the time per epoch and for the run, "
+            "and the peak memory with and without activation checkpointing; train nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Patient-level cross-validated training; evaluates the folds present when done.
 
@@ -100,9 +108,16 @@ def train(
     overrides = _overrides(epochs, folds, seed)
     if deterministic:
         overrides["training"] = {**overrides.get("training", {}), "deterministic": True}
-    paths.check_usable()
     experiment = _experiment(paths, profile, config, overrides, resume)
     cohort = read_manifest(manifest, require_labels=True)
+    if plan:
+        from sihnet.training.distributed import world_from_environment
+        from sihnet.training.plan import plan_lines, plan_run
+
+        processes = world_from_environment().size
+        echo(plan_lines(plan_run(experiment, len(cohort.patient_ids), processes)))
+        return
+    paths.check_usable()
     from sihnet.evaluation.run import run_evaluation
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
     from sihnet.training.checkpoint import graceful_interrupt

@@ -1,0 +1,90 @@
+"""Check that several processes train what one process trains, on this machine or cluster:
+a few training steps of one fold's machinery (the fold's model, optimiser, sampler and loss;
+augmentation off) on seeded random volumes, under ``torchrun`` or alone. Rank 0 writes JSON: the
+loss of every step, every rank's parameter checksum and the seconds per step.
+
+    torchrun --nproc_per_node 1 -m sihnet.training.ddp_check one.json
+    torchrun --nproc_per_node 2 -m sihnet.training.ddp_check two.json    # the same losses
+
+Options: ``--size N`` (canvas N^3, default 32), ``--steps K`` (default 2), ``--float32`` (the
+default float64 makes the comparison exact: DenseNet-121's gradients are ill-conditioned enough
+that float32 rounding of two batch-norm implementations already differs visibly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from sihnet.config import load_config
+from sihnet.inference import Inference
+from sihnet.training.distributed import (
+    EpochPermutation,
+    batch_loss,
+    gather_objects,
+    per_rank_batch,
+    process_group,
+    world_from_environment,
+)
+from sihnet.training.fold import FoldState, class_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--float32", action="store_true")
+    parser.add_argument("--checkpointing", action="store_true")
+    args = parser.parse_args()
+    world = world_from_environment()
+    torch.set_num_threads(1)
+    dtype = torch.float32 if args.float32 else torch.float64
+    torch.set_default_dtype(dtype)
+    config = load_config(
+        "quick",
+        overrides={
+            "preprocessing": {"spacing_mm": 8.0, "size": [args.size] * 3},
+            "augmentation": {"enabled": False},
+            "training": {
+                "precision": "fp32",
+                "batch_size": 4,
+                "activation_checkpointing": args.checkpointing,
+            },
+        },
+    )
+    count = 4 * args.steps
+    images = torch.rand(
+        count, 1, *[args.size] * 3, generator=torch.Generator().manual_seed(5), dtype=dtype
+    )
+    labels = torch.arange(count) % 2
+    with process_group(world, "cpu"):
+        state = FoldState.start(config, 0, Inference(torch.device("cpu"), "fp32"), world)
+        weight = class_weights(labels.tolist()).to(dtype)
+        order = list(EpochPermutation(count, config.fold_seed(0), world))
+        batch = per_rank_batch(config.training.batch_size, world)
+        losses, started = [], time.perf_counter()
+        state.model.train()
+        for step in range(args.steps):
+            if step == 1:
+                started = time.perf_counter()  # the first step warms up
+            index = order[step * batch : (step + 1) * batch]
+            loss, value = batch_loss(state.model(images[index]), labels[index], weight, world)
+            state.optimizer.zero_grad()
+            loss.backward()
+            state.optimizer.step()
+            losses.append(value)
+        seconds = (time.perf_counter() - started) / max(1, args.steps - 1)
+        checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))
+        checksums = gather_objects(checksum, world)
+        if world.main:
+            result = {"losses": losses, "checksums": checksums, "seconds_per_step": seconds}
+            args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
