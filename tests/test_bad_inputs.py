@@ -50,7 +50,7 @@ TRAIN: dict[str, tuple[Callable[[Path], Path], str]] = {
     "lr negative": (lambda t: _config(t, training={"learning_rate": -1.0}), "learning_rate must be a positive"),
     "percentile": (lambda t: _config(t, preprocessing={"upper_percentile": 101.0}), "upper_percentile must be in (0, 100]"),
     "device tpu": (lambda t: _config(t, training={"device": "tpu"}), "training.device must be"),
-    "threads": (lambda t: _config(t, training={"threads": -2}), "threads and seed must be non-negative"),
+    "threads": (lambda t: _config(t, training={"threads": -2}), "threads, loader_workers and seed must be non-negative"),
     "size": (lambda t: _config(t, preprocessing={"size": [5000, 64, 64]}), "exceeds 1024 voxels"),
     "binary yaml": (lambda t: (t / "c.yaml").write_bytes(b"\x00\xff\xfe") and t / "c.yaml", "is not a text file"),
     "yaml syntax": (lambda t: (t / "c.yaml").write_text("training: [epochs: 3") and t / "c.yaml", "is not valid YAML (line"),

@@ -36,9 +36,19 @@ class DemoResult:
 
 
 def run_demo(
-    out: Path, profile: str, n: int, spacing_mm: float, seed: int, cache: VolumeCache
+    out: Path,
+    profile: str,
+    n: int,
+    spacing_mm: float,
+    seed: int,
+    cache: VolumeCache,
+    occlusion: OcclusionConfig = OcclusionConfig(),
 ) -> DemoResult:
-    """Run the demo into ``out`` (module docstring); a finished cohort or fold is reused."""
+    """Run the demo into ``out`` (module docstring); a finished cohort or fold is reused.
+
+    Args:
+        occlusion: the map's patch and stride (its fold is the held-out patient's).
+    """
     manifest = Path(out) / "cohort" / "cohort.csv"
     if not manifest.is_file():
         run_synth(manifest.parent, n=n, seed=seed, spacing_mm=spacing_mm)

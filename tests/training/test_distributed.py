@@ -73,26 +73,17 @@ def test_a_fold_is_resumed_by_as_many_processes_as_trained_it() -> None:
 
 
 def _activation_memory_mb(checkpointing: bool) -> tuple[float, list[float]]:
-    """Peak resident memory of a forward and backward pass above the process's memory before
-    it (a fresh process each), and a sample of the gradients."""
-    code = (
-        "import json, resource, sys, torch\n"
-        "from sihnet.models.densenet import build_model\n"
-        "torch.manual_seed(0); torch.set_num_threads(2)\n"
-        "model = build_model(sys.argv[1] == '1')\n"
-        "x = torch.rand(2, 1, 80, 80, 80, generator=torch.Generator().manual_seed(1))\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "model(x)[:, 1].sum().backward()\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "grads = [float(p.grad.double().sum()) for p in list(model.parameters())[::40]]\n"
-        "print(json.dumps([peak - before, grads]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "1" if checkpointing else "0"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    used, grads = json.loads(result.stdout)
-    return used, grads
+    """Peak tensor memory of a forward and backward pass at 64³, batch 2, and a sample of the
+    gradients."""
+    from sihnet.models.densenet import build_model
+    from sihnet.training.plan import peak_tensor_bytes
+
+    torch.manual_seed(0)
+    model = build_model(checkpointing)
+    x = torch.rand(2, 1, 64, 64, 64, generator=torch.Generator().manual_seed(1))
+    used = peak_tensor_bytes(lambda: model(x)[:, 1].sum().backward(), model)
+    grads = [float(p.grad.double().sum()) for p in list(model.parameters())[::40]]
+    return used / 2**20, grads
 
 
 def test_activation_checkpointing_keeps_gradients_and_lowers_peak_memory() -> None:

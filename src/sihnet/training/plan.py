@@ -3,17 +3,16 @@
 A few training steps and validation forwards of the configured network, canvas, batch and
 precision on random volumes (no image is read or preprocessed): seconds per step and per scan, and
 the peak memory of a step, with activation checkpointing off and on. Times per epoch and for the
-whole run follow from the cohort's size. GPU memory is CUDA's peak allocation; on a CPU each
-measurement runs in a fresh process and reports its peak resident memory above its start.
+whole run follow from the cohort's size. GPU memory is CUDA's peak allocation; on a CPU it is the
+peak of live tensors (weights, gradients, optimiser state, activations) during one step, counted by
+PyTorch's own ``MemTracker`` (the process's resident peak is not readable in every sandbox).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,9 +36,7 @@ class StepCost:
 def measure(
     size: list[int], batch: int, device: str, precision: str, checkpointing: bool
 ) -> dict[str, float]:
-    """Seconds per training step, per validation scan, and peak memory of a step (this process)."""
-    import resource
-
+    """Seconds per training step, per validation scan, and peak memory of a step in GB."""
     from sihnet.models.densenet import build_model
 
     inference = Inference.resolve(device, precision)  # type: ignore[arg-type]
@@ -50,7 +47,6 @@ def measure(
     images = torch.rand(batch, 1, *size, device=inference.device)
     labels = torch.arange(batch, device=inference.device) % 2
     cuda = inference.device.type == "cuda"
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     if cuda:
         torch.cuda.reset_peak_memory_stats(inference.device)
 
@@ -77,7 +73,7 @@ def measure(
     peak = (
         torch.cuda.max_memory_allocated(inference.device) / 1024**3
         if cuda
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2 - before
+        else peak_tensor_bytes(step, model) / 1024**3
     )
     started = time.perf_counter()
     for _ in range(TIMED):
@@ -87,16 +83,17 @@ def measure(
     return {"step": step_seconds, "scan": (time.perf_counter() - started) / TIMED, "peak_gb": peak}
 
 
-def _measure_apart(
-    size: list[int], batch: int, device: str, precision: str, checkpointing: bool
-) -> dict[str, float]:
-    """:func:`measure` in a fresh process (a CPU peak is only seen once per process)."""
-    arguments = json.dumps([size, batch, device, precision, checkpointing])
-    code = "import json, sys\nfrom sihnet.training.plan import measure\nprint(json.dumps(measure(*json.loads(sys.argv[1]))))"
-    result = subprocess.run(
-        [sys.executable, "-c", code, arguments], capture_output=True, text=True, check=True
-    )
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+def peak_tensor_bytes(step: Callable[[], None], model: torch.nn.Module) -> int:
+    """Peak bytes of live tensors on any device while ``step()`` runs (PyTorch's ``MemTracker``:
+    parameters, gradients, optimiser state and activations; no allocator overhead)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    tracker.track_external(model)
+    with tracker:
+        step()
+    peaks = tracker.get_tracker_snapshot("peak")
+    return int(max((snapshot["Total"] for snapshot in peaks.values()), default=0))
 
 
 def plan_run(config: ExperimentConfig, n_patients: int, processes: int = 1) -> dict[str, Any]:
@@ -107,11 +104,7 @@ def plan_run(config: ExperimentConfig, n_patients: int, processes: int = 1) -> d
     size = list(config.preprocessing.size)
     costs = []
     for checkpointing in (False, True):
-        values = (
-            measure(size, batch, settings.device, inference.precision, checkpointing)
-            if inference.device.type == "cuda"
-            else _measure_apart(size, batch, settings.device, inference.precision, checkpointing)
-        )
+        values = measure(size, batch, settings.device, inference.precision, checkpointing)
         costs.append(StepCost(checkpointing, values["step"], values["scan"], values["peak_gb"]))
     validation = n_patients // cv.folds
     training = n_patients - validation
