@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_run
+DEMO_SEED ?= 0
 
 .PHONY: venv demo test test-slow lint bench clean
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/sihnet demo --out $(DEMO_OUT)
+	$(BIN)/sihnet demo --out $(DEMO_OUT) --seed $(DEMO_SEED)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

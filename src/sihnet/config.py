@@ -21,6 +21,7 @@ import yaml
 from sihnet.errors import SihnetError
 
 Selection = Literal["inner", "paper", "last"]
+Schedule = Literal["cosine_restarts", "one_cycle"]
 Splitter = Literal["stratified_group", "group"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Target = Literal["logit", "probability"]
@@ -77,6 +78,9 @@ class TrainingConfig:
 
     Attributes:
         epochs: epochs per fold.
+        schedule: ``cosine_restarts`` (the paper's ``CosineAnnealingWarmRestarts``) or
+            ``one_cycle`` (PyTorch's ``OneCycleLR`` over the run's epochs, peaking at
+            ``learning_rate``: fewer epochs used better, for the CPU demo).
         restart_epochs: period T_0 of ``CosineAnnealingWarmRestarts`` in epochs. The paper's
             "ran for 450 epochs, followed by a restart interval of 200 epochs" is read as 450
             epochs in total with warm restarts every 200 epochs (lr back to 1e-3 at 200 and 400).
@@ -105,6 +109,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.1
     restart_epochs: int = 200
+    schedule: Schedule = "cosine_restarts"
     selection: Selection = "inner"
     inner_validation_fraction: float = 0.2
     precision: Precision = "fp32"

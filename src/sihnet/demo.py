@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from sihnet import progress
 from sihnet.config import OcclusionConfig, load_config
 from sihnet.data.manifest import read_manifest
 from sihnet.evaluation.run import RunMetrics, run_evaluation
@@ -22,6 +23,16 @@ from sihnet.preprocessing.cache import VolumeCache
 from sihnet.report.build import run_report
 from sihnet.synth.cohort import run_synth
 from sihnet.training.run import run_training
+
+# Shares of the demo's time per stage, for the job bar's estimate of the time left (measured by
+# benchmarks/demo_time.py on a 2-core machine; see the README's demo section).
+DEMO_SHARES = {
+    "synthesis": 0.10,
+    "training": 0.78,
+    "evaluation": 0.02,
+    "occlusion": 0.08,
+    "report": 0.02,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,16 +60,23 @@ def run_demo(
     Args:
         occlusion: the map's patch and stride (its fold is the held-out patient's).
     """
-    manifest = Path(out) / "cohort" / "cohort.csv"
-    if not manifest.is_file():
-        run_synth(manifest.parent, n=n, seed=seed, spacing_mm=spacing_mm)
-    paths = RunPaths(Path(out) / "run")
-    cohort = read_manifest(manifest)
-    run_training(load_config(profile), cohort, paths, cache)
-    metrics = run_evaluation(paths)
-    patient, image, fold = demo_patient(paths, cohort)
-    line = f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
-    record = run_occlusion(
-        paths.root, image, paths.root / "occlusion", OcclusionConfig(fold=fold), cache=cache
-    )
-    return DemoResult(paths, metrics, record, line, run_report(paths.root))
+    with progress.job_progress(DEMO_SHARES, "demo") as job:
+        manifest = Path(out) / "cohort" / "cohort.csv"
+        if not manifest.is_file():
+            run_synth(manifest.parent, n=n, seed=seed, spacing_mm=spacing_mm)
+        job.update("synthesis", 1, 1)
+        paths = RunPaths(Path(out) / "run")
+        cohort = read_manifest(manifest)
+        run_training(load_config(profile), cohort, paths, cache)
+        job.update("training", 1, 1)
+        metrics = run_evaluation(paths)
+        job.update("evaluation", 1, 1)
+        patient, image, fold = demo_patient(paths, cohort)
+        line = f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
+        map_options = dataclasses.replace(occlusion, fold=fold)
+        record = run_occlusion(
+            paths.root, image, paths.root / "occlusion", map_options, cache=cache
+        )
+        report = run_report(paths.root)
+        job.update("report", 1, 1)
+    return DemoResult(paths, metrics, record, line, report)

@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,39 @@ def test_non_finite_gradients_never_reach_the_weights(
     with pytest.raises(SihnetError, match="non-finite gradients"):
         data = fold_module.FoldData(samples, None, samples)
         fold_module.train_fold(0, data, config, RunPaths(tmp_path / "run"))
+
+
+def test_one_cycle_rises_to_the_learning_rate_then_falls_and_resumes() -> None:
+    from sihnet.config import load_config
+    from sihnet.training.fold import build_scheduler
+
+    settings = load_config(
+        "quick",
+        overrides={"training": {"schedule": "one_cycle", "epochs": 10, "learning_rate": 2e-3}},
+    ).training
+
+    def rates(
+        scheduler: torch.optim.lr_scheduler.LRScheduler, optimizer: torch.optim.Optimizer, n: int
+    ) -> list[float]:
+        out = []
+        for _ in range(n):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.learning_rate)
+    scheduler = build_scheduler(optimizer, settings)
+    first = rates(scheduler, optimizer, 4)
+    saved, saved_optimizer = scheduler.state_dict(), optimizer.state_dict()
+    rest = rates(scheduler, optimizer, 6)
+    lr = first + rest
+    assert max(lr) == pytest.approx(2e-3, rel=0.05) and lr[0] < 2e-4 and 0 < lr[-1] < 2e-4
+    assert lr.index(max(lr)) in (2, 3) and all(a >= b for a, b in itertools.pairwise(lr[3:]))
+    resumed_optimizer = torch.optim.AdamW(
+        [torch.nn.Parameter(torch.zeros(1))], lr=settings.learning_rate
+    )
+    resumed = build_scheduler(resumed_optimizer, settings)
+    resumed_optimizer.load_state_dict(saved_optimizer)
+    resumed.load_state_dict(saved)
+    assert rates(resumed, resumed_optimizer, 6) == pytest.approx(rest)

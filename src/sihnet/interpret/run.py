@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from sihnet import progress
 from sihnet.atomic import write_atomic, write_json_atomic, write_nifti_atomic
 from sihnet.config import InferenceConfig, OcclusionConfig
 from sihnet.ensemble import FoldEnsemble
@@ -195,10 +196,15 @@ def _sweep(
 ) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, list[int]]]:
     """Each fold model's map (averaged), what each sweep took, and the patch and stride used."""
     maps, per_fold = [], []
-    for k, model in ensemble.models.items():
+    job = progress.active()
+    for index, (k, model) in enumerate(ensemble.models.items()):
         shown = [0]  # tenths of the sweep already logged
 
-        def report(done: int, total: int, k: int = k, shown: list[int] = shown) -> None:
+        def report(
+            done: int, total: int, k: int = k, shown: list[int] = shown, index: int = index
+        ) -> None:
+            if job is not None:
+                job.update("occlusion", index * total + done, len(ensemble.models) * total)
             if done * 10 >= (shown[0] + 1) * total:
                 shown[0] = done * 10 // total
                 log.info("fold %d: %d/%d occluded copies", k, done, total)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from sihnet import progress
 from sihnet.atomic import write_atomic, write_nifti_atomic
 from sihnet.data.manifest import BERN_MEASUREMENT_COLUMNS, BERN_SIGN_COLUMNS
 from sihnet.errors import SihnetError
@@ -109,13 +112,22 @@ def write_montage(path: Path, images: list[tuple[str, int, Path]]) -> None:
 
 def _render_all(jobs: list[tuple[Patient, float, Path, int]], workers: int) -> None:
     started = time.perf_counter()
-    if workers == 1:
-        seconds = [_render_one(job) for job in jobs]
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            seconds = list(pool.map(_render_one, jobs))
+    job = progress.active()
+    seconds: list[float] = []
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            rendered: Iterator[float] = map(_render_one, jobs)
+        else:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            )
+            rendered = pool.map(_render_one, jobs)
+        for spent in rendered:
+            seconds.append(spent)
+            if job is not None:
+                job.update("synthesis", len(seconds), len(jobs))
     log.info(
         "rendered %d studies in %.1f s (%.2f s each on %d workers)",
         len(jobs),

@@ -17,7 +17,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
 
 from sihnet.atomic import write_json_atomic
-from sihnet.config import ExperimentConfig
+from sihnet.config import ExperimentConfig, TrainingConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference
@@ -127,6 +127,19 @@ class Tracked:
         )
 
 
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainingConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule, stepped once per epoch (:class:`TrainingConfig.schedule`)."""
+    if settings.schedule == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.learning_rate, total_steps=settings.epochs + 1
+        )
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=settings.restart_epochs
+    )
+
+
 @dataclasses.dataclass
 class FoldState:
     """What a fold carries from epoch to epoch, and to and from its resume checkpoint.
@@ -140,7 +153,7 @@ class FoldState:
     network: torch.nn.Module
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     augmentation: Any
     world: World = dataclasses.field(default_factory=World)
     scaler: torch.amp.GradScaler | None = None
@@ -174,9 +187,7 @@ class FoldState:
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=settings.restart_epochs
-        )
+        scheduler = build_scheduler(optimizer, settings)
         augmentation = build_augmentation(
             config.augmentation, config.preprocessing.spacing_mm, seed + 7919 * world.rank
         )
@@ -434,7 +445,10 @@ def train_fold(
         state.restore(saved, fold)
         log.info("fold %d: resumed after epoch %d", fold, state.next_epoch)
     started = time.perf_counter()
-    with epoch_bar(settings.epochs, f"fold {fold}", state.next_epoch, world.main) as bar:
+    job_epochs = settings.epochs * config.cross_validation.folds
+    with epoch_bar(
+        settings.epochs, f"fold {fold}", state.next_epoch, world.main, job_epochs
+    ) as bar:
         while state.next_epoch < settings.epochs:
             where = f"fold {fold} epoch {state.next_epoch + 1}"
             record, probabilities = run_epoch(state, data, loaders, weight, inference, where)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sihnet import progress
 from sihnet.errors import SihnetError
 from sihnet.tables import write_table
 
@@ -66,10 +67,13 @@ class FoldSummary:
 class EpochProgress:
     """A tqdm bar on a terminal, else one log line per epoch."""
 
-    def __init__(self, bar: tqdm | None, silent: bool = False) -> None:
-        self.bar, self.silent = bar, silent
+    def __init__(self, bar: tqdm | None, silent: bool = False, job_epochs: int = 0) -> None:
+        self.bar, self.silent, self.job_epochs = bar, silent, job_epochs
 
     def epoch_done(self, where: str, total: int, record: dict[str, float]) -> None:
+        job = progress.active()
+        if job is not None and self.job_epochs:
+            job.step("training", self.job_epochs)
         if self.silent:
             return
         inner = record["inner_auroc"]
@@ -91,12 +95,13 @@ class EpochProgress:
 
 @contextlib.contextmanager
 def epoch_bar(
-    total: int, description: str, done: int = 0, shown: bool = True
+    total: int, description: str, done: int = 0, shown: bool = True, job_epochs: int = 0
 ) -> Iterator[EpochProgress]:
     """Progress over a fold's epochs, starting at ``done`` (a resumed fold); ``shown`` False for
-    the ranks other than 0 of a torchrun job (silent)."""
-    if not shown:
-        yield EpochProgress(None, silent=True)
+    the ranks other than 0 of a torchrun job (silent). Under a job bar (:mod:`sihnet.progress`)
+    the epochs advance it instead (``job_epochs``: the job's epochs over all folds)."""
+    if not shown or progress.active() is not None:
+        yield EpochProgress(None, silent=True, job_epochs=job_epochs if shown else 0)
     elif sys.stderr.isatty():
         with tqdm(total=total, initial=done, desc=description, unit="epoch", leave=True) as bar:
             yield EpochProgress(bar)
