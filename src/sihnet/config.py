@@ -141,6 +141,20 @@ class CrossValidationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BernHeadsConfig:
+    """Auxiliary Bern heads (:mod:`sihnet.models.bern_heads`); off in every profile.
+
+    Attributes:
+        enabled: train the six Bern components beside the fistula (needs the manifest's Bern
+            columns; without any value in a training fold the heads are left off, said in the log).
+        weight: the auxiliary loss's weight beside the paper's weighted cross-entropy.
+    """
+
+    enabled: bool = False
+    weight: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything needed to reproduce a run; written resolved to ``RUN/config.yaml``."""
 
@@ -150,6 +164,7 @@ class ExperimentConfig:
     augmentation: AugmentationConfig = AugmentationConfig()
     training: TrainingConfig = TrainingConfig()
     cross_validation: CrossValidationConfig = CrossValidationConfig()
+    bern_heads: BernHeadsConfig = BernHeadsConfig()
 
     def fold_seed(self, fold: int) -> int:
         """Seed of fold ``fold``'s initialisation, augmentation, loader and inner split."""
@@ -351,6 +366,9 @@ def _validate(config: ExperimentConfig) -> None:
         raise SihnetError(f"config: cross_validation.folds must be >= 2, got {cv.folds}")
     if any(axis not in (0, 1, 2) for axis in config.augmentation.flip_axes):
         raise SihnetError("config: augmentation.flip_axes must name axes 0, 1 or 2")
+    weight = config.bern_heads.weight
+    if not (math.isfinite(weight) and weight >= 0):
+        raise SihnetError(f"config: bern_heads.weight must be a non-negative number, got {weight}")
 
 
 def load_config(

@@ -16,6 +16,7 @@ from sihnet.errors import SihnetError
 from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.hashing import text_sha256
 from sihnet.inference import Inference
+from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
@@ -95,7 +96,7 @@ def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.n
     )
     if bad:
         raise SihnetError(f"fold {fold}: weights hold non-float tensors ({bad[0]}); refused")
-    model = build_model()
+    model = build_model(bern_heads=has_bern_head(set(state)))
     try:
         model.load_state_dict(state)
     except RuntimeError:

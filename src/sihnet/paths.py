@@ -90,6 +90,14 @@ class RunPaths:
     def fold_predictions(self, fold: int) -> Path:
         return self.fold_dir(fold) / "predictions.csv"
 
+    def fold_bern_predictions(self, fold: int) -> Path:
+        """The Bern heads' components of the fold's validation patients (multi-task runs)."""
+        return self.fold_dir(fold) / "bern_predictions.csv"
+
+    @property
+    def oof_bern_predictions(self) -> Path:
+        return self.root / "oof_bern_predictions.csv"
+
     def fold_summary(self, fold: int) -> Path:
         return self.fold_dir(fold) / "summary.json"
 

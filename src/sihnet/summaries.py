@@ -82,11 +82,28 @@ def prediction_lines(records: list[dict[str, Any]]) -> list[str]:
         for name, point in record.get("operating_points", {}).items():
             verdict = "fistula" if point["fistula"] else "no fistula"
             lines.append(f"  {name} (threshold {point['threshold']:.3f}): {verdict}")
+        lines += bern_lines(record.get("bern"))
         lines += [f"  warning: {text}" for text in record.get("warnings", [])]
     model = next((r["model_sha256"] for r in records if "model_sha256" in r), None)
     if model:
         lines.append(f"model SHA-256 {model[:16]}…")
     return [*lines, "research use only; not a medical device; not for clinical decisions"]
+
+
+def bern_lines(bern: dict[str, Any] | None) -> list[str]:
+    """The Bern heads' reading of one image (models trained with them), else nothing."""
+    if bern is None:
+        return []
+    parts = [
+        f"{name.replace('_', ' ')} {value:.1f}"
+        if name.endswith("_mm")
+        else f"{name.replace('_', ' ')} p={value:.2f}"
+        for name, value in bern["components"].items()
+    ]
+    return [
+        f"  automatic Bern score {bern['auto_bern_score']} (expected {bern['expected_bern_score']:.1f}): "
+        + ", ".join(parts)
+    ]
 
 
 def occlusion_lines(record: OcclusionRecord, out: Path) -> list[str]:

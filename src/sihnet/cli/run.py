@@ -151,11 +151,25 @@ def evaluate(
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     require_all_folds: RequireAllOption = False,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare-with",
+            help="Another run on the same splits (e.g. single- vs multi-task): paired AUROC difference.",
+        ),
+    ] = None,
 ) -> None:
     """Merge the run's completed folds (oof_predictions.csv, metrics.json, roc.png), or score an external cohort."""
     from sihnet.paths import RunPaths
 
     paths = RunPaths(run)
+    if compare_with is not None:
+        from sihnet.evaluation.compare import compare_runs, comparison_lines
+
+        echo(
+            comparison_lines(compare_runs(paths, RunPaths(compare_with), paths.read_config().seed))
+        )
+        return
     if manifest is not None:
         from sihnet.evaluation.external import run_external
         from sihnet.preprocessing.cache import VolumeCache, default_cache_dir

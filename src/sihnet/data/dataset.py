@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -14,16 +16,20 @@ from sihnet.preprocessing.cache import read_cached
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 
-class CachedVolumeDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Items ``(image (1, X, Y, Z) float32, label)`` from cache entries.
+class CachedVolumeDataset(Dataset[tuple[Any, ...]]):
+    """Items ``(image (1, X, Y, Z) float32, label)`` from cache entries, and the six Bern targets
+    ``(6,) float32`` (NaN = missing) as a third item when ``bern`` is given.
 
     Holds every volume in memory when they fit under ``IN_MEMORY_LIMIT_BYTES``, else reads the
     cache entry on each access.
     """
 
-    def __init__(self, entries: Sequence[Path], labels: Sequence[int]) -> None:
+    def __init__(
+        self, entries: Sequence[Path], labels: Sequence[int], bern: np.ndarray | None = None
+    ) -> None:
         self.entries = list(entries)
         self.labels = [int(label) for label in labels]
+        self.bern = None if bern is None else torch.as_tensor(bern, dtype=torch.float32)
         self._memory: list[torch.Tensor] | None = None
         total = sum(Path(e).stat().st_size for e in self.entries)
         if total <= IN_MEMORY_LIMIT_BYTES:
@@ -35,6 +41,8 @@ class CachedVolumeDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         image = self._memory[index] if self._memory is not None else self._read(index)
+        if self.bern is not None:
+            return image, self.labels[index], self.bern[index]
         return image, self.labels[index]

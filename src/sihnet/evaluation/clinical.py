@@ -77,7 +77,7 @@ def calibration_intercept_slope(
         return math.nan, math.nan
     offset = _logit(probabilities)
     intercept = brentq(lambda a: float(np.sum(labels - expit(a + offset))), -30.0, 30.0)
-    model = LogisticRegression(penalty=None, max_iter=1000).fit(offset[:, None], labels)
+    model = LogisticRegression(C=np.inf, max_iter=1000).fit(offset[:, None], labels)
     return float(intercept), float(model.coef_[0, 0])
 
 
@@ -111,7 +111,7 @@ def cross_fitted_regression(
     predictions = np.zeros(len(labels))
     for fold in sorted(set(folds.tolist())):
         held_out = folds == fold
-        model = LogisticRegression(penalty=None, max_iter=1000)
+        model = LogisticRegression(C=np.inf, max_iter=1000)
         model.fit(features[~held_out], labels[~held_out])
         predictions[held_out] = model.predict_proba(features[held_out])[:, 1]
     return predictions

@@ -20,6 +20,7 @@ from sklearn.metrics import brier_score_loss, roc_curve
 
 from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.errors import SihnetError
+from sihnet.evaluation.auto_bern import auto_bern_section
 from sihnet.evaluation.bern_comparison import (
     BernComparison,
     bern_scores_for,
@@ -83,6 +84,7 @@ class RunMetrics:
     decision_curve: dict[str, Any]
     bern: BernComparison | None
     notes: dict[str, str]
+    auto_bern: dict[str, Any] | None = None  # multi-task runs (sihnet.evaluation.auto_bern)
 
     @property
     def folds_missing(self) -> list[int]:
@@ -92,6 +94,8 @@ class RunMetrics:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["calibration"] = self.calibration.as_json()
         values["folds_missing"] = self.folds_missing
+        if self.auto_bern is None:
+            del values["auto_bern"]
         if self.bern is None:
             del values["bern"]
         else:
@@ -241,6 +245,7 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
         decision_curve=_decision_curve(pooled, cohort.get("bern", {})),
         bern=_bern_section(paths, pooled, cohort.get("bern", {}), config.seed),
         notes=NOTES,
+        auto_bern=auto_bern_section(paths, present, cohort.get("bern", {})),
         **_fold_metrics(folds, pooled, config.seed),
     )
     plot_reliability(paths.reliability_plot, metrics.calibration)

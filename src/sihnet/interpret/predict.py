@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sihnet.config import InferenceConfig
 from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
+from sihnet.models.bern_heads import BERN_OUTPUTS, BernDenseNet121, auto_bern, predict_components
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.reference import image_properties, input_warnings
 
@@ -68,7 +70,7 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         warnings.append(
             "the model has no reference statistics (trained before they were kept): no input checks"
         )
-    return {
+    record = {
         "probability": probability,
         "probability_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         "fold_probabilities": probabilities,
@@ -77,6 +79,21 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         "model_sha256": ensemble.model_sha256,
         "notice": NOTICE,
     }
+    bern = bern_of(ensemble, prepared.image)
+    return record if bern is None else {**record, "bern": bern}
+
+
+def bern_of(ensemble: FoldEnsemble, image: np.ndarray) -> dict[str, Any] | None:
+    """The Bern components averaged over fold models with Bern heads (sign probabilities,
+    distances in mm) with the automatic and the expected Bern score; None without heads."""
+    models = [m for m in ensemble.models.values() if isinstance(m, BernDenseNet121)]
+    if not models:
+        return None
+    volume = torch.from_numpy(image)
+    mean = np.mean([predict_components(m, [volume], ensemble.inference)[0] for m in models], axis=0)
+    score, expected = auto_bern(mean)
+    components = {name: float(v) for name, v in zip(BERN_OUTPUTS, mean, strict=True)}
+    return {"components": components, "auto_bern_score": score, "expected_bern_score": expected}
 
 
 def run_predict(

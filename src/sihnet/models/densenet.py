@@ -9,7 +9,9 @@ from monai.networks.nets import DenseNet121
 from torch.utils.checkpoint import checkpoint
 
 
-def build_model(activation_checkpointing: bool = False) -> torch.nn.Module:
+def build_model(
+    activation_checkpointing: bool = False, bern_heads: bool = False
+) -> torch.nn.Module:
     """MONAI ``DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)``: 11,244,674 parameters.
 
     Input (N, 1, X, Y, Z) float; output logits (N, 2): index 1 is the fistula class.
@@ -17,8 +19,15 @@ def build_model(activation_checkpointing: bool = False) -> torch.nn.Module:
     Args:
         activation_checkpointing: recompute each dense block's activations in the backward pass
             instead of keeping them (see :func:`checkpoint_dense_layers`).
+        bern_heads: the same network with the auxiliary Bern head
+            (:class:`sihnet.models.bern_heads.BernDenseNet121`).
     """
-    model = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    if bern_heads:
+        from sihnet.models.bern_heads import BernDenseNet121
+
+        model: torch.nn.Module = BernDenseNet121()
+    else:
+        model = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
     if activation_checkpointing:
         checkpoint_dense_layers(model)
     return model

@@ -21,6 +21,7 @@ from sihnet.config import ExperimentConfig, TrainingConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference
+from sihnet.models.bern_heads import BernDenseNet121, bern_loss
 from sihnet.models.densenet import build_model
 from sihnet.models.sync_batchnorm import global_batchnorm
 from sihnet.models.weights import save_weights
@@ -57,12 +58,13 @@ class Samples:
     patient_ids: list[str]
     entries: list[Path]
     labels: list[int]
+    bern: np.ndarray | None = None  # (scans, 6) reader's Bern fields, NaN = missing
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def dataset(self) -> CachedVolumeDataset:
-        return CachedVolumeDataset(self.entries, self.labels)
+    def dataset(self, with_bern: bool = False) -> CachedVolumeDataset:
+        return CachedVolumeDataset(self.entries, self.labels, self.bern if with_bern else None)
 
 
 def patient_level(
@@ -164,16 +166,23 @@ class FoldState:
     last: Tracked = dataclasses.field(default_factory=Tracked)
     weights_sha256: str = ""
     channels_last: bool = False
+    bern_weight: float = 0.0  # the auxiliary Bern loss's weight; 0: no Bern heads
 
     @classmethod
     def start(
-        cls, config: ExperimentConfig, fold: int, inference: Inference, world: World = World()
+        cls,
+        config: ExperimentConfig,
+        fold: int,
+        inference: Inference,
+        world: World = World(),
+        bern_heads: bool = False,
     ) -> FoldState:
         """A fresh fold: seeded initialisation (the same on every rank), AdamW, cosine warm
         restarts, augmentation (seeded per rank); SyncBatchNorm and DDP with several processes."""
         settings, seed = config.training, config.fold_seed(fold)
         torch.manual_seed(seed)
-        network = build_model(settings.activation_checkpointing).to(inference.device)
+        network = build_model(settings.activation_checkpointing, bern_heads)
+        network = network.to(inference.device)
         if settings.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         model = network
@@ -194,6 +203,7 @@ class FoldState:
         scaler = inference.grad_scaler()
         state = cls(network, model, optimizer, scheduler, augmentation, world, scaler)
         state.channels_last = settings.channels_last
+        state.bern_weight = config.bern_heads.weight if bern_heads else 0.0
         return state
 
     def checkpoint(self, fingerprints: dict[str, str]) -> dict[str, Any]:
@@ -282,6 +292,18 @@ def _step(state: FoldState, loss: torch.Tensor) -> bool:
     return False
 
 
+def _forward(state: FoldState, images: torch.Tensor, heads: bool) -> torch.Tensor:
+    """The model's training outputs: logits (N, 2), and the raw Bern outputs after them with
+    the heads (N, 8); scoring elsewhere always sees the logits only."""
+    if not heads:
+        return state.model(images)
+    state.network.with_bern = True  # type: ignore[assignment]
+    try:
+        return state.model(images)
+    finally:
+        state.network.with_bern = False  # type: ignore[assignment]
+
+
 def train_epoch(
     state: FoldState,
     loader: DataLoader[tuple[torch.Tensor, int]],
@@ -297,13 +319,16 @@ def train_epoch(
     """
     state.model.train()
     losses, skipped = [], 0
-    for images, labels in loader:
+    heads = state.bern_weight > 0 and isinstance(state.network, BernDenseNet121)
+    for images, labels, *targets in loader:
         images = augment_batch(images.to(inference.device, non_blocking=True), state.augmentation)
         if state.channels_last:
             images = images.contiguous(memory_format=torch.channels_last_3d)
         with inference.autocast():
-            logits = state.model(images)
-        loss, value = batch_loss(logits, labels.to(inference.device), weight, state.world)
+            outputs = _forward(state, images, heads)
+        loss, value = batch_loss(outputs[:, :2], labels.to(inference.device), weight, state.world)
+        if heads:
+            loss = loss + state.bern_weight * bern_loss(outputs[:, 2:], targets[0], state.network)  # type: ignore[arg-type]
         if _step(state, loss):
             losses.append(value)
         else:
@@ -392,12 +417,17 @@ def keep(
     state.last.update(float(epoch), epoch, probabilities)
 
 
+def has_bern(samples: Samples) -> bool:
+    """Whether any scan of ``samples`` has a reader's Bern value."""
+    return samples.bern is not None and bool(np.isfinite(samples.bern).any())
+
+
 def _loaders(
     data: FoldData, config: ExperimentConfig, inference: Inference, world: World, seed: int
 ) -> tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None]:
     """Training loader (this rank's share of one seeded permutation per epoch), validation sets."""
     settings = config.training
-    train = data.train.dataset()
+    train = data.train.dataset(with_bern=config.bern_heads.enabled and has_bern(data.train))
     loader = DataLoader(
         train,
         batch_size=per_rank_batch(settings.batch_size, world),
@@ -433,7 +463,12 @@ def train_fold(
     """
     settings, fingerprints = config.training, fingerprints or {}
     inference = Inference.resolve(device_for(world, settings.device), settings.precision)
-    state = FoldState.start(config, fold, inference, world)
+    heads = config.bern_heads.enabled and has_bern(data.train)
+    if config.bern_heads.enabled and not heads:
+        log.warning("fold %d: no Bern values among the training patients; Bern heads off", fold)
+    state = FoldState.start(config, fold, inference, world, heads)
+    if heads:
+        state.network.set_distance_scale(data.train.bern)  # type: ignore[operator]
     weight = (
         class_weights(data.train.labels).to(inference.device) if settings.class_weighting else None
     )
@@ -461,6 +496,16 @@ def train_fold(
             bar.epoch_done(where, settings.epochs, record)
     if settings.selection == "last" and world.main:
         state.weights_sha256 = save_weights(state.network, paths.best_weights(fold))
+    if state.bern_weight > 0 and world.main:
+        from sihnet.training.bern import write_bern_predictions
+
+        write_bern_predictions(
+            paths.fold_bern_predictions(fold),
+            paths.best_weights(fold),
+            fold,
+            data.validation,
+            inference,
+        )
     summary = fold_summary(fold, state, data, config, inference, time.perf_counter() - started)
     if world.main:
         write_fold_outputs(paths, fold, state, data, summary)

@@ -30,6 +30,7 @@ from sihnet.data.splits import (
 )
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.hashing import file_sha256, text_sha256
+from sihnet.models.bern_heads import bern_targets
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
@@ -133,6 +134,7 @@ def _samples(scans: list[Scan], entries: dict[Path, Path]) -> Samples:
         patient_ids=[s.patient_id for s in scans],
         entries=[entries[s.image] for s in scans],
         labels=[int(s.label) if s.label is not None else -1 for s in scans],
+        bern=bern_targets([s.fields for s in scans]),
     )
 
 

@@ -1,0 +1,116 @@
+"""The automatic Bern score of a multi-task run against the readers (``metrics.json["auto_bern"]``).
+
+Per sign: AUROC of the predicted probability and Cohen's κ of the sign called at p ≥ 0.5 against
+the reader. Per distance: MAE, Bland–Altman bias and 95% limits of agreement, ICC(2,1). For the
+fistula: AUROC of the automatic and of the expected Bern score, and the expected score against the
+readers' Bern score (paired DeLong) on the patients with a complete reader score.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+from sihnet.bern import score_fields
+from sihnet.evaluation.statistics import auroc_ci, delong_test
+from sihnet.models.bern_heads import BERN_OUTPUTS, SIGNS
+from sihnet.paths import RunPaths
+from sihnet.tables import read_rows, write_table
+from sihnet.training.bern import BERN_PREDICTION_COLUMNS
+
+
+def icc_2_1(a: np.ndarray, b: np.ndarray) -> float:
+    """ICC(2,1) of two raters (Shrout & Fleiss: two-way random effects, absolute agreement,
+    single measurement). Written here: scipy and scikit-learn have none, pingouin is not a
+    dependency for one formula."""
+    data = np.column_stack([a, b]).astype(float)
+    n, k = data.shape
+    if n < 2:
+        return math.nan
+    grand = data.mean()
+    ms_rows = k * ((data.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    ms_cols = n * ((data.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    residual = data - data.mean(axis=1, keepdims=True) - data.mean(axis=0, keepdims=True) + grand
+    ms_error = (residual**2).sum() / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    return float((ms_rows - ms_error) / denominator) if denominator > 0 else math.nan
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    if min(int(labels.sum()), int((1 - labels).sum())) < 2:  # DeLong needs two of each class
+        return {"auroc": math.nan, "ci95": [math.nan, math.nan]}
+    estimate = auroc_ci(labels, scores)
+    return {"auroc": estimate.auroc, "ci95": [estimate.ci_low, estimate.ci_high]}
+
+
+def _sign(predicted: np.ndarray, reader: np.ndarray) -> dict[str, Any]:
+    known = np.isfinite(reader)
+    truth, p = reader[known].astype(int), predicted[known]
+    kappa = cohen_kappa_score(truth, (p >= 0.5).astype(int)) if len(set(truth)) > 1 else math.nan
+    return {"n": int(known.sum()), **_auroc(truth, p), "kappa": float(kappa)}
+
+
+def _distance(predicted: np.ndarray, reader: np.ndarray) -> dict[str, Any]:
+    known = np.isfinite(reader)
+    difference = predicted[known] - reader[known]
+    if difference.size < 2:
+        return {"n": int(known.sum())}
+    bias, sd = float(difference.mean()), float(difference.std(ddof=1))
+    return {
+        "n": int(known.sum()),
+        "mae_mm": float(np.abs(difference).mean()),
+        "bias_mm": bias,
+        "limits_of_agreement_mm": [bias - 1.96 * sd, bias + 1.96 * sd],
+        "icc_2_1": icc_2_1(predicted[known], reader[known]),
+    }
+
+
+def _fistula(rows: list[dict[str, str]], reader_fields: dict[str, Any]) -> dict[str, Any]:
+    labels = np.array([int(r["label"]) for r in rows])
+    automatic = np.array([float(r["auto_bern"]) for r in rows])
+    expected = np.array([float(r["expected_bern"]) for r in rows])
+    out = {"automatic": _auroc(labels, automatic), "expected": _auroc(labels, expected)}
+    reader = np.array(
+        [
+            np.nan
+            if (s := score_fields(reader_fields.get(r["patient_id"], {})).score) is None
+            else s
+            for r in rows
+        ],
+        dtype=float,
+    )
+    known = np.isfinite(reader)
+    if known.sum() >= 2 and len(set(labels[known].tolist())) == 2:
+        difference, p = delong_test(labels[known], expected[known], reader[known])
+        out["vs_reader"] = {
+            "n": int(known.sum()),
+            "reader": _auroc(labels[known], reader[known]),
+            "expected_minus_reader": difference,
+            "delong_p": p,
+        }
+    return out
+
+
+def auto_bern_section(
+    paths: RunPaths, folds: list[int], reader_fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Pool the folds' ``bern_predictions.csv`` into ``oof_bern_predictions.csv`` and measure
+    them against the readers; None for a run without Bern heads."""
+    files = [paths.fold_bern_predictions(k) for k in folds]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    rows = [row for f in files for row in read_rows(f)]
+    write_table(paths.oof_bern_predictions, BERN_PREDICTION_COLUMNS, rows)
+    section: dict[str, Any] = {"n_patients": len(rows), "signs": {}, "distances": {}}
+    for j, name in enumerate(BERN_OUTPUTS):
+        predicted = np.array([float(r[name]) for r in rows])
+        reader = np.array(
+            [float(reader_fields.get(r["patient_id"], {}).get(name, "") or "nan") for r in rows]
+        )
+        kind = "signs" if j < SIGNS else "distances"
+        section[kind][name] = (_sign if j < SIGNS else _distance)(predicted, reader)
+    section["fistula"] = _fistula(rows, reader_fields)
+    return section

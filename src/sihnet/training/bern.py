@@ -1,0 +1,53 @@
+"""A multi-task fold's Bern outputs: the selected model's six components for each validation
+patient (scans averaged), with the automatic and the expected Bern score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sihnet.inference import Inference
+from sihnet.models.bern_heads import BERN_OUTPUTS, auto_bern, predict_components
+from sihnet.models.densenet import build_model
+from sihnet.models.weights import load_weights
+from sihnet.tables import write_table
+from sihnet.training.fold import Samples
+
+BERN_PREDICTION_COLUMNS = [
+    "patient_id",
+    "fold",
+    "label",
+    *BERN_OUTPUTS,
+    "auto_bern",
+    "expected_bern",
+]
+
+
+def bern_rows(fold: int, samples: Samples, components: np.ndarray) -> list[dict[str, object]]:
+    """One row per patient (first-seen order): components (n_scans, 6) averaged over scans."""
+    rows: dict[str, dict[str, object]] = {}
+    sums: dict[str, list[np.ndarray]] = {}
+    for patient, label, values in zip(samples.patient_ids, samples.labels, components, strict=True):
+        rows.setdefault(patient, {"patient_id": patient, "fold": fold, "label": label})
+        sums.setdefault(patient, []).append(values)
+    for patient, row in rows.items():
+        mean = np.mean(sums[patient], axis=0)
+        score, expected = auto_bern(mean)
+        row.update({name: f"{v:.6f}" for name, v in zip(BERN_OUTPUTS, mean, strict=True)})
+        row.update({"auto_bern": score, "expected_bern": f"{expected:.6f}"})
+    return list(rows.values())
+
+
+def write_bern_predictions(
+    path: Path, weights: Path, fold: int, validation: Samples, inference: Inference
+) -> None:
+    """Score the fold's selected weights' Bern heads on its validation scans into ``path``."""
+    network = build_model(bern_heads=True)
+    network.load_state_dict(load_weights(weights))
+    network = network.to(inference.device).eval()
+    dataset = validation.dataset()
+    components = predict_components(
+        network, (dataset[i][0] for i in range(len(dataset))), inference
+    )
+    write_table(path, BERN_PREDICTION_COLUMNS, bern_rows(fold, validation, components))
