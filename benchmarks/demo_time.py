@@ -34,9 +34,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--skip-tests", action="store_true", help="build the venv only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--keep", type=Path, default=None, help="clone here and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        clone = Path(temp) / "sihnet"
+        clone = args.keep or Path(temp) / "sihnet"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         env = {**os.environ, "SIHNET_CACHE_DIR": str(clone / ".cache")}
         setup = timed(["make", "venv" if args.skip_tests else "test"], clone, env)
