@@ -212,7 +212,7 @@ class OcclusionConfig:
             raise SihnetError("occlusion batch size must be at least 1")
 
 
-# Overrides of the paper recipe. ``quick``: the whole demo on a 2-core CPU in ~15 minutes, chosen
+# Overrides of the paper recipe. ``quick``: the whole demo on a 2-core CPU (README "Demo results"), chosen
 # so the synthetic cohort is still learnt (README "The recipe"): 4 mm (5 mm learnt worse), 16
 # epochs, bf16, half the paper's learning rate (1e-3 does not settle in 16 epochs: pooled OOF AUROC
 # 0.77 vs 0.82), and the last epoch (unbiased; an inner split would hold out 20% of few patients).
