@@ -24,7 +24,18 @@ Selection = Literal["inner", "paper", "last"]
 Schedule = Literal["cosine_restarts", "one_cycle"]
 Splitter = Literal["stratified_group", "group"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Target = Literal["logit", "probability"]
+# What an occlusion map explains: the fistula logit or probability, or (models trained with the
+# Bern heads) one Bern component: a sign's logit or a distance in mm.
+Target = Literal[
+    "logit",
+    "probability",
+    "pachymeningeal_enhancement",
+    "venous_sinus_engorgement",
+    "subdural_fluid_collection",
+    "suprasellar_cistern_mm",
+    "prepontine_cistern_mm",
+    "mamillopontine_distance_mm",
+]
 SPACING_RANGE_MM = (0.05, 20.0)  # voxel sizes accepted for images and for the model input
 
 

@@ -28,7 +28,7 @@ from sihnet.errors import SihnetError
 log = logging.getLogger(__name__)
 
 Resolved = Literal["fp32", "bf16", "fp16"]
-Target = Literal["logit", "probability"]
+FistulaTarget = Literal["logit", "probability"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,7 +73,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> Resolved:
     return precision
 
 
-def target_scores(logits: torch.Tensor, target: Target = "probability") -> torch.Tensor:
+def target_scores(logits: torch.Tensor, target: FistulaTarget = "probability") -> torch.Tensor:
     """The fistula score of each row of ``logits`` (N, 2): its softmax probability or its logit."""
     if target == "probability":
         return torch.softmax(logits.float(), dim=1)[:, 1]

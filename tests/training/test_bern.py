@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sihnet.config import load_config
+from sihnet.config import OcclusionConfig, load_config
 from sihnet.data.manifest import BERN_MEASUREMENT_COLUMNS, BERN_SIGN_COLUMNS, read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.compare import compare_runs
 from sihnet.evaluation.run import run_evaluation
 from sihnet.interpret.predict import run_predict
+from sihnet.interpret.run import run_occlusion
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
@@ -85,6 +86,12 @@ def test_heads_on_write_predict_and_compare(
     record = run_predict(multi.root, [image], cache=VolumeCache(tmp_path / "cache"))[0]
     assert set(record["bern"]["components"]) == set(BERN) and "auto_bern_score" in record["bern"]
     assert "bern" not in run_predict(single.root, [image], cache=VolumeCache(tmp_path / "cache"))[0]
+    target = OcclusionConfig(patch_1mm=(32, 32, 32), target="suprasellar_cistern_mm", fold=0)
+    cache = VolumeCache(tmp_path / "cache")
+    record = run_occlusion(multi.root, image, tmp_path / "map", target, cache=cache)
+    assert record.target == "suprasellar_cistern_mm" and 0 < record.folds[0]["base_score"] < 30
+    with pytest.raises(SihnetError, match="needs a model trained with the Bern heads"):
+        run_occlusion(single.root, image, tmp_path / "map2", target, cache=cache)
     result = compare_runs(multi, single)
     assert result["n_patients"] == 12 and -1 <= result["difference"] <= 1
     assert (

@@ -236,7 +236,12 @@ def occlusion(
         typer.Option("--stride", help="Window step in voxels at 1 mm [default: the patch]."),
     ] = None,
     target: Annotated[
-        str, typer.Option("--target", help="Score of the fistula class: 'logit' or 'probability'.")
+        str,
+        typer.Option(
+            "--target",
+            help="Score explained: the fistula 'logit' or 'probability'; for models with the Bern "
+            "heads also a component (e.g. 'suprasellar_cistern_mm', 'pachymeningeal_enhancement').",
+        ),
     ] = _OCCLUSION_DEFAULTS.target,
     batch_size: Annotated[
         int | None,

@@ -236,10 +236,16 @@ def _split_stages(
     return tuple(stages), tuple(pending)
 
 
-def densenet_units(model: nn.Module) -> tuple[list[_Unit], nn.Module] | None:
-    """MONAI DenseNet as windowable units + its classifier head; ``None`` for any other model."""
+def densenet_units(
+    model: nn.Module,
+) -> tuple[list[_Unit], Callable[[torch.Tensor], torch.Tensor]] | None:
+    """MONAI DenseNet as windowable units + its head (``class_layers``, or the model's ``head``
+    where it has one: the Bern heads); ``None`` for any other model."""
     features, head = getattr(model, "features", None), getattr(model, "class_layers", None)
     if not isinstance(features, nn.Sequential) or not isinstance(head, nn.Module):
+        return None
+    head = getattr(model, "head", head)  # a network with more outputs than the classifier's
+    if not callable(head):
         return None
     units: list[_Unit] = []
     for child in features.children():
@@ -274,7 +280,10 @@ class OccludedForward:
         """``image``: (1, 1, X, Y, Z); ``incremental``: window MONAI DenseNet's early units."""
         self.model, self.image = model, image
         parsed = densenet_units(model) if incremental else None
-        self.units, self.head = parsed if parsed is not None else ([], model)
+        self.units: list[_Unit] = []
+        self.head: Callable[[torch.Tensor], torch.Tensor] = model
+        if parsed is not None:
+            self.units, self.head = parsed
         self.bases: list[list[torch.Tensor]] = []
         self.rest_input = image
 

@@ -23,8 +23,10 @@ import torch
 from torch import nn
 
 from sihnet.config import Target
+from sihnet.errors import SihnetError
 from sihnet.inference import Inference, target_scores
 from sihnet.interpret.incremental import OccludedForward
+from sihnet.models.bern_heads import BernDenseNet121, component_scores
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -111,6 +113,32 @@ def _relu_not_inplace(model: nn.Module) -> Iterator[None]:
             module.inplace = True
 
 
+def _scorer(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Outputs → the target score per row (the fistula's, or a Bern component's).
+
+    Raises:
+        SihnetError: a Bern component asked of a model without the Bern heads.
+    """
+    if target in ("logit", "probability"):
+        return lambda outputs: target_scores(outputs, target)
+    if not isinstance(model, BernDenseNet121):
+        raise SihnetError(f"--target {target} needs a model trained with the Bern heads")
+    return lambda outputs: component_scores(outputs, target, model)
+
+
+@contextlib.contextmanager
+def _bern_outputs(model: nn.Module, target: Target) -> Iterator[None]:
+    """The Bern heads' outputs beside the logits while a component is the target."""
+    if not isinstance(model, BernDenseNet121) or target in ("logit", "probability"):
+        yield
+        return
+    model.with_bern = True
+    try:
+        yield
+    finally:
+        model.with_bern = False
+
+
 def occlusion_map(
     model: nn.Module,
     image: torch.Tensor,
@@ -129,7 +157,8 @@ def occlusion_map(
         image: (1, X, Y, Z) or (1, 1, X, Y, Z) model input.
         patch: window size in voxels of ``image`` (clipped to the volume).
         stride: window step in voxels (at most the patch); default: the patch, as in the paper.
-        target: ``logit`` (the fistula logit, default) or ``probability`` (its softmax).
+        target: ``logit`` (the fistula logit, default) or ``probability`` (its softmax); for a
+            model with the Bern heads also a component: a sign (its logit) or a distance (mm).
         batch_size: occluded copies per forward pass; default from free memory.
         incremental: windowed inference of MONAI DenseNet's early layers (exact; off = plain).
         inference: the precision (bf16 is approximate); default fp32 on the model's device.
@@ -150,12 +179,18 @@ def occlusion_map(
     starts, todo, count = _plan(x[0, 0].cpu().numpy(), patch, stride)
     total = np.zeros(shape, dtype=np.float64)
     batch = batch_size or default_batch_size(shape, device)
-    with _relu_not_inplace(model), torch.inference_mode(), inference.autocast():
+    score_of = _scorer(model, target)
+    with (
+        _relu_not_inplace(model),
+        _bern_outputs(model, target),
+        torch.inference_mode(),
+        inference.autocast(),
+    ):
         engine = OccludedForward(model, x, incremental)
-        base = float(target_scores(engine.prepare(patch), target)[0])
+        base = float(score_of(engine.prepare(patch))[0])
         for first in range(0, len(todo), batch):
             chunk = todo[first : first + batch]
-            occluded = target_scores(engine.logits(chunk, patch), target).double().cpu().numpy()
+            occluded = score_of(engine.logits(chunk, patch)).double().cpu().numpy()
             for start, score in zip(chunk, occluded, strict=True):
                 total[_box(start, patch)] += base - score
             if progress is not None:

@@ -56,7 +56,11 @@ class BernDenseNet121(DenseNet121):
         self.with_bern = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.class_layers[:-1](self.features(x))
+        return self.head(self.features(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The outputs from the last feature map (what ``forward`` returns)."""
+        pooled = self.class_layers[:-1](features)
         logits = self.class_layers[-1](pooled)
         if not self.with_bern:
             return logits
@@ -77,6 +81,15 @@ class BernDenseNet121(DenseNet121):
         signs = torch.sigmoid(raw[:, :SIGNS].float())
         distances = raw[:, SIGNS:].float() * self.distance_sd + self.distance_mean
         return torch.cat([signs, distances], dim=1)
+
+
+def component_scores(outputs: torch.Tensor, name: str, network: BernDenseNet121) -> torch.Tensor:
+    """One Bern component of each row of ``outputs`` (N, 8): a sign's logit, a distance in mm."""
+    j = BERN_OUTPUTS.index(name)
+    raw = outputs[:, 2 + j].float()
+    if j < SIGNS:
+        return raw
+    return raw * network.distance_sd[j - SIGNS] + network.distance_mean[j - SIGNS]
 
 
 def has_bern_head(names: list[str] | set[str]) -> bool:
