@@ -64,6 +64,7 @@ def measure_step(
     """Median seconds of a training step and its peak memory (GPU: CUDA's peak allocation)."""
     from sihnet.inference import Inference
     from sihnet.models.densenet import build_model
+    from sihnet.training.plan import train_step
 
     inference = Inference(device, precision)  # type: ignore[arg-type]
     torch.manual_seed(0)
@@ -81,17 +82,7 @@ def measure_step(
     times = []
     for index in range(steps + 1):
         started = time.perf_counter()
-        with inference.autocast():
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad()
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        _sync(device)
+        train_step(model, optimizer, scaler, inference, images, labels)
         if index:  # the first step warms up
             times.append(time.perf_counter() - started)
     peak = (

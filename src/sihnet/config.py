@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from sihnet.config_schema import build, merge
 from sihnet.errors import SihnetError
 
 Selection = Literal["inner", "paper", "last"]
@@ -243,76 +242,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a field's type and convert YAML lists to tuples."""
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        if value not in typing.get_args(annotation):
-            raise SihnetError(
-                f"config: {where} must be one of {typing.get_args(annotation)}, got {value!r}"
-            )
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise SihnetError(f"config: {where} must be a list, got {value!r}")
-        args = typing.get_args(annotation)
-        item_type = args[0]
-        if args[-1] is not Ellipsis and len(args) != len(value):
-            raise SihnetError(f"config: {where} needs {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, item_type, where) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise SihnetError(f"config: {where} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SihnetError(f"config: {where} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SihnetError(f"config: {where} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise SihnetError(f"config: {where} must be text, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise SihnetError(
-            f"config: unknown key {prefix}{unknown[0]!s} (known: {', '.join(sorted(names))})"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        field_where = f"{where}.{name}" if where else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, Mapping):
-                raise SihnetError(f"config: {field_where} must be a mapping")
-            kwargs[name] = _build(hint, value, field_where)  # type: ignore[arg-type]
-        else:
-            kwargs[name] = _coerce(value, hint, field_where)
-    return cls(**kwargs)
-
-
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) suitable for YAML/JSON."""
 
@@ -399,7 +328,7 @@ def load_config(
     """
     if profile not in PROFILES:
         raise SihnetError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
-    values: dict[str, Any] = _merge({"profile": profile}, PROFILES[profile])
+    values: dict[str, Any] = merge({"profile": profile}, PROFILES[profile])
     if config_file is not None:
         loaded = read_yaml_mapping(Path(config_file), "config file")
         if "profile" in loaded and loaded["profile"] != profile:
@@ -407,10 +336,10 @@ def load_config(
                 raise SihnetError(
                     f"config file {config_file}: unknown profile {loaded['profile']!r}"
                 )
-            values = _merge({"profile": loaded["profile"]}, PROFILES[loaded["profile"]])
-        values = _merge(values, loaded)
-    values = _merge(values, overrides or {})
-    config: ExperimentConfig = _build(ExperimentConfig, values, "")
+            values = merge({"profile": loaded["profile"]}, PROFILES[loaded["profile"]])
+        values = merge(values, loaded)
+    values = merge(values, overrides or {})
+    config: ExperimentConfig = build(ExperimentConfig, values, "")
     _validate(config)
     return config
 
@@ -439,6 +368,6 @@ def read_run_config(path: Path) -> ExperimentConfig:
 
 def config_from_dict(values: Mapping[str, Any]) -> ExperimentConfig:
     """Rebuild a configuration written by :func:`config_to_dict` (e.g. ``RUN/config.yaml``)."""
-    config: ExperimentConfig = _build(ExperimentConfig, values, "")
+    config: ExperimentConfig = build(ExperimentConfig, values, "")
     _validate(config)
     return config

@@ -31,8 +31,8 @@ from sihnet.evaluation.clinical import calibration_intercept_slope, decision_cur
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
 from sihnet.tables import read_rows, write_table
-from sihnet.training.fold import auroc_or_nan
 from sihnet.training.records import FoldSummary
+from sihnet.training.samples import auroc_or_nan
 
 log = logging.getLogger(__name__)
 

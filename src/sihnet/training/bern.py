@@ -12,7 +12,7 @@ from sihnet.models.bern_heads import BERN_OUTPUTS, auto_bern, predict_components
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.tables import write_table
-from sihnet.training.fold import Samples
+from sihnet.training.samples import Samples
 
 BERN_PREDICTION_COLUMNS = [
     "patient_id",

@@ -30,7 +30,8 @@ from sihnet.training.distributed import (
     process_group,
     world_from_environment,
 )
-from sihnet.training.fold import FoldState, class_weights
+from sihnet.training.fold import FoldState
+from sihnet.training.samples import class_weights
 
 
 def main() -> None:

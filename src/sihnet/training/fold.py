@@ -6,17 +6,12 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
-from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
 
-from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig, TrainingConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
@@ -46,87 +41,24 @@ from sihnet.training.distributed import (
     per_rank_batch,
     shard,
 )
-from sihnet.training.records import FoldSummary, epoch_bar, write_history, write_predictions
+from sihnet.training.records import (
+    FoldSummary,
+    epoch_bar,
+    fold_summary,
+    write_fold_outputs,
+    write_history,
+)
+from sihnet.training.samples import (
+    FoldData,
+    Samples,
+    auroc_or_nan,
+    class_weights,
+    has_bern,
+    patient_level,
+)
+from sihnet.training.selection import Tracked, keep
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Samples:
-    """Scans of one split side; the lists are aligned (one entry per scan)."""
-
-    patient_ids: list[str]
-    entries: list[Path]
-    labels: list[int]
-    bern: np.ndarray | None = None  # (scans, 6) reader's Bern fields, NaN = missing
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def dataset(self, with_bern: bool = False) -> CachedVolumeDataset:
-        return CachedVolumeDataset(self.entries, self.labels, self.bern if with_bern else None)
-
-
-def patient_level(
-    samples: Samples, probabilities: np.ndarray
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Average scan probabilities per patient.
-
-    Returns:
-        ``(patient_ids, labels (P,), probabilities (P,))`` in first-seen order.
-    """
-    order = list(dict.fromkeys(samples.patient_ids))
-    index = {p: i for i, p in enumerate(order)}
-    sums, counts = np.zeros(len(order)), np.zeros(len(order))
-    labels = np.zeros(len(order), dtype=int)
-    for patient, label, probability in zip(
-        samples.patient_ids, samples.labels, probabilities, strict=True
-    ):
-        sums[index[patient]] += probability
-        counts[index[patient]] += 1
-        labels[index[patient]] = label
-    return order, labels, sums / np.maximum(counts, 1)
-
-
-def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
-    """scikit-learn AUROC, NaN when only one class is present."""
-    if len(set(np.asarray(labels).tolist())) < 2:
-        return math.nan
-    return float(roc_auc_score(labels, scores))
-
-
-def class_weights(labels: Sequence[int]) -> torch.Tensor:
-    """Inverse class ratios of the training fold (scikit-learn ``balanced``): n / (2 n_c), (2,)."""
-    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=np.asarray(labels))
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-@dataclasses.dataclass
-class Tracked:
-    """Best-so-far state of one selection criterion."""
-
-    score: float = -math.inf
-    epoch: int = -1
-    probabilities: np.ndarray | None = None
-
-    def update(self, score: float, epoch: int, probabilities: np.ndarray) -> bool:
-        """Keep this epoch when it scores higher (the first epoch always); True if kept."""
-        if epoch == 0 or (not math.isnan(score) and score > self.score):
-            self.score = -math.inf if math.isnan(score) else score
-            self.epoch, self.probabilities = epoch, probabilities
-            return True
-        return False
-
-    def state(self) -> dict[str, Any]:
-        probabilities = None if self.probabilities is None else torch.from_numpy(self.probabilities)
-        return {"score": self.score, "epoch": self.epoch, "probabilities": probabilities}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Tracked:
-        probabilities = state["probabilities"]
-        return cls(
-            state["score"], state["epoch"], None if probabilities is None else probabilities.numpy()
-        )
 
 
 def build_scheduler(
@@ -357,15 +289,6 @@ def score(
     return probabilities, auroc_or_nan(labels, probabilities)
 
 
-@dataclasses.dataclass(frozen=True)
-class FoldData:
-    """A fold's three sides: training, inner validation (``inner`` selection only), validation."""
-
-    train: Samples
-    inner_validation: Samples | None
-    validation: Samples
-
-
 def run_epoch(
     state: FoldState,
     data: FoldData,
@@ -397,29 +320,6 @@ def run_epoch(
         "seconds": round(time.perf_counter() - tick, 3),
     }
     return record, probabilities
-
-
-def keep(
-    state: FoldState,
-    record: dict[str, float],
-    probabilities: np.ndarray,
-    selection: str,
-    weights: Path,
-) -> None:
-    """Update the three trackers with an epoch; rank 0 writes ``best.safetensors`` when the
-    selection keeps it (selection ``last`` writes it once, when the fold ends)."""
-    epoch = int(record["epoch"])
-    criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"], "last": float(epoch)}
-    kept = state.selected.update(criterion[selection], epoch, probabilities)
-    if kept and selection != "last" and state.world.main:
-        state.weights_sha256 = save_weights(state.network, weights)
-    state.best_validation.update(record["val_auroc"], epoch, probabilities)
-    state.last.update(float(epoch), epoch, probabilities)
-
-
-def has_bern(samples: Samples) -> bool:
-    """Whether any scan of ``samples`` has a reader's Bern value."""
-    return samples.bern is not None and bool(np.isfinite(samples.bern).any())
 
 
 def _loaders(
@@ -511,49 +411,3 @@ def train_fold(
         write_fold_outputs(paths, fold, state, data, summary)
     barrier(world)
     return summary
-
-
-def fold_summary(
-    fold: int,
-    state: FoldState,
-    data: FoldData,
-    config: ExperimentConfig,
-    inference: Inference,
-    seconds: float,
-) -> FoldSummary:
-    """The fold's ``summary.json`` content."""
-    selected, last, best = state.selected, state.last, state.best_validation
-    assert selected.probabilities is not None and last.probabilities is not None
-    assert best.probabilities is not None
-    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
-    return FoldSummary(
-        fold=fold,
-        selection=config.training.selection,
-        selected_epoch=selected.epoch,
-        auroc=auroc_or_nan(labels, selected.probabilities),
-        auroc_last_epoch=auroc_or_nan(labels, last.probabilities),
-        auroc_best_validation=auroc_or_nan(labels, best.probabilities),
-        best_validation_epoch=best.epoch,
-        weights_sha256=state.weights_sha256,
-        precision=inference.precision,
-        n_train_patients=len(set(data.train.patient_ids)),
-        n_inner_validation_patients=len(set(data.inner_validation.patient_ids))
-        if data.inner_validation
-        else 0,
-        n_validation_patients=len(patients),
-        seconds=round(seconds, 1),
-    )
-
-
-def write_fold_outputs(
-    paths: RunPaths, fold: int, state: FoldState, data: FoldData, summary: FoldSummary
-) -> None:
-    """The fold's ``predictions.csv`` (selected, last-epoch, best-validation) and ``summary.json``."""
-    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
-    columns = {
-        "probability": state.selected.probabilities,
-        "probability_last_epoch": state.last.probabilities,
-        "probability_best_validation": state.best_validation.probabilities,
-    }
-    write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)  # type: ignore[arg-type]
-    write_json_atomic(paths.fold_summary(fold), summary.as_json())

@@ -33,6 +33,30 @@ class StepCost:
     peak_memory_gb: float
 
 
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    inference: Inference,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+) -> None:
+    """One optimiser step of cross-entropy on ``images`` (N, 1, X, Y, Z) in the inference's
+    precision (fp16 through the loss scaler), finished on the device before it returns."""
+    with inference.autocast():
+        loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+    optimizer.zero_grad()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    if inference.device.type == "cuda":
+        torch.cuda.synchronize(inference.device)
+
+
 def measure(
     size: list[int], batch: int, device: str, precision: str, checkpointing: bool
 ) -> dict[str, float]:
@@ -51,18 +75,7 @@ def measure(
         torch.cuda.reset_peak_memory_stats(inference.device)
 
     def step() -> None:
-        with inference.autocast():
-            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad()
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if cuda:
-            torch.cuda.synchronize(inference.device)
+        train_step(model, optimizer, scaler, inference, images, labels)
 
     for _ in range(WARMUP):
         step()

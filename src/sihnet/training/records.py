@@ -10,14 +10,22 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from sihnet import progress
+from sihnet.atomic import write_json_atomic
+from sihnet.config import ExperimentConfig
 from sihnet.errors import SihnetError
+from sihnet.inference import Inference
+from sihnet.paths import RunPaths
 from sihnet.tables import write_table
+from sihnet.training.samples import FoldData, auroc_or_nan, patient_level
+
+if TYPE_CHECKING:
+    from sihnet.training.fold import FoldState
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +135,49 @@ def write_predictions(
         for i, patient in enumerate(patients)
     ]
     write_table(path, ["patient_id", "fold", "label", *columns], rows)
+
+
+def fold_summary(
+    fold: int,
+    state: FoldState,
+    data: FoldData,
+    config: ExperimentConfig,
+    inference: Inference,
+    seconds: float,
+) -> FoldSummary:
+    """The fold's ``summary.json`` content."""
+    selected, last, best = state.selected, state.last, state.best_validation
+    assert selected.probabilities is not None and last.probabilities is not None
+    assert best.probabilities is not None
+    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
+    return FoldSummary(
+        fold=fold,
+        selection=config.training.selection,
+        selected_epoch=selected.epoch,
+        auroc=auroc_or_nan(labels, selected.probabilities),
+        auroc_last_epoch=auroc_or_nan(labels, last.probabilities),
+        auroc_best_validation=auroc_or_nan(labels, best.probabilities),
+        best_validation_epoch=best.epoch,
+        weights_sha256=state.weights_sha256,
+        precision=inference.precision,
+        n_train_patients=len(set(data.train.patient_ids)),
+        n_inner_validation_patients=len(set(data.inner_validation.patient_ids))
+        if data.inner_validation
+        else 0,
+        n_validation_patients=len(patients),
+        seconds=round(seconds, 1),
+    )
+
+
+def write_fold_outputs(
+    paths: RunPaths, fold: int, state: FoldState, data: FoldData, summary: FoldSummary
+) -> None:
+    """The fold's ``predictions.csv`` (selected, last-epoch, best-validation) and ``summary.json``."""
+    patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
+    columns = {
+        "probability": state.selected.probabilities,
+        "probability_last_epoch": state.last.probabilities,
+        "probability_best_validation": state.best_validation.probabilities,
+    }
+    write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)  # type: ignore[arg-type]
+    write_json_atomic(paths.fold_summary(fold), summary.as_json())

@@ -1,0 +1,80 @@
+"""The scans of one side of a fold: their cache entries, labels and Bern fields, the patient-level
+aggregation of scan scores, the AUROC and the training fold's class weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.class_weight import compute_class_weight
+
+from sihnet.data.dataset import CachedVolumeDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Scans of one split side; the lists are aligned (one entry per scan)."""
+
+    patient_ids: list[str]
+    entries: list[Path]
+    labels: list[int]
+    bern: np.ndarray | None = None  # (scans, 6) reader's Bern fields, NaN = missing
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def dataset(self, with_bern: bool = False) -> CachedVolumeDataset:
+        return CachedVolumeDataset(self.entries, self.labels, self.bern if with_bern else None)
+
+
+def patient_level(
+    samples: Samples, probabilities: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Average scan probabilities per patient.
+
+    Returns:
+        ``(patient_ids, labels (P,), probabilities (P,))`` in first-seen order.
+    """
+    order = list(dict.fromkeys(samples.patient_ids))
+    index = {p: i for i, p in enumerate(order)}
+    sums, counts = np.zeros(len(order)), np.zeros(len(order))
+    labels = np.zeros(len(order), dtype=int)
+    for patient, label, probability in zip(
+        samples.patient_ids, samples.labels, probabilities, strict=True
+    ):
+        sums[index[patient]] += probability
+        counts[index[patient]] += 1
+        labels[index[patient]] = label
+    return order, labels, sums / np.maximum(counts, 1)
+
+
+def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
+    """scikit-learn AUROC, NaN when only one class is present."""
+    if len(set(np.asarray(labels).tolist())) < 2:
+        return math.nan
+    return float(roc_auc_score(labels, scores))
+
+
+def class_weights(labels: Sequence[int]) -> torch.Tensor:
+    """Inverse class ratios of the training fold (scikit-learn ``balanced``): n / (2 n_c), (2,)."""
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=np.asarray(labels))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def has_bern(samples: Samples) -> bool:
+    """Whether any scan of ``samples`` has a reader's Bern value."""
+    return samples.bern is not None and bool(np.isfinite(samples.bern).any())
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldData:
+    """A fold's three sides: training, inner validation (``inner`` selection only), validation."""
+
+    train: Samples
+    inner_validation: Samples | None
+    validation: Samples
