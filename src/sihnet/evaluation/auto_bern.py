@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from sihnet.bern import score_fields
+from sihnet.evaluation.bern_comparison import bern_scores_for
 from sihnet.evaluation.statistics import auroc_ci, delong_test
 from sihnet.models.bern_heads import BERN_OUTPUTS, SIGNS
 from sihnet.paths import RunPaths
@@ -73,15 +73,7 @@ def _fistula(rows: list[dict[str, str]], reader_fields: dict[str, Any]) -> dict[
     automatic = np.array([float(r["auto_bern"]) for r in rows])
     expected = np.array([float(r["expected_bern"]) for r in rows])
     out = {"automatic": _auroc(labels, automatic), "expected": _auroc(labels, expected)}
-    reader = np.array(
-        [
-            np.nan
-            if (s := score_fields(reader_fields.get(r["patient_id"], {})).score) is None
-            else s
-            for r in rows
-        ],
-        dtype=float,
-    )
+    reader = bern_scores_for([r["patient_id"] for r in rows], reader_fields)
     known = np.isfinite(reader)
     if known.sum() >= 2 and len(set(labels[known].tolist())) == 2:
         difference, p = delong_test(labels[known], expected[known], reader[known])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import BERN_OUTPUTS, auto_bern, predict_components
 from sihnet.models.densenet import build_model
@@ -40,13 +41,18 @@ def bern_rows(fold: int, samples: Samples, components: np.ndarray) -> list[dict[
 
 
 def write_bern_predictions(
-    path: Path, weights: Path, fold: int, validation: Samples, inference: Inference
+    path: Path,
+    weights: Path,
+    fold: int,
+    validation: Samples,
+    dataset: CachedVolumeDataset,
+    inference: Inference,
 ) -> None:
-    """Score the fold's selected weights' Bern heads on its validation scans into ``path``."""
+    """Score the fold's selected weights' Bern heads on its validation scans (``dataset``: the
+    volumes the fold already holds) into ``path``."""
     network = build_model(bern_heads=True)
     network.load_state_dict(load_weights(weights))
     network = network.to(inference.device).eval()
-    dataset = validation.dataset()
     components = predict_components(
         network, (dataset[i][0] for i in range(len(dataset))), inference
     )

@@ -404,6 +404,7 @@ def train_fold(
             paths.best_weights(fold),
             fold,
             data.validation,
+            loaders[1],
             inference,
         )
     summary = fold_summary(fold, state, data, config, inference, time.perf_counter() - started)
