@@ -64,25 +64,25 @@ def measure_step(
     """Median seconds of a training step and its peak memory (GPU: CUDA's peak allocation)."""
     from sihnet.inference import Inference
     from sihnet.models.densenet import build_model
-    from sihnet.training.plan import train_step
+    from sihnet.training.step import Batch, StepSettings, train_step
 
     inference = Inference(device, precision)  # type: ignore[arg-type]
     torch.manual_seed(0)
     model = build_model(checkpointing).to(device)
-    images = torch.rand(batch, 1, *size, device=device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-        images = images.contiguous(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = inference.grad_scaler()
     labels = torch.arange(batch, device=device) % 2
+    data = Batch(torch.rand(batch, 1, *size, device=device), labels)
+    settings = StepSettings(torch.ones(2, device=device), 0.0, channels_last)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for index in range(steps + 1):
         started = time.perf_counter()
-        train_step(model, optimizer, scaler, inference, images, labels)
+        train_step(model, model, optimizer, scaler, data, settings, inference)
         if index:  # the first step warms up
             times.append(time.perf_counter() - started)
     peak = (

@@ -3,8 +3,12 @@ configurations, tiny images and models."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from torch import nn
 # The tiny training configuration every CPU test trains with: 32^3 at 8 mm, 2 folds, 1 epoch.
 TINY_CONFIG: dict[str, Any] = {
     "preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]},
-    "training": {"epochs": 1, "precision": "fp32", "selection": "last"},
+    "training": {"epochs": 1, "precision": "fp32", "channels_last": False, "selection": "last"},
     "cross_validation": {"folds": 2},
 }
 
@@ -40,7 +44,8 @@ def write_config(path: Path, **changes: dict[str, Any]) -> Path:
 def start(
     args: list[str | Path], cache: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """``sihnet ARGS`` as a child process with its own cache (stdout/stderr captured)."""
+    """``sihnet ARGS`` as a child process with its own cache (stdout/stderr captured): for what
+    needs a process boundary (signals, parallel jobs, torchrun, resource limits)."""
     environment = {"SIHNET_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin", **(env or {})}
     command = [sys.executable, "-m", "sihnet.cli", *map(str, args)]
     return subprocess.Popen(
@@ -48,10 +53,43 @@ def start(
     )
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def sihnet(
     *args: str | Path, cache: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``sihnet ARGS`` to the end (10-minute limit)."""
+    """Run ``sihnet ARGS`` in this process (``sihnet.cli.main``) with its own cache and the
+    environment ``env``; returns what a child process would: exit code, stdout, stderr."""
+    from sihnet.cli import main
+
+    arguments = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        environment({"SIHNET_CACHE_DIR": str(cache), **(env or {})}),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = main(arguments)
+    return subprocess.CompletedProcess(["sihnet", *arguments], code, out.getvalue(), err.getvalue())
+
+
+def sihnet_process(
+    *args: str | Path, cache: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sihnet ARGS`` as a child process to the end (10-minute limit)."""
     process = start(list(args), cache, env)
     stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -17,6 +17,7 @@ from sihnet.interpret.predict import run_predict
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.tables import read_rows
+from sihnet.training.records import FoldSummary
 from sihnet.training.run import run_training
 from tests.helpers import TINY_CONFIG, randomised_densenet, volume
 
@@ -37,23 +38,25 @@ def test_predict_equals_out_of_fold_fp32(tiny_run: Path, tiny_cohort: Path, tmp_
 
 
 def test_predict_equals_out_of_fold_bf16(tiny_cohort: Path, tmp_path: Path) -> None:
-    config = load_config(
-        "quick",
-        overrides={**TINY_CONFIG, "training": {**TINY_CONFIG["training"], "precision": "bf16"}},
-    )
+    """A bf16 fold, on a CPU with native bf16 (oneDNN's kernels) or emulated. Batch 6: the six
+    training patients in one step, so that the last dense block's batch norm (1x1x1 at 32^3)
+    never sees only two values (native bf16 gradients were NaN there)."""
+    overrides = {
+        **TINY_CONFIG,
+        "training": {**TINY_CONFIG["training"], "precision": "bf16", "batch_size": 6},
+    }
+    config = load_config("quick", overrides=overrides)
     paths, cache = RunPaths(tmp_path / "run"), VolumeCache(tmp_path / "cache")
     run_training(config, read_manifest(tiny_cohort), paths, cache, folds=[0])
+    summary = FoldSummary.read(paths.fold_summary(0))
+    assert summary.precision == "bf16" and summary.precision_fallback is None
     run_evaluation(paths)
     assert_predict_equals_out_of_fold(paths.root, tiny_cohort, cache)
     # and bf16 really differs from fp32 here, so the test could tell them apart
-    records = run_predict(
-        paths.root,
-        [read_manifest(tiny_cohort).scans[0].image],
-        InferenceConfig(precision="fp32"),
-        cache,
-    )
-    bf16 = run_predict(paths.root, [read_manifest(tiny_cohort).scans[0].image], cache=cache)
-    assert records[0]["probability"] != bf16[0]["probability"]
+    image = read_manifest(tiny_cohort).scans[0].image
+    fp32 = run_predict(paths.root, [image], InferenceConfig(precision="fp32"), cache)
+    bf16 = run_predict(paths.root, [image], cache=cache)
+    assert fp32[0]["probability"] != bf16[0]["probability"]
 
 
 def test_a_scan_does_not_depend_on_its_batch_mates() -> None:

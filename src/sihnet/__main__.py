@@ -1,5 +1,7 @@
 """``python -m sihnet`` (and ``torchrun … -m sihnet train …``): the command line."""
 
+import sys
+
 from sihnet.cli import main
 
-main()
+sys.exit(main())

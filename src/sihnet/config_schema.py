@@ -41,7 +41,16 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise SihnetError(f"config: {where} needs {len(args)} values, got {len(value)}")
         return tuple(_coerce(v, item_type, where) for v in value)
     if origin in (typing.Union, types.UnionType):
-        return value
+        members = typing.get_args(annotation)
+        if value is None and type(None) in members:
+            return None
+        problems = []
+        for member in (m for m in members if m is not type(None)):
+            try:
+                return _coerce(value, member, where)
+            except SihnetError as error:
+                problems.append(str(error).split(" must be ", 1)[-1].split(", got")[0])
+        raise SihnetError(f"config: {where} must be {' or '.join(problems)}, got {value!r}")
     if annotation is bool:
         if not isinstance(value, bool):
             raise SihnetError(f"config: {where} must be true or false, got {value!r}")

@@ -112,12 +112,13 @@ class FoldEnsemble:
 
     Attributes:
         config: the run's configuration; models: fold -> model in eval mode;
-        inference: device and precision (the run's, unless overridden); summaries: per fold.
+        inferences: fold -> device and precision (the precision each fold was validated in,
+            unless overridden); summaries: per fold.
     """
 
     config: ExperimentConfig
     models: dict[int, torch.nn.Module]
-    inference: Inference
+    inferences: dict[int, Inference]
     summaries: dict[int, FoldSummary]
     reference: dict[str, dict[str, float]] | None = None
     thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
@@ -130,6 +131,16 @@ class FoldEnsemble:
     @property
     def model_sha256(self) -> str:
         return self.combined_sha256({k: s.weights_sha256 for k, s in self.summaries.items()})
+
+    @property
+    def inference(self) -> Inference:
+        """The first fold's device and precision (folds differ only after a precision fallback)."""
+        return self.inferences[min(self.inferences)]
+
+    @property
+    def precision(self) -> str:
+        """The precision(s) the folds are applied in, e.g. ``fp32`` or ``bf16/fp32``."""
+        return "/".join(sorted({i.precision for i in self.inferences.values()}))
 
     @property
     def folds_total(self) -> int:
@@ -147,22 +158,24 @@ class FoldEnsemble:
         paths = RunPaths(Path(run))
         config = paths.read_config()
         folds = available_folds(paths, config.cross_validation.folds, fold, require_all)
-        inference = Inference.resolve(
-            settings.device or config.training.device,
-            settings.precision or config.training.precision,
-        )
         summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in folds}
+        device = settings.device or config.training.device
+        inferences = {
+            k: Inference.resolve(device, settings.precision or summary.precision)  # type: ignore[arg-type]
+            for k, summary in summaries.items()
+        }
         trained = {s.precision for s in summaries.values()}
-        if trained != {inference.precision}:
+        applied = {i.precision for i in inferences.values()}
+        if any(inferences[k].precision != s.precision for k, s in summaries.items()):
             log.warning(
                 "the fold models were validated in %s; they are applied in %s here, so "
                 "probabilities may differ from the run's out-of-fold ones in the 3rd decimal",
                 "/".join(sorted(trained)),
-                inference.precision,
+                "/".join(sorted(applied)),
             )
-        models = {k: load_fold_model(paths, k, inference.device) for k in folds}
+        models = {k: load_fold_model(paths, k, inferences[k].device) for k in folds}
         return cls(
-            config, models, inference, summaries, read_reference(paths), read_thresholds(paths)
+            config, models, inferences, summaries, read_reference(paths), read_thresholds(paths)
         )
 
     def probabilities(self, image: np.ndarray | torch.Tensor) -> dict[int, float]:
@@ -172,7 +185,8 @@ class FoldEnsemble:
             SihnetError: a model gives a non-finite output (damaged weights).
         """
         out = {
-            k: float(self.inference.probabilities(m, [image])[0]) for k, m in self.models.items()
+            k: float(self.inferences[k].probabilities(m, [image])[0])
+            for k, m in self.models.items()
         }
         bad = [k for k, p in out.items() if not np.isfinite(p)]
         if bad:

@@ -1,24 +1,24 @@
-"""``sihnet train --plan``: measured costs and the run's duration, nothing trained."""
+"""``sihnet train --plan``: measured costs and the run's duration, nothing trained; a grid or batch
+that cannot fit is refused before anything is allocated."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import sihnet, write_config
+import pytest
+
+from tests.helpers import one_line_error, sihnet, write_config
 
 
-def test_plan_measures_and_trains_nothing(tiny_cohort: Path, tmp_path: Path) -> None:
+def test_plan_measures_and_trains_nothing(
+    tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sihnet.training import plan
+
+    monkeypatch.setattr(plan, "TIMED", 1)  # the format is under test, not the figures
     config = write_config(tmp_path / "tiny.yaml", training={"epochs": 10})
-    result = sihnet(
-        "train",
-        tiny_cohort,
-        "--out",
-        tmp_path / "run",
-        "--config",
-        config,
-        "--plan",
-        cache=tmp_path,
-    )
+    args = ["train", tiny_cohort, "--out", tmp_path / "run", "--config", config, "--plan"]
+    result = sihnet(*args, cache=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(
@@ -27,3 +27,45 @@ def test_plan_measures_and_trains_nothing(tiny_cohort: Path, tmp_path: Path) -> 
     assert "checkpointing off" in lines[1] and "checkpointing on" in lines[2]
     assert "peak memory" in lines[1] and "whole run 2 folds × 10 epochs" in lines[3]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "what"),
+    [
+        ({"preprocessing": {"size": [1024, 1024, 1024]}}, "canvas 1024×1024×1024"),
+        ({"preprocessing": {"size": [48, 64, 64]}, "training": {"batch_size": 1000}}, "batch 1000"),
+    ],
+)
+def test_a_grid_or_batch_that_cannot_fit_is_refused_before_allocating(
+    tiny_cohort: Path, tmp_path: Path, changes: dict, what: str
+) -> None:
+    config = write_config(tmp_path / "big.yaml", **changes)
+    for plan in (["--plan"], []):
+        args = ["train", tiny_cohort, "--out", tmp_path / "run", "--config", config, *plan]
+        line = one_line_error(sihnet(*args, cache=tmp_path / "cache"))
+        assert "GB is free" in line and what.split()[-1] in line
+    assert not (tmp_path / "cache").exists()  # refused before any image was preprocessed
+
+
+def test_a_1024_cubed_plan_exits_in_seconds_under_one_gigabyte(
+    tiny_cohort: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "big.yaml", preprocessing={"size": [1024, 1024, 1024]})
+    args = ["train", tiny_cohort, "--out", tmp_path / "run", "--config", config, "--plan"]
+    code = (
+        "import resource, sys; from sihnet.cli import main; c = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(c)"
+    )
+    import subprocess
+    import sys
+    import time
+
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120,
+        env={"SIHNET_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert time.perf_counter() - started < 60
+    assert result.returncode == 2 and "GB is free" in result.stderr
+    peak_kb = int(result.stderr.strip().splitlines()[-1])
+    assert peak_kb == 0 or peak_kb < 2**20  # ru_maxrss reads 0 in some sandboxes

@@ -9,6 +9,7 @@ tracebacks). Commands live in :mod:`sihnet.cli.cohort` (synth, convert, bern) an
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -16,6 +17,7 @@ import re
 import signal
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,11 +105,31 @@ def choice(value: str, allowed: typing.Any, name: str) -> str:
     return value
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "monai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("nibabel").setLevel(logging.ERROR)  # its header fixes are checked by sihnet
+@contextlib.contextmanager
+def _command_logging() -> Iterator[logging.Handler]:
+    """Log lines of this command to the current stderr; every handler a command adds (the
+    console's, ``RUN/train.log``'s) is removed when it ends, so commands run one after another
+    in one process (tests, notebooks) never log into each other's streams or files."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    quiet = {"matplotlib": logging.WARNING, "PIL": logging.WARNING, "monai": logging.WARNING}
+    quiet["nibabel"] = logging.ERROR  # its header fixes are checked by sihnet
+    previous = {name: logging.getLogger(name).level for name in quiet}
+    for name, value in quiet.items():
+        logging.getLogger(name).setLevel(value)
+    try:
+        yield handler
+    finally:
+        for added in [h for h in root.handlers if h not in before]:
+            root.removeHandler(added)
+            added.close()
+        root.setLevel(level)
+        for name, value in previous.items():
+            logging.getLogger(name).setLevel(value)
 
 
 def _without_paths(text: str) -> str:
@@ -131,38 +153,56 @@ def _os_error(error: OSError) -> str:
     return f"cannot write or read {name or 'a file'}: {reason}"
 
 
-def main() -> None:
-    """Console entry point: runs the app, turning errors into one line on stderr."""
-    _setup_logging()
+ARGV: list[str] = []  # the running command's arguments (train.log, the resume hint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code; errors become one line on stderr.
+
+    Args:
+        argv: the arguments after ``sihnet`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 for a problem the user can fix, 1 for an internal error, 3 for a partial
+        success (``convert``), 128 + N after signal N.
+    """
+    global ARGV
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    ARGV = arguments
     if hasattr(signal, "SIGXFSZ"):  # ulimit -f: fail the write (EFBIG) instead of dying
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    with _command_logging():
+        return _run(arguments)
+
+
+def _run(arguments: list[str]) -> int:
     try:
-        code = app(standalone_mode=False)
+        code = app(args=arguments, prog_name="sihnet", standalone_mode=False)
     except typer.Abort:
         typer.echo("sihnet: interrupted", err=True)
-        sys.exit(130)
+        return 130
     except SihnetError as error:
         typer.echo(f"sihnet: error: {error}", err=True)
-        sys.exit(2)
+        return 2
     except TrainingInterrupted as stop:
         typer.echo(f"sihnet: stopped by {stop}; {stop.what}", err=True)
         if stop.resumable:
-            command = " ".join(
-                ["sihnet", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])]
+            resume = [] if "--resume" in arguments else ["--resume"]
+            typer.echo(
+                f"sihnet: continue with: {' '.join(['sihnet', *arguments, *resume])}", err=True
             )
-            typer.echo(f"sihnet: continue with: {command}", err=True)
-        sys.exit(128 + stop.signal_number)
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
         typer.echo("sihnet: interrupted", err=True)
-        sys.exit(130)
+        return 130
     except Exception as error:
         if _is_usage_error(error):
             line = _usage_line(error)
             if line:  # empty: no arguments, the help was shown
                 typer.echo(f"sihnet: error: {line}", err=True)
-            sys.exit(2)
-        _internal_error(error)
-    sys.exit(code if isinstance(code, int) else 0)
+            return 2
+        return _internal_error(error)
+    return code if isinstance(code, int) else 0
 
 
 def _is_usage_error(error: Exception) -> bool:
@@ -178,20 +218,18 @@ def _usage_line(error: Exception) -> str:
     return f"{message}{where}" if message else ""
 
 
-def _internal_error(error: Exception) -> None:
-    if isinstance(error, OSError):
-        if os.environ.get("SIHNET_DEBUG"):
-            raise error
-        typer.echo(f"sihnet: error: {_os_error(error)}", err=True)
-        sys.exit(2)
+def _internal_error(error: Exception) -> int:
     if os.environ.get("SIHNET_DEBUG"):
         raise error
+    if isinstance(error, OSError):
+        typer.echo(f"sihnet: error: {_os_error(error)}", err=True)
+        return 2
     typer.echo(
         f"sihnet: internal error: {type(error).__name__}: {_without_paths(str(error))} "
         "(SIHNET_DEBUG=1 shows the traceback)",
         err=True,
     )
-    sys.exit(1)
+    return 1
 
 
 from sihnet.cli import cohort, run, share  # noqa: E402, F401  (registers the commands)

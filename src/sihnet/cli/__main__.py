@@ -1,5 +1,7 @@
 """``python -m sihnet.cli``."""
 
+import sys
+
 from sihnet.cli import main
 
-main()
+sys.exit(main())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from sihnet import cli
 from sihnet.cli import (
     CacheOption,
     ConfigOption,
@@ -62,7 +62,7 @@ def _record_command(paths: Any) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logging.getLogger().addHandler(handler)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    log.info("%s sihnet %s", stamp, shlex.join(sys.argv[1:]))
+    log.info("%s sihnet %s", stamp, shlex.join(cli.ARGV))
 
 
 @app.command()

@@ -154,7 +154,7 @@ def run_external(
     if len(set(labels.tolist())) < 2:
         raise SihnetError(f"external cohort {name}: needs patients with and without fistula")
     by_fold = score_cohort(ensemble, cohort, cache)
-    metrics = _metrics(name, cohort, labels, by_fold, len(shared), ensemble.inference.precision)
+    metrics = _metrics(name, cohort, labels, by_fold, len(shared), ensemble.precision)
     probabilities = np.mean(list(by_fold.values()), axis=0)
     threshold = development_threshold(paths)
     if threshold is not None:

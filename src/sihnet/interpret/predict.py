@@ -86,11 +86,12 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
 def bern_of(ensemble: FoldEnsemble, image: np.ndarray) -> dict[str, Any] | None:
     """The Bern components averaged over fold models with Bern heads (sign probabilities,
     distances in mm) with the automatic and the expected Bern score; None without heads."""
-    models = [m for m in ensemble.models.values() if isinstance(m, BernDenseNet121)]
+    models = {k: m for k, m in ensemble.models.items() if isinstance(m, BernDenseNet121)}
     if not models:
         return None
     volume = torch.from_numpy(image)
-    mean = np.mean([predict_components(m, [volume], ensemble.inference)[0] for m in models], axis=0)
+    rows = [predict_components(m, [volume], ensemble.inferences[k])[0] for k, m in models.items()]
+    mean = np.mean(rows, axis=0)
     score, expected = auto_bern(mean)
     components = {name: float(v) for name, v in zip(BERN_OUTPUTS, mean, strict=True)}
     return {"components": components, "auto_bern_score": score, "expected_bern_score": expected}

@@ -211,7 +211,7 @@ def _sweep(
 
         result: OcclusionResult = occlusion_map(
             model, torch.from_numpy(image), patch, stride, occlusion.target, occlusion.batch_size,
-            inference=ensemble.inference, progress=report,
+            inference=ensemble.inferences[k], progress=report,
         )  # fmt: skip
         maps.append(result.map)
         per_fold.append(
@@ -278,6 +278,17 @@ def _write_outputs(
     return regions, plot_panels(folder / "occlusion.png", prepared.image[0], effect, title)
 
 
+def check_occlusion_batch(ensemble: FoldEnsemble, batch: int) -> None:
+    """Refuse, before allocating, an occlusion batch whose forward pass cannot fit on the device
+    (an upper bound: the activations a training forward pass of that batch would keep)."""
+    from sihnet.models.densenet import build_model
+    from sihnet.models.memory import check_fits, saved_activation_bytes
+
+    size = ensemble.config.preprocessing.size
+    per_copy, _ = saved_activation_bytes(build_model, (1, 1, *size), torch.float32)
+    check_fits(batch * per_copy, ensemble.inference.device, f"an occlusion batch of {batch}")
+
+
 def run_occlusion(
     run: Path,
     image_path: Path,
@@ -293,6 +304,8 @@ def run_occlusion(
     image the run was trained or evaluated on is not read and resampled again.
     """
     ensemble = FoldEnsemble.load(run, occlusion.fold, settings, require_all)
+    if occlusion.batch_size is not None:
+        check_occlusion_batch(ensemble, occlusion.batch_size)
     spacing = ensemble.config.preprocessing.spacing_mm
     patch = scale_to_grid(occlusion.patch_1mm, spacing)
     stride = scale_to_grid(occlusion.stride_1mm or occlusion.patch_1mm, spacing)
@@ -311,7 +324,7 @@ def run_occlusion(
             patch_mm=[p * spacing for p in used["patch"]],
             target=occlusion.target,
             value="target score of the input minus target score with the patch set to 0, averaged over covering windows and folds",
-            precision=ensemble.inference.precision,
+            precision=ensemble.precision,
             folds=per_fold,
             forwards=sum(f["forwards"] for f in per_fold),
             seconds=round(sum(f["seconds"] for f in per_fold), 2),

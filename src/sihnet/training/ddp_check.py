@@ -24,7 +24,6 @@ from sihnet.config import load_config
 from sihnet.inference import Inference
 from sihnet.training.distributed import (
     EpochPermutation,
-    batch_loss,
     gather_objects,
     per_rank_batch,
     process_group,
@@ -32,6 +31,7 @@ from sihnet.training.distributed import (
 )
 from sihnet.training.fold import FoldState
 from sihnet.training.samples import class_weights
+from sihnet.training.step import Batch, StepSettings, train_step
 
 
 def main() -> None:
@@ -67,17 +67,18 @@ def main() -> None:
         state = FoldState.start(config, 0, Inference(torch.device("cpu"), "fp32"), world)
         weight = class_weights(labels.tolist()).to(dtype)
         order = list(EpochPermutation(count, config.fold_seed(0), world))
-        batch = per_rank_batch(config.training.batch_size, world)
+        size = per_rank_batch(config.training.batch_size, world)
         losses, started = [], time.perf_counter()
         state.model.train()
         for step in range(args.steps):
             if step == 1:
                 started = time.perf_counter()  # the first step warms up
-            index = order[step * batch : (step + 1) * batch]
-            loss, value = batch_loss(state.model(images[index]), labels[index], weight, world)
-            state.optimizer.zero_grad()
-            loss.backward()
-            state.optimizer.step()
+            index = order[step * size : (step + 1) * size]
+            batch = Batch(images[index], labels[index])
+            value = train_step(
+                state.model, state.network, state.optimizer, None, batch,
+                StepSettings(weight), state.inference, world,
+            )  # fmt: skip
             losses.append(value)
         seconds = (time.perf_counter() - started) / max(1, args.steps - 1)
         checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))

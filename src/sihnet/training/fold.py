@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
-import math
 import time
 from typing import Any
 
@@ -15,8 +15,7 @@ from torch.utils.data import DataLoader
 from sihnet.config import ExperimentConfig, TrainingConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
-from sihnet.inference import Inference
-from sihnet.models.bern_heads import BernDenseNet121, bern_loss
+from sihnet.inference import Inference, resolve_device
 from sihnet.models.densenet import build_model
 from sihnet.models.sync_batchnorm import global_batchnorm
 from sihnet.models.weights import save_weights
@@ -34,15 +33,16 @@ from sihnet.training.distributed import (
     World,
     agree_on_stop,
     barrier,
-    batch_loss,
     device_for,
     gather_objects,
     gather_scores,
     per_rank_batch,
     shard,
 )
+from sihnet.training.probe import ProbeResult, describe, probe
 from sihnet.training.records import (
     FoldSummary,
+    TrainedFold,
     epoch_bar,
     fold_summary,
     write_fold_outputs,
@@ -56,9 +56,19 @@ from sihnet.training.samples import (
     has_bern,
     patient_level,
 )
-from sihnet.training.selection import Tracked, keep
+from sihnet.training.selection import Selection
+from sihnet.training.step import Batch, StepSettings, train_step
 
 log = logging.getLogger(__name__)
+
+# A run never skips more than this share of an epoch's steps for non-finite gradients: beyond it
+# a reduced-precision fold falls back to fp32, and an fp32 fold stops with an error. In bf16 a
+# single non-finite step already falls back (bf16 has fp32's range: its kernels are failing).
+MAX_SKIPPED_SHARE = 0.10
+
+
+class NonFiniteStepsError(Exception):
+    """Too many steps of an epoch had non-finite gradients in a reduced precision."""
 
 
 def build_scheduler(
@@ -81,7 +91,10 @@ class FoldState:
     Attributes:
         network: the DenseNet (what is saved and scored); model: the same, wrapped in
             DistributedDataParallel when several processes train the fold.
+        inference: the device and the precision the fold trains and validates in now.
+        step: the loss settings (class weights, Bern weight, memory format).
         scaler: fp16 loss scaling, else None.
+        probe: what ``auto`` measured, when it did; fallback: the switch to fp32, when it happened.
     """
 
     network: torch.nn.Module
@@ -89,16 +102,17 @@ class FoldState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     augmentation: Any
+    inference: Inference
+    step: StepSettings
+    selection: Selection
     world: World = dataclasses.field(default_factory=World)
     scaler: torch.amp.GradScaler | None = None
     next_epoch: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    selected: Tracked = dataclasses.field(default_factory=Tracked)
-    best_validation: Tracked = dataclasses.field(default_factory=Tracked)
-    last: Tracked = dataclasses.field(default_factory=Tracked)
     weights_sha256: str = ""
-    channels_last: bool = False
-    bern_weight: float = 0.0  # the auxiliary Bern loss's weight; 0: no Bern heads
+    probe: ProbeResult | None = None
+    fallback: dict[str, Any] | None = None
+    skipped_steps: int = 0
 
     @classmethod
     def start(
@@ -108,14 +122,33 @@ class FoldState:
         inference: Inference,
         world: World = World(),
         bern_heads: bool = False,
+        probe_batch: Batch | None = None,
+        bern_targets: Any = None,
+        weight: torch.Tensor | None = None,
     ) -> FoldState:
-        """A fresh fold: seeded initialisation (the same on every rank), AdamW, cosine warm
-        restarts, augmentation (seeded per rank); SyncBatchNorm and DDP with several processes."""
+        """A fresh fold: seeded initialisation (the same on every rank), the Bern heads' distance
+        scale, the precision probe (rank 0 measures on ``probe_batch`` when something is ``auto``;
+        every rank takes its choice), AdamW, the schedule, augmentation (seeded per rank);
+        SyncBatchNorm and DDP with several processes.
+
+        Args:
+            inference: the device, and the precision when it is not ``auto``.
+            bern_targets: the training scans' Bern fields (N, 6) for the distance scale.
+        """
         settings, seed = config.training, config.fold_seed(fold)
         torch.manual_seed(seed)
         network = build_model(settings.activation_checkpointing, bern_heads)
+        if bern_heads and bern_targets is not None:
+            network.set_distance_scale(bern_targets)  # type: ignore[operator]
         network = network.to(inference.device)
-        if settings.channels_last:
+        bern_weight = config.bern_heads.weight if bern_heads else 0.0
+        step = StepSettings(weight, bern_weight, settings.channels_last is True)
+        probed = None
+        if probe_batch is not None and "auto" in (settings.precision, settings.channels_last):
+            probed = probe_settings(network, probe_batch, step, inference.device, config, world)
+            inference = Inference(inference.device, probed.precision)
+            step = dataclasses.replace(step, channels_last=probed.channels_last)
+        if step.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         model = network
         if world.distributed:  # BatchNorm sees the whole global batch, as one process would
@@ -132,10 +165,11 @@ class FoldState:
         augmentation = build_augmentation(
             config.augmentation, config.preprocessing.spacing_mm, seed + 7919 * world.rank
         )
-        scaler = inference.grad_scaler()
-        state = cls(network, model, optimizer, scheduler, augmentation, world, scaler)
-        state.channels_last = settings.channels_last
-        state.bern_weight = config.bern_heads.weight if bern_heads else 0.0
+        selection = Selection(settings.selection)
+        state = cls(
+            network, model, optimizer, scheduler, augmentation, inference, step, selection, world
+        )
+        state.scaler, state.probe = inference.grad_scaler(), probed
         return state
 
     def checkpoint(self, fingerprints: dict[str, str]) -> dict[str, Any]:
@@ -148,17 +182,19 @@ class FoldState:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "epoch": self.next_epoch - 1,
             "history": self.history,
-            "selected": self.selected.state(),
-            "best_validation": self.best_validation.state(),
-            "last": self.last.state(),
+            **self.selection.state(),
             "weights_sha256": self.weights_sha256,
             "rng": gather_objects(capture_rng(self.augmentation), self.world),
             "world_size": self.world.size,
             "fingerprints": fingerprints,
+            "precision": self.inference.precision,
+            "precision_fallback": self.fallback or {},
+            "skipped_steps": self.skipped_steps,
         }
 
     def restore(self, state: dict[str, Any], fold: int) -> None:
-        """Continue from a resume state written by :meth:`checkpoint`.
+        """Continue from a resume state written by :meth:`checkpoint`, in the precision it was
+        written in.
 
         Raises:
             SihnetError: the fold was trained by another number of processes.
@@ -171,6 +207,10 @@ class FoldState:
                 if trained > 1
                 else f"cannot resume fold {fold}: it was trained by one process; resume without torchrun"
             )
+        precision = state.get("precision", self.inference.precision)
+        if precision != self.inference.precision:
+            self.inference = Inference(self.inference.device, precision)
+            self.scaler = self.inference.grad_scaler()
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -179,10 +219,61 @@ class FoldState:
         randoms = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         restore_rng(randoms[self.world.rank], self.augmentation)
         self.history = list(state["history"])
-        self.selected, self.best_validation, self.last = (
-            Tracked.from_state(state[k]) for k in ("selected", "best_validation", "last")
-        )
+        self.selection = Selection.from_state(self.selection.rule, state)
         self.weights_sha256, self.next_epoch = state["weights_sha256"], state["epoch"] + 1
+        self.fallback = state.get("precision_fallback") or None
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+
+    def fall_back(self, good: dict[str, Any], fold: int, reason: str) -> None:
+        """Continue in fp32 from ``good`` (the state before the failed epoch), saying so."""
+        was, epoch = self.inference.precision, good["epoch"] + 1
+        log.warning(
+            "fold %d epoch %d: %s in %s; continuing in fp32 from the last good epoch",
+            fold, epoch + 1, reason, was,
+        )  # fmt: skip
+        self.inference = Inference(self.inference.device, "fp32")
+        self.scaler = None
+        self.restore({**good, "precision": "fp32", "scaler": {}}, fold)
+        self.fallback = {"from": was, "to": "fp32", "epoch": epoch, "reason": reason}
+
+    def trained(self, seconds: float) -> TrainedFold:
+        """How the fold was trained, for its summary."""
+        return TrainedFold(
+            self.weights_sha256,
+            self.inference.precision,
+            self.step.channels_last,
+            self.probe.as_json() if self.probe is not None else None,
+            self.fallback,
+            self.skipped_steps,
+            seconds,
+        )
+
+
+_PROBED: dict[tuple[Any, ...], ProbeResult] = {}
+
+
+def probe_settings(
+    network: torch.nn.Module,
+    batch: Batch,
+    step: StepSettings,
+    device: torch.device,
+    config: ExperimentConfig,
+    world: World,
+) -> ProbeResult:
+    """The probe's choice for this fold: measured by rank 0 on the first fold of this process
+    that needs it (later folds of the same grid, batch and network reuse it), taken by all ranks."""
+    settings = config.training
+    key = (str(device), tuple(batch.images.shape), settings.precision, settings.channels_last,
+           step.bern_weight > 0, settings.activation_checkpointing)  # fmt: skip
+    result = _PROBED.get(key)
+    if result is None and world.main:
+        result = probe(network, batch, step, device, settings.precision, settings.channels_last)
+        _PROBED[key] = result
+    elif result is not None:
+        log.info("precision probe (as measured for an earlier fold): %s", describe(result))
+    chosen = gather_objects(result, world)[0]
+    assert chosen is not None
+    return chosen
 
 
 def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold: int) -> None:
@@ -201,89 +292,65 @@ def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold
             raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")
 
 
-def _step(state: FoldState, loss: torch.Tensor) -> bool:
-    """Backward and optimiser step; False (step skipped) when the gradient is not finite."""
-    optimizer, scaler = state.optimizer, state.scaler
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    else:
-        loss.backward()
-    # A non-finite gradient (seen with bf16 conv3d backward on CPU for some grid sizes) would
-    # poison the weights: skip that step, as AMP's GradScaler does. DDP has averaged the
-    # gradients, so every rank decides alike.
-    norm = torch.nn.utils.clip_grad_norm_(state.network.parameters(), max_norm=math.inf)
-    if scaler is not None:
-        scaler.step(optimizer)  # skips non-finite steps itself
-        scaler.update()
-        return bool(torch.isfinite(norm))
-    if torch.isfinite(norm):
-        optimizer.step()
-        return True
-    return False
-
-
-def _forward(state: FoldState, images: torch.Tensor, heads: bool) -> torch.Tensor:
-    """The model's training outputs: logits (N, 2), and the raw Bern outputs after them with
-    the heads (N, 8); scoring elsewhere always sees the logits only."""
-    if not heads:
-        return state.model(images)
-    state.network.with_bern = True  # type: ignore[assignment]
-    try:
-        return state.model(images)
-    finally:
-        state.network.with_bern = False  # type: ignore[assignment]
+def _batch(items: list[Any], device: torch.device) -> Batch:
+    images, labels, *targets = items
+    bern = targets[0].to(device) if targets else None
+    return Batch(images.to(device, non_blocking=True), labels.to(device), bern)
 
 
 def train_epoch(
-    state: FoldState,
-    loader: DataLoader[tuple[torch.Tensor, int]],
-    weight: torch.Tensor | None,
-    inference: Inference,
-    where: str,
+    state: FoldState, loader: DataLoader[tuple[torch.Tensor, int]], where: str
 ) -> float:
     """One pass over this rank's share of the training data; returns the mean loss of the
     global batches stepped.
 
     Raises:
+        NonFiniteStepsError: a bf16 step, or more than ``MAX_SKIPPED_SHARE`` of fp16 steps, had a
+            non-finite gradient (the caller falls back to fp32).
+        SihnetError: more than ``MAX_SKIPPED_SHARE`` of fp32 steps had one.
         TrainingInterrupted: after the current step, when SIGINT/SIGTERM asked any rank to stop.
     """
     state.model.train()
-    losses, skipped = [], 0
-    heads = state.bern_weight > 0 and isinstance(state.network, BernDenseNet121)
-    for images, labels, *targets in loader:
-        images = augment_batch(images.to(inference.device, non_blocking=True), state.augmentation)
-        if state.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last_3d)
-        with inference.autocast():
-            outputs = _forward(state, images, heads)
-        loss, value = batch_loss(outputs[:, :2], labels.to(inference.device), weight, state.world)
-        if heads:
-            loss = loss + state.bern_weight * bern_loss(outputs[:, 2:], targets[0], state.network)  # type: ignore[arg-type]
-        if _step(state, loss):
-            losses.append(value)
-        else:
+    losses, skipped, device = [], 0, state.inference.device
+    precision = state.inference.precision
+    for items in loader:
+        batch = _batch(items, device)
+        batch = dataclasses.replace(batch, images=augment_batch(batch.images, state.augmentation))
+        value = train_step(
+            state.model, state.network, state.optimizer, state.scaler, batch, state.step,
+            state.inference, state.world,
+        )  # fmt: skip
+        if value is None:
             skipped += 1
-        signal_number = agree_on_stop(stop_requested(), state.world, inference.device)
+            if precision == "bf16":
+                raise NonFiniteStepsError("a step had non-finite gradients")
+        else:
+            losses.append(value)
+        signal_number = agree_on_stop(stop_requested(), state.world, device)
         if signal_number is not None:
             raise TrainingInterrupted(signal_number)
-    if skipped:
-        log.warning("%s: %d step(s) skipped for non-finite gradients", where, skipped)
-    if not losses:
+    steps = skipped + len(losses)
+    if skipped > MAX_SKIPPED_SHARE * steps:
+        message = f"{skipped} of {steps} steps had non-finite gradients"
+        if precision != "fp32":
+            raise NonFiniteStepsError(message)
         raise SihnetError(
-            f"{where}: every step had non-finite gradients; set training.precision to fp32"
+            f"{where}: {message} (more than {MAX_SKIPPED_SHARE:.0%}) even in fp32; "
+            "check the images and the learning rate"
         )
+    if skipped:
+        log.warning("%s: %d of %d step(s) skipped for non-finite gradients", where, skipped, steps)
+        state.skipped_steps += skipped
     return float(np.mean(losses))
 
 
 def score(
-    state: FoldState, samples: Samples, data: CachedVolumeDataset, inference: Inference
+    state: FoldState, samples: Samples, data: CachedVolumeDataset
 ) -> tuple[np.ndarray, float]:
     """Patient-level probabilities (first-seen patient order) and their AUROC. Each rank scores
     its share of the scans; the scores are gathered so that every scan counts once."""
     indices = shard(len(data), state.world)
-    mine = inference.probabilities(state.network, (data[i][0] for i in indices))
+    mine = state.inference.probabilities(state.network, (data[i][0] for i in indices))
     scans = gather_scores(indices, mine, len(data), state.world)
     _, labels, probabilities = patient_level(samples, scans)
     return probabilities, auroc_or_nan(labels, probabilities)
@@ -293,8 +360,6 @@ def run_epoch(
     state: FoldState,
     data: FoldData,
     loaders: tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None],
-    weight: torch.Tensor | None,
-    inference: Inference,
     where: str,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Train one epoch, score the validation (and inner validation) patients: one history record."""
@@ -304,12 +369,12 @@ def run_epoch(
     if isinstance(sampler, EpochPermutation):
         sampler.set_epoch(epoch)
     lr = state.optimizer.param_groups[0]["lr"]
-    loss = train_epoch(state, loader, weight, inference, where)
+    loss = train_epoch(state, loader, where)
     state.scheduler.step()
-    probabilities, val_auroc = score(state, data.validation, validation, inference)
-    inner_auroc = math.nan
+    probabilities, val_auroc = score(state, data.validation, validation)
+    inner_auroc = float("nan")
     if inner is not None and data.inner_validation is not None:
-        inner_auroc = score(state, data.inner_validation, inner, inference)[1]
+        inner_auroc = score(state, data.inner_validation, inner)[1]
     state.next_epoch = epoch + 1
     record = {
         "epoch": epoch,
@@ -323,7 +388,7 @@ def run_epoch(
 
 
 def _loaders(
-    data: FoldData, config: ExperimentConfig, inference: Inference, world: World, seed: int
+    data: FoldData, config: ExperimentConfig, device: torch.device, world: World, seed: int
 ) -> tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None]:
     """Training loader (this rank's share of one seeded permutation per epoch), validation sets."""
     settings = config.training
@@ -333,10 +398,40 @@ def _loaders(
         batch_size=per_rank_batch(settings.batch_size, world),
         sampler=EpochPermutation(len(train), seed, world),
         num_workers=settings.loader_workers,
-        pin_memory=inference.device.type == "cuda",
+        pin_memory=device.type == "cuda",
     )
     inner = data.inner_validation.dataset() if data.inner_validation is not None else None
     return loader, data.validation.dataset(), inner
+
+
+def _first_batch(loader: DataLoader[Any], device: torch.device) -> Batch:
+    """The fold's first training batch, not augmented (the probe consumes no random state)."""
+    sampler = loader.sampler
+    if isinstance(sampler, EpochPermutation):
+        sampler.set_epoch(0)
+    return _batch(next(iter(loader)), device)
+
+
+def _start(
+    fold: int,
+    data: FoldData,
+    config: ExperimentConfig,
+    world: World,
+    loaders: tuple[DataLoader[Any], CachedVolumeDataset, CachedVolumeDataset | None],
+    resuming: bool,
+) -> FoldState:
+    """The fold's state: probed (when ``auto`` and not resuming), heads on when the training
+    patients have Bern values."""
+    settings = config.training
+    device = resolve_device(device_for(world, settings.device))
+    heads = config.bern_heads.enabled and has_bern(data.train)
+    if config.bern_heads.enabled and not heads:
+        log.warning("fold %d: no Bern values among the training patients; Bern heads off", fold)
+    weight = class_weights(data.train.labels).to(device) if settings.class_weighting else None
+    fixed = "fp32" if settings.precision == "auto" else settings.precision
+    inference = Inference.resolve(str(device), fixed)
+    batch = None if resuming else _first_batch(loaders[0], device)
+    return FoldState.start(config, fold, inference, world, heads, batch, data.train.bern, weight)
 
 
 def train_fold(
@@ -354,7 +449,9 @@ def train_fold(
     inner validation patients (``inner_auroc``). ``best.safetensors`` holds the checkpoint the
     configured selection picks; the last epoch's and the best-validation epoch's (the paper's
     optimistic choice) predictions are kept beside it. ``last.pt`` is saved after every epoch.
-    Under torchrun every rank trains its share of each batch; only rank 0 writes files.
+    An epoch whose reduced-precision steps go non-finite is trained again in fp32 from the last
+    good epoch (said in the log and the summary). Under torchrun every rank trains its share of
+    each batch; only rank 0 writes files.
 
     Args:
         fingerprints: hashes of the configuration, manifest and splits; a resumed fold must match.
@@ -362,23 +459,21 @@ def train_fold(
         world: the processes training this fold together (one without torchrun).
     """
     settings, fingerprints = config.training, fingerprints or {}
-    inference = Inference.resolve(device_for(world, settings.device), settings.precision)
-    heads = config.bern_heads.enabled and has_bern(data.train)
-    if config.bern_heads.enabled and not heads:
-        log.warning("fold %d: no Bern values among the training patients; Bern heads off", fold)
-    state = FoldState.start(config, fold, inference, world, heads)
-    if heads:
-        state.network.set_distance_scale(data.train.bern)  # type: ignore[operator]
-    weight = (
-        class_weights(data.train.labels).to(inference.device) if settings.class_weighting else None
-    )
-    loaders = _loaders(data, config, inference, world, config.fold_seed(fold))
+    device = resolve_device(device_for(world, settings.device))
+    loaders = _loaders(data, config, device, world, config.fold_seed(fold))
+    resuming = resume and paths.last_state(fold).is_file()
+    state = _start(fold, data, config, world, loaders, resuming)
     paths.fold_dir(fold).mkdir(parents=True, exist_ok=True)
-    if resume and paths.last_state(fold).is_file():
+    if resuming:
         saved = load_state(paths.last_state(fold))
         check_fingerprints(saved, fingerprints, fold)
         state.restore(saved, fold)
-        log.info("fold %d: resumed after epoch %d", fold, state.next_epoch)
+        log.info(
+            "fold %d: resumed after epoch %d (%s)",
+            fold,
+            state.next_epoch,
+            state.inference.precision,
+        )
     started = time.perf_counter()
     job_epochs = settings.epochs * config.cross_validation.folds
     with epoch_bar(
@@ -386,8 +481,17 @@ def train_fold(
     ) as bar:
         while state.next_epoch < settings.epochs:
             where = f"fold {fold} epoch {state.next_epoch + 1}"
-            record, probabilities = run_epoch(state, data, loaders, weight, inference, where)
-            keep(state, record, probabilities, settings.selection, paths.best_weights(fold))
+            good = None
+            if state.inference.precision != "fp32":
+                good = copy.deepcopy(state.checkpoint(fingerprints))
+            try:
+                record, probabilities = run_epoch(state, data, loaders, where)
+            except NonFiniteStepsError as error:
+                assert good is not None
+                state.fall_back(good, fold, str(error))
+                continue
+            if state.selection.update(record, probabilities) and world.main:
+                state.weights_sha256 = save_weights(state.network, paths.best_weights(fold))
             state.history.append(record)
             checkpoint = state.checkpoint(fingerprints)  # a collective: every rank takes part
             if world.main:
@@ -396,7 +500,7 @@ def train_fold(
             bar.epoch_done(where, settings.epochs, record)
     if settings.selection == "last" and world.main:
         state.weights_sha256 = save_weights(state.network, paths.best_weights(fold))
-    if state.bern_weight > 0 and world.main:
+    if state.step.bern_weight > 0 and world.main:
         from sihnet.training.bern import write_bern_predictions
 
         write_bern_predictions(
@@ -405,10 +509,12 @@ def train_fold(
             fold,
             data.validation,
             loaders[1],
-            inference,
+            state.inference,
         )
-    summary = fold_summary(fold, state, data, config, inference, time.perf_counter() - started)
+    summary = fold_summary(
+        fold, state.selection, data, config, state.trained(time.perf_counter() - started)
+    )
     if world.main:
-        write_fold_outputs(paths, fold, state, data, summary)
+        write_fold_outputs(paths, fold, state.selection, data, summary)
     barrier(world)
     return summary

@@ -4,13 +4,15 @@ A few training steps and validation forwards of the configured network, canvas, 
 precision on random volumes (no image is read or preprocessed): seconds per step and per scan, and
 the peak memory of a step, with activation checkpointing off and on. Times per epoch and for the
 whole run follow from the cohort's size. GPU memory is CUDA's peak allocation; on a CPU it is the
-peak of live tensors (weights, gradients, optimiser state, activations) during one step, counted by
-PyTorch's own ``MemTracker`` (the process's resident peak is not readable in every sandbox).
+estimate of :mod:`sihnet.models.memory` (weights, gradients, optimiser state and the activations
+autograd saves, computed on the meta device). Before anything is allocated, a canvas and batch
+that cannot fit in the device's free memory are refused in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,63 +21,92 @@ import torch
 
 from sihnet.config import ExperimentConfig
 from sihnet.inference import Inference
+from sihnet.models.memory import available_bytes, check_fits, training_bytes
+from sihnet.training.step import Batch, StepSettings, train_step
 
 WARMUP, TIMED = 1, 3
 
 
 @dataclasses.dataclass(frozen=True)
 class StepCost:
-    """One configuration's measurement."""
+    """One configuration's measurement (times NaN where it does not fit and was not run).
+
+    Attributes:
+        peak_memory_gb: CUDA's measured peak on a GPU; on a CPU the estimate of
+            :mod:`sihnet.models.memory` (weights, gradients, AdamW state, saved activations).
+    """
 
     checkpointing: bool
     step_seconds: float
     scan_seconds: float
     peak_memory_gb: float
+    fits: bool = True
 
 
-def train_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    inference: Inference,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-) -> None:
-    """One optimiser step of cross-entropy on ``images`` (N, 1, X, Y, Z) in the inference's
-    precision (fp16 through the loss scaler), finished on the device before it returns."""
-    with inference.autocast():
-        loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
-    optimizer.zero_grad()
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    if inference.device.type == "cuda":
-        torch.cuda.synchronize(inference.device)
+def step_memory_bytes(
+    config: ExperimentConfig, batch: int, precision: str, checkpointing: bool
+) -> int:
+    """Estimated peak bytes of one training step of the configured network, canvas and batch,
+    computed without allocating (:func:`sihnet.models.memory.training_bytes`)."""
+    from sihnet.models.densenet import build_model
+
+    shape = (batch, 1, *config.preprocessing.size)
+    heads = config.bern_heads.enabled
+    return training_bytes(lambda: build_model(checkpointing, heads), shape, precision)
+
+
+def check_training_fits(config: ExperimentConfig, batch: int, inference: Inference) -> None:
+    """Refuse, before allocating, a canvas and batch whose training step cannot fit on the device.
+
+    Raises:
+        SihnetError: one line with the memory needed and free.
+    """
+    settings = config.training
+    needed = step_memory_bytes(
+        config, batch, inference.precision, settings.activation_checkpointing
+    )
+    canvas = "×".join(str(n) for n in config.preprocessing.size)
+    check_fits(
+        needed,
+        inference.device,
+        f"a training step at {canvas}, batch {batch}, {inference.precision}",
+    )
 
 
 def measure(
-    size: list[int], batch: int, device: str, precision: str, checkpointing: bool
+    config: ExperimentConfig, batch: int, precision: str, checkpointing: bool
 ) -> dict[str, float]:
-    """Seconds per training step, per validation scan, and peak memory of a step in GB."""
+    """Seconds per training step (the run's own step: :func:`sihnet.training.step.train_step`,
+    with class weights, the Bern loss when the heads are on, the configured memory format), per
+    validation scan, and peak memory of a step in GB."""
     from sihnet.models.densenet import build_model
 
-    inference = Inference.resolve(device, precision)  # type: ignore[arg-type]
+    settings = config.training
+    inference = Inference.resolve(settings.device, precision)  # type: ignore[arg-type]
+    device = inference.device
     torch.manual_seed(0)
-    model = build_model(checkpointing).to(inference.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    heads = config.bern_heads.enabled
+    network = build_model(checkpointing, heads).to(device)
+    step_settings = StepSettings(
+        torch.ones(2, device=device) if settings.class_weighting else None,
+        config.bern_heads.weight if heads else 0.0,
+        settings.channels_last is True,
+    )
+    if step_settings.channels_last:
+        network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate)
     scaler = inference.grad_scaler()
-    images = torch.rand(batch, 1, *size, device=inference.device)
-    labels = torch.arange(batch, device=inference.device) % 2
-    cuda = inference.device.type == "cuda"
+    size = config.preprocessing.size
+    bern = torch.rand(batch, 6, device=device) if heads else None
+    data = Batch(
+        torch.rand(batch, 1, *size, device=device), torch.arange(batch, device=device) % 2, bern
+    )
+    cuda = device.type == "cuda"
     if cuda:
-        torch.cuda.reset_peak_memory_stats(inference.device)
+        torch.cuda.reset_peak_memory_stats(device)
 
     def step() -> None:
-        train_step(model, optimizer, scaler, inference, images, labels)
+        train_step(network, network, optimizer, scaler, data, step_settings, inference)
 
     for _ in range(WARMUP):
         step()
@@ -84,15 +115,15 @@ def measure(
         step()
     step_seconds = (time.perf_counter() - started) / TIMED
     peak = (
-        torch.cuda.max_memory_allocated(inference.device) / 1024**3
+        torch.cuda.max_memory_allocated(device) / 1024**3
         if cuda
-        else peak_tensor_bytes(step, model) / 1024**3
+        else step_memory_bytes(config, batch, precision, checkpointing) / 1024**3
     )
     started = time.perf_counter()
     for _ in range(TIMED):
-        inference.logits(model, images[:1])
+        inference.logits(network, data.images[:1])
     if cuda:
-        torch.cuda.synchronize(inference.device)
+        torch.cuda.synchronize(device)
     return {"step": step_seconds, "scan": (time.perf_counter() - started) / TIMED, "peak_gb": peak}
 
 
@@ -115,9 +146,15 @@ def plan_run(config: ExperimentConfig, n_patients: int, processes: int = 1) -> d
     inference = Inference.resolve(settings.device, settings.precision)
     batch = max(1, settings.batch_size // processes)
     size = list(config.preprocessing.size)
+    check_training_fits(config, batch, inference)  # the configured setting, before allocating
+    free = available_bytes(inference.device)
     costs = []
     for checkpointing in (False, True):
-        values = measure(size, batch, settings.device, inference.precision, checkpointing)
+        needed = step_memory_bytes(config, batch, inference.precision, checkpointing)
+        if needed > free:
+            costs.append(StepCost(checkpointing, math.nan, math.nan, needed / 1024**3, False))
+            continue
+        values = measure(config, batch, inference.precision, checkpointing)
         costs.append(StepCost(checkpointing, values["step"], values["scan"], values["peak_gb"]))
     validation = n_patients // cv.folds
     training = n_patients - validation
@@ -151,6 +188,12 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
     ]
     for cost in plan["costs"]:
         state = "on " if cost["checkpointing"] else "off"
+        if not cost.get("fits", True):
+            lines.append(
+                f"  activation checkpointing {state}: does not fit (needs about "
+                f"{cost['peak_memory_gb']:.1f} GB per process)"
+            )
+            continue
         lines.append(
             f"  activation checkpointing {state}: {cost['step_seconds']:.2f} s per training step, "
             f"{cost['scan_seconds']:.3f} s per validation scan, peak memory {cost['peak_memory_gb']:.2f} GB per process"

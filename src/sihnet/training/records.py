@@ -10,7 +10,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -19,13 +19,10 @@ from sihnet import progress
 from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
 from sihnet.errors import SihnetError
-from sihnet.inference import Inference
 from sihnet.paths import RunPaths
 from sihnet.tables import write_table
 from sihnet.training.samples import FoldData, auroc_or_nan, patient_level
-
-if TYPE_CHECKING:
-    from sihnet.training.fold import FoldState
+from sihnet.training.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,14 @@ class FoldSummary:
     Attributes:
         auroc: of the selected checkpoint; auroc_last_epoch: of the last epoch (unbiased);
             auroc_best_validation: of the epoch best on this very fold (the paper's, optimistic).
-        precision: the precision the fold was trained and validated in (``fp32``/``bf16``).
+        precision: the precision the fold was trained and validated in (``fp32``/``bf16``/
+            ``fp16``; after a fallback the one it ended in).
+        channels_last: whether it trained in the ``channels_last_3d`` memory format.
+        precision_probe: what ``auto`` measured and chose (:mod:`sihnet.training.probe`), or
+            None when nothing was ``auto``.
+        precision_fallback: ``{"from", "to", "epoch", "reason"}`` when non-finite reduced-precision
+            steps made the fold continue in fp32 from its last good epoch, else None.
+        skipped_steps: optimiser steps skipped for non-finite gradients (in the precision kept).
     """
 
     fold: int
@@ -55,6 +59,10 @@ class FoldSummary:
     n_inner_validation_patients: int
     n_validation_patients: int
     seconds: float
+    channels_last: bool = False
+    precision_probe: dict[str, Any] | None = None
+    precision_fallback: dict[str, Any] | None = None
+    skipped_steps: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,19 +145,32 @@ def write_predictions(
     write_table(path, ["patient_id", "fold", "label", *columns], rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedFold:
+    """How a fold was trained, beside what it selected (for its summary)."""
+
+    weights_sha256: str
+    precision: str
+    channels_last: bool
+    precision_probe: dict[str, Any] | None
+    precision_fallback: dict[str, Any] | None
+    skipped_steps: int
+    seconds: float
+
+
 def fold_summary(
     fold: int,
-    state: FoldState,
+    selection: Selection,
     data: FoldData,
     config: ExperimentConfig,
-    inference: Inference,
-    seconds: float,
+    trained: TrainedFold,
 ) -> FoldSummary:
     """The fold's ``summary.json`` content."""
-    selected, last, best = state.selected, state.last, state.best_validation
+    selected, last, best = selection.selected, selection.last, selection.best_validation
     assert selected.probabilities is not None and last.probabilities is not None
     assert best.probabilities is not None
     patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
+    inner = data.inner_validation
     return FoldSummary(
         fold=fold,
         selection=config.training.selection,
@@ -158,26 +179,28 @@ def fold_summary(
         auroc_last_epoch=auroc_or_nan(labels, last.probabilities),
         auroc_best_validation=auroc_or_nan(labels, best.probabilities),
         best_validation_epoch=best.epoch,
-        weights_sha256=state.weights_sha256,
-        precision=inference.precision,
+        weights_sha256=trained.weights_sha256,
+        precision=trained.precision,
         n_train_patients=len(set(data.train.patient_ids)),
-        n_inner_validation_patients=len(set(data.inner_validation.patient_ids))
-        if data.inner_validation
-        else 0,
+        n_inner_validation_patients=len(set(inner.patient_ids)) if inner else 0,
         n_validation_patients=len(patients),
-        seconds=round(seconds, 1),
+        seconds=round(trained.seconds, 1),
+        channels_last=trained.channels_last,
+        precision_probe=trained.precision_probe,
+        precision_fallback=trained.precision_fallback,
+        skipped_steps=trained.skipped_steps,
     )
 
 
 def write_fold_outputs(
-    paths: RunPaths, fold: int, state: FoldState, data: FoldData, summary: FoldSummary
+    paths: RunPaths, fold: int, selection: Selection, data: FoldData, summary: FoldSummary
 ) -> None:
     """The fold's ``predictions.csv`` (selected, last-epoch, best-validation) and ``summary.json``."""
     patients, labels, _ = patient_level(data.validation, np.zeros(len(data.validation)))
     columns = {
-        "probability": state.selected.probabilities,
-        "probability_last_epoch": state.last.probabilities,
-        "probability_best_validation": state.best_validation.probabilities,
+        "probability": selection.selected.probabilities,
+        "probability_last_epoch": selection.last.probabilities,
+        "probability_best_validation": selection.best_validation.probabilities,
     }
     write_predictions(paths.fold_predictions(fold), fold, patients, labels, columns)  # type: ignore[arg-type]
     write_json_atomic(paths.fold_summary(fold), summary.as_json())

@@ -297,6 +297,7 @@ def run_training(
         TrainingInterrupted: SIGINT/SIGTERM arrived; every fold's last complete epoch is saved.
     """
     requested = _requested(config, folds)
+    _check_memory(config, world)
     entries, groups, assignment, fingerprints = _prepared(config, cohort, paths, cache, world)
     if config.training.deterministic:
         use_deterministic_algorithms()
@@ -321,6 +322,19 @@ def run_training(
         )
         summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world))
     return summaries
+
+
+def _check_memory(config: ExperimentConfig, world: World) -> None:
+    """Refuse a canvas and batch that cannot fit on the device before anything is preprocessed
+    (``auto`` is checked as fp32, which the probe may choose)."""
+    from sihnet.inference import Inference
+    from sihnet.training.distributed import device_for, per_rank_batch
+    from sihnet.training.plan import check_training_fits
+
+    settings = config.training
+    precision = "fp32" if settings.precision == "auto" else settings.precision
+    inference = Inference.resolve(device_for(world, settings.device), precision)
+    check_training_fits(config, per_rank_batch(settings.batch_size, world), inference)
 
 
 def use_deterministic_algorithms() -> None:

@@ -1,20 +1,14 @@
-"""Checkpoint selection: the best-so-far trackers of a fold (the configured selection, the last
-epoch, the best validation epoch) and the rule that updates them after each epoch."""
+"""Checkpoint selection: a fold's best-so-far trackers (the configured selection, the last epoch,
+the best validation epoch) and the rule that updates them after each epoch."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-
-from sihnet.models.weights import save_weights
-
-if TYPE_CHECKING:
-    from sihnet.training.fold import FoldState
 
 
 @dataclasses.dataclass
@@ -45,19 +39,44 @@ class Tracked:
         )
 
 
-def keep(
-    state: FoldState,
-    record: dict[str, float],
-    probabilities: np.ndarray,
-    selection: str,
-    weights: Path,
-) -> None:
-    """Update the three trackers with an epoch; rank 0 writes ``best.safetensors`` when the
-    selection keeps it (selection ``last`` writes it once, when the fold ends)."""
-    epoch = int(record["epoch"])
-    criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"], "last": float(epoch)}
-    kept = state.selected.update(criterion[selection], epoch, probabilities)
-    if kept and selection != "last" and state.world.main:
-        state.weights_sha256 = save_weights(state.network, weights)
-    state.best_validation.update(record["val_auroc"], epoch, probabilities)
-    state.last.update(float(epoch), epoch, probabilities)
+@dataclasses.dataclass
+class Selection:
+    """The three trackers of a fold.
+
+    Attributes:
+        rule: ``inner`` (inner validation AUROC), ``paper`` (validation AUROC) or ``last``.
+        selected: the configured rule's choice; best_validation: the epoch best on the
+            validation fold itself (the paper's, optimistic); last: the last epoch.
+    """
+
+    rule: str
+    selected: Tracked = dataclasses.field(default_factory=Tracked)
+    best_validation: Tracked = dataclasses.field(default_factory=Tracked)
+    last: Tracked = dataclasses.field(default_factory=Tracked)
+
+    def update(self, record: dict[str, float], probabilities: np.ndarray) -> bool:
+        """Update the trackers with an epoch's record and validation probabilities.
+
+        Returns:
+            Whether the weights of this epoch are the selected ones now and must be saved (the
+            ``last`` rule saves once, when the fold ends).
+        """
+        epoch = int(record["epoch"])
+        criterion = {"inner": record["inner_auroc"], "paper": record["val_auroc"]}
+        kept = self.selected.update(criterion.get(self.rule, float(epoch)), epoch, probabilities)
+        self.best_validation.update(record["val_auroc"], epoch, probabilities)
+        self.last.update(float(epoch), epoch, probabilities)
+        return kept and self.rule != "last"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "selected": self.selected.state(),
+            "best_validation": self.best_validation.state(),
+            "last": self.last.state(),
+        }
+
+    @classmethod
+    def from_state(cls, rule: str, state: dict[str, Any]) -> Selection:
+        return cls(
+            rule, *(Tracked.from_state(state[k]) for k in ("selected", "best_validation", "last"))
+        )

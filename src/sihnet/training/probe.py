@@ -1,0 +1,195 @@
+"""``training.precision: auto`` and ``training.channels_last: auto``, decided by measurement.
+
+Whether bf16 (or fp16 on a GPU without bf16) helps depends on the device, the kernels it runs and
+the grid: on a CPU with native bf16 it halves a step at the quick grid, on one without it is
+emulated and many times slower, and at some grids its gradients are not finite at all. So before a
+fold trains, the probe takes the fold's real first batch (not augmented, so the run's random
+streams are untouched) and the fold's initial weights, and computes the gradient of the training
+loss in fp32 and in the candidate precision. The candidate is chosen when its gradient is finite,
+agrees with fp32's (cosine >= ``MIN_COSINE``) and a step is faster by ``SPEEDUP_MARGIN``. Then, in
+the chosen precision, the same for the ``channels_last_3d`` memory format. Weights and batch-norm
+statistics are restored afterwards: a probed fold starts where an unprobed one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from typing import Any
+
+import torch
+
+from sihnet.inference import Inference, Resolved, bf16_native
+from sihnet.training.step import Batch, StepSettings, backward, step_loss
+
+log = logging.getLogger(__name__)
+
+MIN_COSINE = 0.99  # gradients of the candidate precision must point where fp32's do
+SPEEDUP_MARGIN = 1.10  # a choice must make a step at least 10% faster
+TIMED_STEPS = 2  # after one warm-up step
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+    """What the probe chose and why (written to ``fold_K/summary.json`` and ``train.log``).
+
+    Attributes:
+        precision: the precision the fold trains in.
+        channels_last: whether it trains in ``channels_last_3d``.
+        seconds: measured seconds per forward + backward, by variant (``fp32``, ``bf16``,
+            ``bf16+channels_last``, ...).
+        gradient_cosine: cosine between the candidate precision's gradient and fp32's.
+        reason: one sentence.
+    """
+
+    precision: Resolved
+    channels_last: bool
+    seconds: dict[str, float]
+    gradient_cosine: float | None
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def candidate_precision(device: torch.device) -> Resolved | None:
+    """The reduced precision worth probing on ``device``: bf16 where native, fp16 on a GPU
+    without bf16, none on a CPU without native bf16 (emulated bf16 was measured 40x slower)."""
+    if bf16_native(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else None
+
+
+def _gradient(
+    network: torch.nn.Module, batch: Batch, settings: StepSettings, inference: Inference
+) -> tuple[torch.Tensor, float]:
+    """The flattened fp32 gradient of one batch's loss, and the seconds of the best of
+    ``TIMED_STEPS`` forward + backward passes after a warm-up."""
+    scaler = inference.grad_scaler()
+    best, gradient = math.inf, torch.zeros(0)
+    for attempt in range(1 + TIMED_STEPS):
+        network.zero_grad(set_to_none=True)
+        started = time.perf_counter()
+        loss, _ = step_loss(network, network, batch, settings, inference)
+        backward(loss, scaler)
+        if inference.device.type == "cuda":
+            torch.cuda.synchronize(inference.device)
+        if attempt:
+            best = min(best, time.perf_counter() - started)
+    scale = float(scaler.get_scale()) if scaler is not None else 1.0
+    parts = [
+        p.grad.detach().float().flatten() / scale
+        for p in network.parameters()
+        if p.grad is not None
+    ]
+    gradient = torch.cat(parts).cpu() if parts else gradient
+    network.zero_grad(set_to_none=True)
+    return gradient, best
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return math.nan
+    denominator = float(a.norm() * b.norm())
+    return float(a @ b) / denominator if denominator > 0 else math.nan
+
+
+def probe(
+    network: torch.nn.Module,
+    batch: Batch,
+    settings: StepSettings,
+    device: torch.device,
+    precision: str,
+    channels_last: bool | str,
+) -> ProbeResult:
+    """Decide ``auto`` precision and memory format on the fold's first batch (module docstring).
+
+    Args:
+        network: the fold's network with its initial weights, on ``device``, in train mode;
+            its weights and buffers are the same afterwards.
+        batch: the fold's first training batch on ``device``.
+        settings: the fold's loss settings (``channels_last`` is ignored: it is probed).
+        precision: ``auto`` or a fixed precision (then only ``channels_last`` is probed).
+        channels_last: ``auto``, or a fixed choice.
+    """
+    saved = copy.deepcopy(network.state_dict())
+    plain = dataclasses.replace(settings, channels_last=False)
+    seconds: dict[str, float] = {}
+    try:
+        chosen, cosine, reason = _choose_precision(
+            network, batch, plain, device, precision, seconds
+        )
+        use_channels_last = bool(channels_last) if channels_last != "auto" else False
+        if channels_last == "auto":
+            use_channels_last, why = _choose_memory_format(
+                network, batch, plain, device, chosen, seconds
+            )
+            reason = f"{reason}; {why}"
+    finally:
+        network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        network.load_state_dict(saved)
+    result = ProbeResult(chosen, use_channels_last, seconds, cosine, reason)
+    log.info("precision probe: %s", describe(result))
+    return result
+
+
+def _choose_precision(
+    network: torch.nn.Module,
+    batch: Batch,
+    settings: StepSettings,
+    device: torch.device,
+    precision: str,
+    seconds: dict[str, float],
+) -> tuple[Resolved, float | None, str]:
+    """The precision, the gradient cosine (None when nothing was compared) and the reason."""
+    if precision != "auto":
+        return precision, None, f"{precision} as configured"  # type: ignore[return-value]
+    candidate = candidate_precision(device)
+    if candidate is None:
+        return "fp32", None, f"fp32: bf16 is not native on this {device.type} (emulated, slow)"
+    reference, seconds["fp32"] = _gradient(network, batch, settings, Inference(device, "fp32"))
+    gradient, seconds[candidate] = _gradient(network, batch, settings, Inference(device, candidate))
+    cosine = _cosine(reference, gradient)
+    if math.isnan(cosine):
+        return "fp32", None, f"fp32: {candidate} gave a non-finite gradient on the first batch"
+    if cosine < MIN_COSINE:
+        why = f"{candidate}'s gradient disagrees with fp32's (cosine {cosine:.3f} < {MIN_COSINE})"
+        return "fp32", cosine, f"fp32: {why}"
+    speedup = seconds["fp32"] / seconds[candidate]
+    if speedup < SPEEDUP_MARGIN:
+        return "fp32", cosine, f"fp32: {candidate} is not faster here ({speedup:.2f}x)"
+    why = f"{speedup:.2f}x faster than fp32, gradient cosine {cosine:.4f}"
+    return candidate, cosine, f"{candidate}: {why}"
+
+
+def _choose_memory_format(
+    network: torch.nn.Module,
+    batch: Batch,
+    settings: StepSettings,
+    device: torch.device,
+    precision: Resolved,
+    seconds: dict[str, float],
+) -> tuple[bool, str]:
+    inference = Inference(device, precision)
+    if precision not in seconds:
+        seconds[precision] = _gradient(network, batch, settings, inference)[1]
+    network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    try:
+        key = f"{precision}+channels_last"
+        with_format = dataclasses.replace(settings, channels_last=True)
+        seconds[key] = _gradient(network, batch, with_format, inference)[1]
+    finally:
+        network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    speedup = seconds[precision] / seconds[key]
+    if speedup >= SPEEDUP_MARGIN:
+        return True, f"channels_last_3d: {speedup:.2f}x faster"
+    return False, f"contiguous memory: channels_last_3d {speedup:.2f}x"
+
+
+def describe(result: ProbeResult) -> str:
+    """One line: the choice, the reason, the measured seconds."""
+    times = ", ".join(f"{k} {v:.3f} s" for k, v in result.seconds.items())
+    return f"{result.reason}" + (f" (forward+backward: {times})" if times else "")

@@ -1,0 +1,158 @@
+"""``precision: auto`` and ``channels_last: auto`` decided by measurement, and the fp32 fallback of
+a fold whose reduced-precision steps go non-finite."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sihnet.training import probe as probe_module
+from sihnet.training.probe import probe
+from sihnet.training.step import Batch, StepSettings
+
+
+class TinyNet(torch.nn.Module):
+    """A small 3D classifier standing in for DenseNet (same input and output shapes). Under
+    ``flip_under_autocast`` its output changes sign in autocast (a wrong reduced-precision
+    kernel); ``slow_fp32`` sleeps outside autocast (reduced precision is then faster);
+    ``nan_after`` makes autocast outputs NaN after that many calls in autocast."""
+
+    def __init__(self, flip_under_autocast: bool = False, slow_fp32: float = 0.0) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm3d(4)
+        self.out = torch.nn.Linear(4, 2)
+        self.flip, self.slow = flip_under_autocast, slow_fp32
+        self.nan_after: int | None = None
+        self.autocast_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduced = torch.is_autocast_enabled(x.device.type)
+        if self.slow and not reduced:
+            time.sleep(self.slow)
+        logits = self.out(torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3, 4)))
+        if reduced and self.flip:
+            logits = -logits
+        if reduced and self.training:
+            self.autocast_calls += 1
+            if self.nan_after is not None and self.autocast_calls > self.nan_after:
+                logits = logits * float("nan")
+        return logits
+
+
+def _batch() -> Batch:
+    images = torch.rand(4, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    return Batch(images, torch.tensor([0, 1, 0, 1]))
+
+
+@pytest.fixture()
+def bf16_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe bf16 on this CPU whatever it computes natively (the decision logic is under test)."""
+    monkeypatch.setattr(probe_module, "candidate_precision", lambda device: "bf16")
+
+
+def test_the_probe_keeps_fp32_where_bf16_gradients_disagree(bf16_candidate: None) -> None:
+    network = TinyNet(flip_under_autocast=True, slow_fp32=0.05)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    result = probe(network, _batch(), StepSettings(), torch.device("cpu"), "auto", False)
+    assert result.precision == "fp32" and "disagrees" in result.reason
+    assert result.gradient_cosine is not None and result.gradient_cosine < 0.99
+    assert set(result.seconds) == {"fp32", "bf16"}
+    for name, value in network.state_dict().items():  # weights and batch-norm statistics kept
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+
+
+def test_the_probe_takes_bf16_where_it_agrees_and_is_faster(bf16_candidate: None) -> None:
+    result = probe(
+        TinyNet(slow_fp32=0.05), _batch(), StepSettings(), torch.device("cpu"), "auto", False
+    )
+    assert result.precision == "bf16", result.reason
+    assert result.gradient_cosine is not None and result.gradient_cosine >= 0.99
+    assert result.seconds["fp32"] > 1.1 * result.seconds["bf16"]
+
+
+def test_the_probe_refuses_bf16_that_is_not_faster_or_not_finite(bf16_candidate: None) -> None:
+    slow = probe(TinyNet(), _batch(), StepSettings(), torch.device("cpu"), "auto", False)
+    assert slow.precision == "fp32" and "not faster" in slow.reason
+    broken = TinyNet(slow_fp32=0.05)
+    broken.nan_after = 0
+    nan = probe(broken, _batch(), StepSettings(), torch.device("cpu"), "auto", False)
+    assert nan.precision == "fp32" and "non-finite" in nan.reason
+
+
+def test_without_native_bf16_the_cpu_is_not_probed_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe_module, "bf16_native", lambda device: False)
+    result = probe(TinyNet(), _batch(), StepSettings(), torch.device("cpu"), "auto", "auto")
+    assert result.precision == "fp32" and "not native" in result.reason
+    assert set(result.seconds) == {"fp32", "fp32+channels_last"}  # the memory format is measured
+
+
+def _tiny_fold(
+    tmp_path: Path, precision: str, epochs: int, channels_last: bool | str = False
+) -> Path:
+    from sihnet.config import load_config
+    from sihnet.paths import RunPaths
+    from sihnet.preprocessing.cache import VolumeCache
+    from sihnet.training.fold import FoldData, train_fold
+    from sihnet.training.samples import Samples
+    from tests.helpers import brain_like, tiny_config, write_nifti
+
+    overrides = tiny_config(
+        training={"precision": precision, "epochs": epochs, "channels_last": channels_last}
+    )
+    config = load_config("quick", overrides=overrides)
+    cache = VolumeCache(tmp_path / "cache")
+    entries = [
+        cache.get(write_nifti(tmp_path / f"{i}.nii.gz", brain_like(seed=i)), config.preprocessing)
+        for i in range(8)
+    ]
+    samples = Samples([f"p{i}" for i in range(8)], entries, [0, 1] * 4)
+    paths = RunPaths(tmp_path / "run")
+    train_fold(0, FoldData(samples, None, samples), config, paths)
+    return paths.fold_summary(0)
+
+
+def test_a_fold_whose_bf16_steps_go_non_finite_finishes_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sihnet.training import fold as fold_module
+
+    network = TinyNet()
+    network.nan_after = 2  # epoch 1 (two steps of four scans) is fine, epoch 2 goes non-finite
+    monkeypatch.setattr(fold_module, "build_model", lambda *args: network)
+    with caplog.at_level(logging.WARNING):
+        summary = json.loads(_tiny_fold(tmp_path, "bf16", epochs=3).read_text())
+    assert summary["precision"] == "fp32"
+    fallback = summary["precision_fallback"]
+    assert fallback["from"] == "bf16" and fallback["to"] == "fp32" and fallback["epoch"] == 1
+    assert any("continuing in fp32 from the last good epoch" in r.message for r in caplog.records)
+    history = (tmp_path / "run" / "fold_0" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3  # every epoch recorded once
+
+
+def test_an_fp32_fold_that_keeps_skipping_steps_stops_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sihnet.errors import SihnetError
+    from sihnet.training import fold as fold_module
+
+    class NanNet(TinyNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    monkeypatch.setattr(fold_module, "build_model", lambda *args: NanNet())
+    with pytest.raises(SihnetError, match=r"2 of 2 steps had non-finite gradients .*even in fp32"):
+        _tiny_fold(tmp_path, "fp32", epochs=1)
+
+
+def test_auto_writes_the_probe_into_the_fold_summary(tmp_path: Path) -> None:
+    summary = json.loads(_tiny_fold(tmp_path, "auto", epochs=1, channels_last="auto").read_text())
+    probed = summary["precision_probe"]
+    assert probed["precision"] == summary["precision"] and probed["reason"]
+    assert "fp32+channels_last" in probed["seconds"] or "bf16+channels_last" in probed["seconds"]
+    assert summary["channels_last"] == probed["channels_last"]
