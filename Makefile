@@ -23,11 +23,17 @@ lint: venv
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+CPU_CLASS = echo "CPU: $$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores, $$(lscpu | grep -q avx512_bf16 && echo 'AVX-512 with native bf16' || (lscpu | grep -q avx2 && echo 'AVX2, bf16 not native' || echo 'no AVX2'))"
+
 test: lint
-	$(BIN)/pytest -q -m "not slow and not gpu"
+	@$(CPU_CLASS)
+	@start=$$(date +%s); $(BIN)/pytest -q -m "not slow and not gpu" --durations=15; status=$$?; \
+	  echo "pytest took $$(( $$(date +%s) - start )) s"; $(CPU_CLASS); exit $$status
 
 test-slow: venv
-	$(BIN)/pytest -q -m "slow and not gpu"
+	@$(CPU_CLASS)
+	@start=$$(date +%s); $(BIN)/pytest -q -m "slow and not gpu"; status=$$?; \
+	  echo "pytest -m slow took $$(( $$(date +%s) - start )) s"; exit $$status
 
 bench: venv
 	$(BIN)/python benchmarks/run_benchmarks.py --out benchmarks/results

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_benchmark.py"
 
 
+@pytest.mark.slow  # a benchmark: make test-slow
 def test_the_gpu_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--size", "32,32,32", "--steps", "1", "--batch", "2", "--out", str(tmp_path)],

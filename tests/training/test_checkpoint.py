@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -45,18 +47,55 @@ def config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "c.yaml", training={"epochs": 3})
 
 
-def test_sigterm_then_resume_equals_a_straight_run(
-    tiny_cohort: Path, tmp_path: Path, config: Path
-) -> None:
-    cache = tmp_path / "cache"
-    straight = run(["train", tiny_cohort, "--out", tmp_path / "a", "--config", config], cache)
+@dataclasses.dataclass(frozen=True)
+class Stopped:
+    """A copy of the tiny cohort and a run of it stopped by SIGTERM after its first epoch."""
+
+    manifest: Path
+    run: Path
+    config: Path
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def stopped_once(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Stopped:
+    """One interrupted training (a child process, SIGTERM) shared by the resume tests."""
+    folder = tmp_path_factory.mktemp("stopped")
+    shutil.copytree(tiny_cohort.parent, folder / "cohort")
+    manifest, out = folder / "cohort" / tiny_cohort.name, folder / "run"
+    config = write_config(folder / "c.yaml", training={"epochs": 3})
+    args: list[str | Path] = ["train", manifest, "--out", out, "--config", config]
+    result = interrupt_after_first_epoch(args, folder / "cache", out / "fold_0" / "history.csv")
+    return Stopped(manifest, out, config, result)
+
+
+@pytest.fixture()
+def stopped(stopped_once: Stopped, tmp_path: Path) -> Stopped:
+    """This test's own copy of the stopped run and its cohort."""
+    shutil.copytree(stopped_once.manifest.parent, tmp_path / "cohort")
+    shutil.copytree(stopped_once.run, tmp_path / "run")
+    shutil.copy(stopped_once.config, tmp_path / "c.yaml")
+    manifest = tmp_path / "cohort" / stopped_once.manifest.name
+    return Stopped(manifest, tmp_path / "run", tmp_path / "c.yaml", stopped_once.result)
+
+
+def test_sigterm_then_resume_equals_a_straight_run(stopped: Stopped, tmp_path: Path) -> None:
+    cache, config = tmp_path / "cache", stopped.config
+    straight = run(["train", stopped.manifest, "--out", tmp_path / "a", "--config", config], cache)
     assert straight.returncode == 0, straight.stderr
-    args: list[str | Path] = ["train", tiny_cohort, "--out", tmp_path / "b", "--config", config]
-    stopped = interrupt_after_first_epoch(args, cache, tmp_path / "b" / "fold_0" / "history.csv")
-    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
-    assert "stopped by SIGTERM" in stopped.stderr and "--resume" in stopped.stderr
-    assert "Traceback" not in stopped.stderr
-    assert not (tmp_path / "b" / "fold_1" / "summary.json").exists()
+    assert stopped.result.returncode == 128 + signal.SIGTERM, stopped.result.stderr
+    assert "stopped by SIGTERM" in stopped.result.stderr and "--resume" in stopped.result.stderr
+    assert "Traceback" not in stopped.result.stderr
+    assert not (stopped.run / "fold_1" / "summary.json").exists()
+    shutil.move(stopped.run, tmp_path / "b")
+    args: list[str | Path] = [
+        "train",
+        stopped.manifest,
+        "--out",
+        tmp_path / "b",
+        "--config",
+        config,
+    ]
     again = run([*args], cache)
     assert again.returncode == 2 and "continue it with --resume" in again.stderr
     resumed = run([*args, "--resume"], cache)
@@ -75,13 +114,15 @@ def test_sigterm_then_resume_equals_a_straight_run(
     )
 
 
-def test_resume_refuses_changed_config_manifest_or_splits(
-    tiny_cohort: Path, tmp_path: Path, config: Path
-) -> None:
-    cache, out = tmp_path / "cache", tmp_path / "run"
+def test_resume_refuses_changed_config_manifest_or_splits(stopped: Stopped, tmp_path: Path) -> None:
+    cache, out, config, tiny_cohort = (
+        tmp_path / "cache",
+        stopped.run,
+        stopped.config,
+        stopped.manifest,
+    )
     args: list[str | Path] = ["train", tiny_cohort, "--out", out, "--config", config]
-    stopped = interrupt_after_first_epoch(args, cache, out / "fold_0" / "history.csv")
-    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert stopped.result.returncode == 128 + signal.SIGTERM, stopped.result.stderr
     changed_config = run([*args, "--resume", "--epochs", "5"], cache)
     assert changed_config.returncode == 2 and "training.epochs (3 -> 5)" in changed_config.stderr
     splits = json.loads((out / "splits.json").read_text())
@@ -160,16 +201,10 @@ def test_a_failing_save_keeps_the_earlier_checkpoint_and_leaves_no_temp(
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_resume_refuses_an_image_replaced_since_the_start(
-    tiny_cohort: Path, tmp_path: Path, config: Path
-) -> None:
-    import shutil
-
-    shutil.copytree(tiny_cohort.parent, tmp_path / "cohort")
-    manifest, cache, out = tmp_path / "cohort" / "cohort.csv", tmp_path / "cache", tmp_path / "run"
+def test_resume_refuses_an_image_replaced_since_the_start(stopped: Stopped, tmp_path: Path) -> None:
+    manifest, cache, out, config = stopped.manifest, tmp_path / "cache", stopped.run, stopped.config
     args: list[str | Path] = ["train", manifest, "--out", out, "--config", config]
-    stopped = interrupt_after_first_epoch(args, cache, out / "fold_0" / "history.csv")
-    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert stopped.result.returncode == 128 + signal.SIGTERM, stopped.result.stderr
     import nibabel as nib
     import numpy as np
 

@@ -68,4 +68,4 @@ def test_a_1024_cubed_plan_exits_in_seconds_under_one_gigabyte(
     assert time.perf_counter() - started < 60
     assert result.returncode == 2 and "GB is free" in result.stderr
     peak_kb = int(result.stderr.strip().splitlines()[-1])
-    assert peak_kb == 0 or peak_kb < 2**20  # ru_maxrss reads 0 in some sandboxes
+    assert peak_kb < 2**20, peak_kb
