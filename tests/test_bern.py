@@ -64,3 +64,35 @@ def test_a_missing_field_is_never_scored_as_absent() -> None:
     assert spanning.category == "low-intermediate"
     with pytest.raises(ValueError, match="missing"):
         bern_score({**NORMAL, "subdural_fluid_collection": None})
+
+
+def test_the_six_item_names_are_written_in_one_module_only() -> None:
+    """The Bern items live in ``sihnet.bern.ITEMS``; every consumer (manifest columns, scoring,
+    heads, occlusion targets, synthetic reader) derives them from there."""
+    import re
+    from pathlib import Path
+
+    import sihnet
+    from sihnet.bern import FIELDS
+
+    root = Path(sihnet.__file__).parent
+    quoted = re.compile("|".join(rf"['\"]{name}['\"]" for name in FIELDS))
+    holders = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.suffix in (".py", ".j2") and quoted.search(path.read_text(encoding="utf-8"))
+    )
+    assert holders == ["bern.py"]
+
+
+def test_scoring_follows_a_seventh_item_added_to_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sihnet import bern
+
+    extra = bern.BernItem("tonsillar_descent_mm", "distance", 1, 5.0, (0.0, 30.0))
+    items = (*bern.ITEMS, extra)
+    monkeypatch.setattr(bern, "ITEMS", items)
+    fields = {item.name: (1 if item.kind == "sign" else 9.0) for item in items}
+    fields["tonsillar_descent_mm"] = 3.0
+    assert bern.score_fields(fields).score == 2 + 2 + 1 + 1  # the signs and the new distance
+    assert "tonsillar_descent_mm" in bern.score_fields({}).missing
+    assert extra.meets(4.9) and not extra.meets(5.1)

@@ -5,6 +5,10 @@ suprasellar cistern <= 4.0 mm. Minor criteria, 1 point each: subdural fluid coll
 prepontine cistern <= 5.0 mm, mamillopontine distance <= 6.5 mm. Total 0-9; probability of a
 spinal CSF leak low (<= 2), intermediate (3-4), high (>= 5).
 
+:data:`ITEMS` is the one table of the six items: the manifest's Bern columns, the scoring rules,
+the Bern heads' outputs, the occlusion targets, the plausible ranges a manifest value is checked
+against and the automatic score all derive from it.
+
 A missing field is never scored as absent: the score is then *partial* and reported with the
 range it could take (``score_min`` counts only what is known, ``score_max`` adds every missing
 criterion's points).
@@ -15,21 +19,60 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Literal
 
-SUPRASELLAR_THRESHOLD_MM = 4.0
-PREPONTINE_THRESHOLD_MM = 5.0
-MAMILLOPONTINE_THRESHOLD_MM = 6.5
 
-# (manifest column, points, test on the value)
-CRITERIA: tuple[tuple[str, int, str], ...] = (
-    ("pachymeningeal_enhancement", 2, "present"),
-    ("venous_sinus_engorgement", 2, "present"),
-    ("suprasellar_cistern_mm", 2, f"<= {SUPRASELLAR_THRESHOLD_MM}"),
-    ("subdural_fluid_collection", 1, "present"),
-    ("prepontine_cistern_mm", 1, f"<= {PREPONTINE_THRESHOLD_MM}"),
-    ("mamillopontine_distance_mm", 1, f"<= {MAMILLOPONTINE_THRESHOLD_MM}"),
+@dataclasses.dataclass(frozen=True)
+class BernItem:
+    """One criterion of the Bern score.
+
+    Attributes:
+        name: the manifest column (and the Bern head's output, and the occlusion target).
+        kind: ``sign`` (0/1, present scores) or ``distance`` (mm, at most ``threshold_mm`` scores).
+        points: what the criterion adds to the score when met.
+        threshold_mm: a distance meets the criterion at or below it; None for a sign.
+        plausible_mm: the range a measured distance can take in an adult head (a value outside is
+            a typing or unit error, refused naming the row); None for a sign.
+        description: in a radiologist's words.
+    """
+
+    name: str
+    kind: Literal["sign", "distance"]
+    points: int
+    threshold_mm: float | None = None
+    plausible_mm: tuple[float, float] | None = None
+    description: str = ""
+
+    def meets(self, value: float) -> bool:
+        """Whether a reader's value (a sign 0/1, a distance in mm) meets the criterion."""
+        if self.kind == "sign":
+            return value >= 0.5
+        assert self.threshold_mm is not None
+        return value <= self.threshold_mm
+
+
+# The distances are a few millimetres; beyond 30 mm a value is a unit or typing error.
+_PLAUSIBLE_MM = (0.0, 30.0)
+ITEMS: tuple[BernItem, ...] = (
+    BernItem("pachymeningeal_enhancement", "sign", 2, description="pachymeningeal enhancement"),
+    BernItem("venous_sinus_engorgement", "sign", 2, description="engorgement of venous sinus"),
+    BernItem("suprasellar_cistern_mm", "distance", 2, 4.0, _PLAUSIBLE_MM, "suprasellar cistern"),
+    BernItem("subdural_fluid_collection", "sign", 1, description="subdural fluid collection"),
+    BernItem("prepontine_cistern_mm", "distance", 1, 5.0, _PLAUSIBLE_MM, "prepontine cistern"),
+    BernItem(
+        "mamillopontine_distance_mm", "distance", 1, 6.5, _PLAUSIBLE_MM, "mamillopontine distance"
+    ),
 )
-BERN_FIELDS = tuple(name for name, _, _ in CRITERIA)
+PACHYMENINGEAL, VENOUS_SINUS, SUPRASELLAR, SUBDURAL, PREPONTINE, MAMILLOPONTINE = ITEMS
+SIGNS: tuple[BernItem, ...] = tuple(item for item in ITEMS if item.kind == "sign")
+DISTANCES: tuple[BernItem, ...] = tuple(item for item in ITEMS if item.kind == "distance")
+# The Bern heads' outputs, in order: the signs (logits), then the distances (mm).
+HEAD_ITEMS: tuple[BernItem, ...] = (*SIGNS, *DISTANCES)
+FIELDS: tuple[str, ...] = tuple(item.name for item in ITEMS)
+SIGN_FIELDS: tuple[str, ...] = tuple(item.name for item in SIGNS)
+DISTANCE_FIELDS: tuple[str, ...] = tuple(item.name for item in DISTANCES)
+HEAD_FIELDS: tuple[str, ...] = tuple(item.name for item in HEAD_ITEMS)
+BY_NAME: dict[str, BernItem] = {item.name: item for item in ITEMS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,28 +115,18 @@ def _value(raw: object) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _meets(name: str, value: float) -> bool:
-    if name == "suprasellar_cistern_mm":
-        return value <= SUPRASELLAR_THRESHOLD_MM
-    if name == "prepontine_cistern_mm":
-        return value <= PREPONTINE_THRESHOLD_MM
-    if name == "mamillopontine_distance_mm":
-        return value <= MAMILLOPONTINE_THRESHOLD_MM
-    return value >= 0.5  # a sign given as 0/1
-
-
 def score_fields(fields: Mapping[str, object]) -> BernScore:
     """Bern score of one patient from the manifest's six fields (text or numbers; empty = missing)."""
     low = high = 0
     missing = []
-    for name, points, _ in CRITERIA:
-        value = _value(fields.get(name))
+    for item in ITEMS:
+        value = _value(fields.get(item.name))
         if value is None:
-            missing.append(name)
-            high += points
-        elif _meets(name, value):
-            low += points
-            high += points
+            missing.append(item.name)
+            high += item.points
+        elif item.meets(value):
+            low += item.points
+            high += item.points
     return BernScore(low, high, tuple(missing))
 
 
@@ -103,3 +136,18 @@ def bern_score(fields: Mapping[str, object]) -> int:
     if result.score is None:
         raise ValueError(f"Bern fields missing: {', '.join(result.missing)}")
     return result.score
+
+
+def expected_score(components: Mapping[str, float], distance_sd_mm: float) -> float:
+    """Each criterion's points times the probability it is met: a sign's probability, and for a
+    distance predicted ``d`` mm, Φ((threshold − d) / ``distance_sd_mm``)."""
+    total = 0.0
+    for item in ITEMS:
+        value = float(components[item.name])
+        if item.kind == "sign":
+            total += item.points * value
+        else:
+            assert item.threshold_mm is not None
+            z = (item.threshold_mm - value) / distance_sd_mm
+            total += item.points * 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    return total

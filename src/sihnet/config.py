@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from sihnet.bern import FIELDS as BERN_FIELDS
 from sihnet.config_schema import build, merge
 from sihnet.errors import SihnetError
 
@@ -25,17 +26,9 @@ Splitter = Literal["stratified_group", "group"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ChannelsLast = bool | Literal["auto"]
 # What an occlusion map explains: the fistula logit or probability, or (models trained with the
-# Bern heads) one Bern component: a sign's logit or a distance in mm.
-Target = Literal[
-    "logit",
-    "probability",
-    "pachymeningeal_enhancement",
-    "venous_sinus_engorgement",
-    "subdural_fluid_collection",
-    "suprasellar_cistern_mm",
-    "prepontine_cistern_mm",
-    "mamillopontine_distance_mm",
-]
+# Bern heads) one Bern item of sihnet.bern.ITEMS: a sign's logit or a distance in mm.
+Target = str
+TARGETS: tuple[str, ...] = ("logit", "probability", *BERN_FIELDS)
 SPACING_RANGE_MM = (0.05, 20.0)  # voxel sizes accepted for images and for the model input
 
 
@@ -213,6 +206,10 @@ class OcclusionConfig:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise SihnetError(
+                f"occlusion target must be one of {', '.join(TARGETS)}, not {self.target!r}"
+            )
         stride = self.stride_1mm or self.patch_1mm
         if min(self.patch_1mm) < 1 or min(stride) < 1:
             raise SihnetError("occlusion patch and stride must be positive voxel counts")

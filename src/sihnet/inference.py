@@ -111,11 +111,38 @@ class Inference:
             return None
         return torch.amp.GradScaler(self.device.type)
 
-    def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), model in eval mode."""
+    def outputs(
+        self, model: torch.nn.Module, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), and the raw Bern outputs (N, 6)
+        of a network with the Bern heads (else None); model in eval mode."""
+        from sihnet.models.bern_heads import split_outputs
+
         model.eval()
         with torch.inference_mode(), self.autocast():
-            return model(images.to(self.device, torch.float32)).float()
+            logits, bern = split_outputs(model(images.to(self.device, torch.float32)))
+        return logits.float(), None if bern is None else bern.float()
+
+    def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), model in eval mode."""
+        return self.outputs(model, images)[0]
+
+    def bern_components(
+        self, network: torch.nn.Module, volumes: Iterable[torch.Tensor | np.ndarray]
+    ) -> np.ndarray:
+        """The six Bern components of each volume (1, X, Y, Z), one at a time: (n, 6) float64
+        (sign probabilities, distances in mm) in :data:`sihnet.bern.HEAD_ITEMS` order.
+
+        Raises:
+            TypeError: the network has no Bern heads.
+        """
+        rows = []
+        for volume in volumes:
+            _, raw = self.outputs(network, torch.as_tensor(volume)[None])
+            if raw is None:
+                raise TypeError("the network has no Bern heads")
+            rows.append(network.components(raw)[0].cpu().double().numpy())  # type: ignore[operator]
+        return np.asarray(rows).reshape(-1, 6)
 
     def probabilities(
         self, model: torch.nn.Module, volumes: Iterable[torch.Tensor | np.ndarray]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from sihnet.bern import HEAD_FIELDS
 from sihnet.models.bern_heads import (
-    BERN_OUTPUTS,
     BernDenseNet121,
     auto_bern,
     bern_loss,
@@ -65,16 +65,25 @@ def test_distance_scale_is_the_training_patients_and_survives_the_weights() -> N
 
 
 def test_the_heads_leave_the_classifier_output_alone() -> None:
+    from monai.networks.nets import DenseNet121
+
     torch.manual_seed(0)
     network = _network().eval()
+    plain = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
+    plain.load_state_dict(
+        {
+            k: v
+            for k, v in network.state_dict().items()
+            if not k.startswith(("bern_head", "distance_"))
+        }
+    )
     x = torch.rand(2, 1, 32, 32, 32)
     with torch.no_grad():
-        logits = network(x)
-        network.with_bern = True
-        both = network(x)
-    assert logits.shape == (2, 2) and both.shape == (2, 8)
-    assert torch.equal(both[:, :2], logits)
-    components = network.components(both[:, 2:])
+        logits, raw = network(x)  # one forward, both outputs
+        alone = plain(x)
+    assert logits.shape == (2, 2) and raw.shape == (2, 6)
+    assert torch.equal(alone, logits)
+    components = network.components(raw)
     assert ((components[:, :3] >= 0) & (components[:, :3] <= 1)).all()
 
 
@@ -91,6 +100,6 @@ def test_the_bern_rules_on_predicted_components() -> None:
 def test_reader_fields_become_targets_with_missing_as_nan() -> None:
     rows = [{"pachymeningeal_enhancement": "1", "suprasellar_cistern_mm": "3.5"}, {}]
     targets = bern_targets(rows)
-    assert targets.shape == (2, len(BERN_OUTPUTS))
+    assert targets.shape == (2, len(HEAD_FIELDS))
     assert targets[0, 0] == 1 and targets[0, 3] == 3.5 and np.isnan(targets[0, 1])
     assert np.isnan(targets[1]).all()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sihnet.bern import FIELDS, SIGN_FIELDS
 from sihnet.config import OcclusionConfig, load_config
-from sihnet.data.manifest import BERN_MEASUREMENT_COLUMNS, BERN_SIGN_COLUMNS, read_manifest
+from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.compare import compare_runs
 from sihnet.evaluation.run import run_evaluation
@@ -23,7 +24,7 @@ from sihnet.preprocessing.cache import VolumeCache
 from sihnet.training.run import run_training
 from tests.helpers import TINY_CONFIG
 
-BERN = (*BERN_SIGN_COLUMNS, *BERN_MEASUREMENT_COLUMNS)
+BERN = FIELDS
 
 
 def _rewrite(
@@ -77,7 +78,7 @@ def test_heads_on_write_predict_and_compare(
     assert "bern_head.weight" in load_weights(multi.best_weights(0))
     metrics = run_evaluation(multi).as_json()
     section = metrics["auto_bern"]
-    assert section["n_patients"] == 12 and set(section["signs"]) == set(BERN_SIGN_COLUMNS)
+    assert section["n_patients"] == 12 and set(section["signs"]) == set(SIGN_FIELDS)
     assert set(section["distances"]["suprasellar_cistern_mm"]) >= {"mae_mm", "bias_mm", "icc_2_1"}
     with open(multi.oof_bern_predictions) as handle:
         rows = list(csv.DictReader(handle))

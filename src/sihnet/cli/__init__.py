@@ -98,8 +98,8 @@ def parse_voxels(text: str | None, name: str) -> tuple[int, int, int] | None:
 
 
 def choice(value: str, allowed: typing.Any, name: str) -> str:
-    """``value`` if it is one of a ``Literal`` type's values, else one line."""
-    options = typing.get_args(allowed)
+    """``value`` if it is one of a ``Literal`` type's values (or of a tuple), else one line."""
+    options = allowed if isinstance(allowed, tuple) else typing.get_args(allowed)
     if value not in options:
         raise SihnetError(f"{name} must be one of {', '.join(options)}, not {value!r}")
     return value

@@ -22,7 +22,7 @@ from sihnet.cli import (
     inference_options,
     parse_voxels,
 )
-from sihnet.config import OcclusionConfig, Target
+from sihnet.config import TARGETS, OcclusionConfig
 from sihnet.errors import SihnetError
 from sihnet.summaries import external_lines, metrics_lines, occlusion_lines, prediction_lines
 
@@ -240,7 +240,7 @@ def occlusion(
         typer.Option(
             "--target",
             help="Score explained: the fistula 'logit' or 'probability'; for models with the Bern "
-            "heads also a component (e.g. 'suprasellar_cistern_mm', 'pachymeningeal_enhancement').",
+            "heads also a Bern item (a manifest Bern column).",
         ),
     ] = _OCCLUSION_DEFAULTS.target,
     batch_size: Annotated[
@@ -262,7 +262,7 @@ def occlusion(
     settings = OcclusionConfig(
         patch_1mm=patch_1mm,
         stride_1mm=parse_voxels(stride, "--stride"),
-        target=choice(target, Target, "--target"),  # type: ignore[arg-type]
+        target=choice(target, TARGETS, "--target"),
         fold=None if fold == "all" else int(fold),
         batch_size=batch_size,
     )

@@ -15,22 +15,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from sihnet.bern import BY_NAME, DISTANCE_FIELDS, FIELDS, SIGN_FIELDS
 from sihnet.errors import SihnetError
 from sihnet.tables import read_table
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("patient_id", "image")
-BERN_SIGN_COLUMNS = (
-    "pachymeningeal_enhancement",
-    "venous_sinus_engorgement",
-    "subdural_fluid_collection",
-)
-BERN_MEASUREMENT_COLUMNS = (
-    "suprasellar_cistern_mm",
-    "prepontine_cistern_mm",
-    "mamillopontine_distance_mm",
-)
 DEMOGRAPHIC_COLUMNS = ("age", "sex", "site", "days_mri_to_dsm")
 OPTIONAL_COLUMNS = (
     "label",
@@ -39,9 +30,10 @@ OPTIONAL_COLUMNS = (
     "days_mri_to_dsm",
     "site",
     "slec",
-    *BERN_SIGN_COLUMNS,
-    *BERN_MEASUREMENT_COLUMNS,
+    *FIELDS,
 )
+# Plausible ranges of the other measurement columns (a value outside is a typing or unit error).
+PLAUSIBLE = {"age": (0.0, 120.0), "days_mri_to_dsm": (-3650.0, 3650.0)}
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # A number as people write it: "3.5", "-2", "1e3"; not "3_5" (Python's float() reads it as 35).
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -110,7 +102,7 @@ class Cohort:
         without any Bern value are left out."""
         fields: dict[str, dict[str, str]] = {}
         for scan in self.scans:
-            for column in (*BERN_SIGN_COLUMNS, *BERN_MEASUREMENT_COLUMNS):
+            for column in FIELDS:
                 value = scan.fields.get(column, "").strip()
                 if value:
                     fields.setdefault(scan.patient_id, {}).setdefault(column, value)
@@ -149,11 +141,12 @@ def parse_label(text: str) -> int | str | None:
 
 
 def _check_optional(row: int, fields: Mapping[str, str], problems: _Problems) -> None:
-    for column in BERN_SIGN_COLUMNS:
+    for column in SIGN_FIELDS:
         value = fields.get(column, "").strip()
         if value and value not in ("0", "1", "0.0", "1.0"):
             problems.add(row, f"{column} must be 0, 1 or empty, got {value!r}")
-    for column in (*BERN_MEASUREMENT_COLUMNS, "age", "days_mri_to_dsm"):
+    ranges = {name: BY_NAME[name].plausible_mm for name in DISTANCE_FIELDS} | PLAUSIBLE
+    for column, (low, high) in ranges.items():  # type: ignore[misc]
         value = fields.get(column, "").strip()
         if value:
             if not NUMBER.fullmatch(value):
@@ -162,6 +155,10 @@ def _check_optional(row: int, fields: Mapping[str, str], problems: _Problems) ->
             number = float(value)
             if not math.isfinite(number) or (column != "days_mri_to_dsm" and number < 0):
                 problems.add(row, f"{column} must be a finite non-negative number, got {value!r}")
+            elif not low <= number <= high:
+                problems.add(
+                    row, f"{column} {value} is outside the plausible range {low:g}–{high:g}"
+                )
 
 
 def _bids_rows(root: Path) -> tuple[list[str], list[dict[str, str]], Path]:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from sihnet.bern import HEAD_ITEMS
 from sihnet.evaluation.bern_comparison import bern_scores_for
 from sihnet.evaluation.statistics import auroc_ci, delong_test
-from sihnet.models.bern_heads import BERN_OUTPUTS, SIGNS
 from sihnet.paths import RunPaths
 from sihnet.tables import read_rows, write_table
 from sihnet.training.bern import BERN_PREDICTION_COLUMNS
@@ -97,12 +97,13 @@ def auto_bern_section(
     rows = [row for f in files for row in read_rows(f)]
     write_table(paths.oof_bern_predictions, BERN_PREDICTION_COLUMNS, rows)
     section: dict[str, Any] = {"n_patients": len(rows), "signs": {}, "distances": {}}
-    for j, name in enumerate(BERN_OUTPUTS):
+    for item in HEAD_ITEMS:
+        name = item.name
         predicted = np.array([float(r[name]) for r in rows])
         reader = np.array(
             [float(reader_fields.get(r["patient_id"], {}).get(name, "") or "nan") for r in rows]
         )
-        kind = "signs" if j < SIGNS else "distances"
-        section[kind][name] = (_sign if j < SIGNS else _distance)(predicted, reader)
+        kind = "signs" if item.kind == "sign" else "distances"
+        section[kind][name] = (_sign if item.kind == "sign" else _distance)(predicted, reader)
     section["fistula"] = _fistula(rows, reader_fields)
     return section

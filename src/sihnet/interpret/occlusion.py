@@ -17,6 +17,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from sihnet.config import Target
 from sihnet.errors import SihnetError
 from sihnet.inference import Inference, target_scores
 from sihnet.interpret.incremental import OccludedForward
-from sihnet.models.bern_heads import BernDenseNet121, component_scores
+from sihnet.models.bern_heads import BernDenseNet121, component_scores, split_outputs
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -113,30 +114,23 @@ def _relu_not_inplace(model: nn.Module) -> Iterator[None]:
             module.inplace = True
 
 
-def _scorer(model: nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Outputs → the target score per row (the fistula's, or a Bern component's).
+def _scorer(model: nn.Module, target: Target) -> Callable[[Any], torch.Tensor]:
+    """The network's outputs → the target score per row (the fistula's, or a Bern item's).
 
     Raises:
-        SihnetError: a Bern component asked of a model without the Bern heads.
+        SihnetError: a Bern item asked of a model without the Bern heads.
     """
     if target in ("logit", "probability"):
-        return lambda outputs: target_scores(outputs, target)
+        return lambda outputs: target_scores(split_outputs(outputs)[0], target)  # type: ignore[arg-type]
     if not isinstance(model, BernDenseNet121):
         raise SihnetError(f"--target {target} needs a model trained with the Bern heads")
-    return lambda outputs: component_scores(outputs, target, model)
 
+    def item(outputs: Any) -> torch.Tensor:
+        raw = split_outputs(outputs)[1]
+        assert raw is not None
+        return component_scores(raw, target, model)
 
-@contextlib.contextmanager
-def _bern_outputs(model: nn.Module, target: Target) -> Iterator[None]:
-    """The Bern heads' outputs beside the logits while a component is the target."""
-    if not isinstance(model, BernDenseNet121) or target in ("logit", "probability"):
-        yield
-        return
-    model.with_bern = True
-    try:
-        yield
-    finally:
-        model.with_bern = False
+    return item
 
 
 def occlusion_map(
@@ -182,7 +176,6 @@ def occlusion_map(
     score_of = _scorer(model, target)
     with (
         _relu_not_inplace(model),
-        _bern_outputs(model, target),
         torch.inference_mode(),
         inference.autocast(),
     ):

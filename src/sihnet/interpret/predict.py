@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from sihnet.bern import HEAD_FIELDS
 from sihnet.config import InferenceConfig
 from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
-from sihnet.models.bern_heads import BERN_OUTPUTS, BernDenseNet121, auto_bern, predict_components
+from sihnet.models.bern_heads import BernDenseNet121, auto_bern
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.reference import image_properties, input_warnings
 
@@ -90,10 +91,10 @@ def bern_of(ensemble: FoldEnsemble, image: np.ndarray) -> dict[str, Any] | None:
     if not models:
         return None
     volume = torch.from_numpy(image)
-    rows = [predict_components(m, [volume], ensemble.inferences[k])[0] for k, m in models.items()]
+    rows = [ensemble.inferences[k].bern_components(m, [volume])[0] for k, m in models.items()]
     mean = np.mean(rows, axis=0)
     score, expected = auto_bern(mean)
-    components = {name: float(v) for name, v in zip(BERN_OUTPUTS, mean, strict=True)}
+    components = {name: float(v) for name, v in zip(HEAD_FIELDS, mean, strict=True)}
     return {"components": components, "auto_bern_score": score, "expected_bern_score": expected}
 
 

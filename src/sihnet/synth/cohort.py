@@ -18,7 +18,7 @@ import numpy as np
 
 from sihnet import progress
 from sihnet.atomic import write_atomic, write_nifti_atomic
-from sihnet.data.manifest import BERN_MEASUREMENT_COLUMNS, BERN_SIGN_COLUMNS
+from sihnet.bern import FIELDS
 from sihnet.errors import SihnetError
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient, sample_patient
@@ -34,8 +34,7 @@ MANIFEST_COLUMNS = (
     "age",
     "sex",
     "site",
-    *BERN_SIGN_COLUMNS,
-    *BERN_MEASUREMENT_COLUMNS,
+    *FIELDS,
 )
 
 

@@ -14,6 +14,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sihnet.bern import (
+    MAMILLOPONTINE,
+    PACHYMENINGEAL,
+    PREPONTINE,
+    SUBDURAL,
+    SUPRASELLAR,
+    VENOUS_SINUS,
+)
 from sihnet.synth import anatomy as atlas
 from sihnet.synth.geometry import HeadPose, SagMap, SkullBase
 from sihnet.synth.patient import VISIBLE_SEVERITY, VISIBLE_SUBDURAL_MM, Patient
@@ -49,11 +57,11 @@ def measure_distances(patient: Patient) -> dict[str, float]:
     )
     scale = pose.scale
     return {
-        "suprasellar_cistern_mm": max(0.0, scale * float(head[2, 2] - head[3, 2])),
-        "prepontine_cistern_mm": max(0.0, scale * float(np.linalg.norm(head[4] - head[5])))
+        SUPRASELLAR.name: max(0.0, scale * float(head[2, 2] - head[3, 2])),
+        PREPONTINE.name: max(0.0, scale * float(np.linalg.norm(head[4] - head[5])))
         if depth > 0
         else 0.0,
-        "mamillopontine_distance_mm": max(0.0, scale * float(head[0, 2] - head[1, 2])),
+        MAMILLOPONTINE.name: max(0.0, scale * float(head[0, 2] - head[1, 2])),
     }
 
 
@@ -77,11 +85,9 @@ def measure_bern_fields(
             return int(rng.random() < 0.5)
         return int(severity >= threshold)
 
-    fields["pachymeningeal_enhancement"] = call(
-        signs.pachymeningeal_enhancement, VISIBLE_SEVERITY, 0.1
-    )
-    fields["venous_sinus_engorgement"] = call(signs.venous_engorgement, VISIBLE_SEVERITY, 0.1)
-    fields["subdural_fluid_collection"] = call(
+    fields[PACHYMENINGEAL.name] = call(signs.pachymeningeal_enhancement, VISIBLE_SEVERITY, 0.1)
+    fields[VENOUS_SINUS.name] = call(signs.venous_engorgement, VISIBLE_SEVERITY, 0.1)
+    fields[SUBDURAL.name] = call(
         signs.subdural_mm * patient.acquisition.head_scale, VISIBLE_SUBDURAL_MM, 0.5
     )
     for name, value in measure_distances(patient).items():

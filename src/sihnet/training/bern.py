@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sihnet.bern import HEAD_FIELDS
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.inference import Inference
-from sihnet.models.bern_heads import BERN_OUTPUTS, auto_bern, predict_components
+from sihnet.models.bern_heads import auto_bern
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.tables import write_table
@@ -19,7 +20,7 @@ BERN_PREDICTION_COLUMNS = [
     "patient_id",
     "fold",
     "label",
-    *BERN_OUTPUTS,
+    *HEAD_FIELDS,
     "auto_bern",
     "expected_bern",
 ]
@@ -35,7 +36,7 @@ def bern_rows(fold: int, samples: Samples, components: np.ndarray) -> list[dict[
     for patient, row in rows.items():
         mean = np.mean(sums[patient], axis=0)
         score, expected = auto_bern(mean)
-        row.update({name: f"{v:.6f}" for name, v in zip(BERN_OUTPUTS, mean, strict=True)})
+        row.update({name: f"{v:.6f}" for name, v in zip(HEAD_FIELDS, mean, strict=True)})
         row.update({"auto_bern": score, "expected_bern": f"{expected:.6f}"})
     return list(rows.values())
 
@@ -53,7 +54,5 @@ def write_bern_predictions(
     network = build_model(bern_heads=True)
     network.load_state_dict(load_weights(weights))
     network = network.to(inference.device).eval()
-    components = predict_components(
-        network, (dataset[i][0] for i in range(len(dataset))), inference
-    )
+    components = inference.bern_components(network, (dataset[i][0] for i in range(len(dataset))))
     write_table(path, BERN_PREDICTION_COLUMNS, bern_rows(fold, validation, components))

@@ -14,7 +14,7 @@ import math
 import torch
 
 from sihnet.inference import Inference
-from sihnet.models.bern_heads import BernDenseNet121, bern_loss
+from sihnet.models.bern_heads import BernDenseNet121, bern_loss, split_outputs
 from sihnet.training.distributed import World, batch_loss
 
 
@@ -48,20 +48,6 @@ class StepSettings:
     channels_last: bool = False
 
 
-def forward_outputs(
-    model: torch.nn.Module, network: torch.nn.Module, images: torch.Tensor, heads: bool
-) -> torch.Tensor:
-    """The training outputs: logits (N, 2), and with the heads the six raw Bern outputs after
-    them (N, 8)."""
-    if not heads:
-        return model(images)
-    network.with_bern = True  # type: ignore[assignment]
-    try:
-        return model(images)
-    finally:
-        network.with_bern = False  # type: ignore[assignment]
-
-
 def step_loss(
     model: torch.nn.Module,
     network: torch.nn.Module,
@@ -79,15 +65,15 @@ def step_loss(
     Returns:
         The loss to backpropagate, and the batch's loss as a number (equal on every rank).
     """
-    heads = settings.bern_weight > 0 and isinstance(network, BernDenseNet121)
     images = batch.images
     if settings.channels_last:
         images = images.contiguous(memory_format=torch.channels_last_3d)
     with inference.autocast():
-        outputs = forward_outputs(model, network, images, heads)
-    loss, value = batch_loss(outputs[:, :2], batch.labels, settings.weight, world)
-    if heads and batch.bern is not None:
-        extra = bern_loss(outputs[:, 2:], batch.bern, network)  # type: ignore[arg-type]
+        logits, raw = split_outputs(model(images))
+    loss, value = batch_loss(logits, batch.labels, settings.weight, world)
+    heads = settings.bern_weight > 0 and isinstance(network, BernDenseNet121)
+    if heads and raw is not None and batch.bern is not None:
+        extra = bern_loss(raw, batch.bern, network)  # type: ignore[arg-type]
         loss = loss + settings.bern_weight * extra
         value += settings.bern_weight * float(extra.detach())
     return loss, value
