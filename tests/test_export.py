@@ -49,7 +49,7 @@ def test_an_exported_model_elsewhere_predicts_what_the_run_predicts(
     data[-4:] = b"\0\0\0\1"
     weights.write_bytes(bytes(data))
     tampered = sihnet("predict", moved, images[0], cache=tmp_path / "c3")
-    assert "do not match the SHA-256" in one_line_error(tampered)
+    assert "fold_1/best.safetensors was changed after the export" in one_line_error(tampered)
 
 
 def test_a_partial_run_is_not_exported_unless_asked(tiny_run: Path, tmp_path: Path) -> None:

@@ -68,9 +68,12 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise RuntimeError(
             f"rank {os.environ['RANK']} tried to write {path.name}; only rank 0 writes"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.{HOST}-{os.getpid()}."
-    handle, temp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise _named(error, path) from None
     os.close(handle)
     temp = Path(temp_name)
     try:
@@ -79,8 +82,17 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(written.fileno())
         os.chmod(temp, 0o666 & ~UMASK)  # mkstemp's 0600 would ignore the user's umask
         os.replace(temp, path)
+    except OSError as error:  # the user's file is named, never the temporary one
+        if error.filename not in (None, str(temp)):
+            raise
+        raise _named(error, path) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """The same error naming ``path`` (the file the user asked for)."""
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def write_atomic(path: Path, writer: Callable[[Path], Any], suffix: str = ".tmp") -> None:
@@ -94,12 +106,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf -> null (strict JSON); numpy scalars -> Python numbers."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -138,7 +150,12 @@ def write_text_once(path: Path, text: str) -> bool:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write strict JSON (indented; NaN written as null) atomically."""
-    write_text_atomic(path, json.dumps(_json_safe(value), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, strict_json(value) + "\n")
+
+
+def strict_json(value: Any, indent: int | None = 2) -> str:
+    """Strict JSON text: NaN and infinities as null (NaN is not JSON), numpy scalars as numbers."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)
 
 
 def write_nifti_atomic(path: Path, image: Any) -> None:

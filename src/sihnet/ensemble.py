@@ -14,12 +14,13 @@ import torch
 from sihnet.config import ExperimentConfig, InferenceConfig
 from sihnet.errors import SihnetError
 from sihnet.evaluation.operating_points import fixed_thresholds
-from sihnet.hashing import text_sha256
+from sihnet.hashing import file_sha256, text_sha256
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
+from sihnet.schemas import OperatingPoints, ReferenceFile, read_json, read_json_as
 from sihnet.tables import read_rows
 from sihnet.training.records import FoldSummary
 
@@ -56,18 +57,15 @@ def read_reference(paths: RunPaths) -> dict[str, dict[str, float]] | None:
     """The training images' ranges (``reference.json``), or None for a run without them."""
     if not paths.reference.is_file():
         return None
-    try:
-        return dict(json.loads(paths.reference.read_text())["quantities"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise SihnetError(f"{paths.root.name}/reference.json is damaged") from None
+    return read_json(paths.reference, ReferenceFile).quantities
 
 
 def read_thresholds(paths: RunPaths) -> dict[str, dict[str, float]]:
     """Fixed operating thresholds: an exported model's ``operating_points.json``, else fitted on
     the run's out-of-fold predictions, else none."""
+    if paths.operating_points.is_file():
+        return read_json_as(paths.operating_points, OperatingPoints)
     try:
-        if paths.operating_points.is_file():
-            return dict(json.loads(paths.operating_points.read_text()))
         if paths.oof_predictions.is_file():
             rows = read_rows(paths.oof_predictions)
             labels = np.array([int(r["label"]) for r in rows])
@@ -78,6 +76,65 @@ def read_thresholds(paths: RunPaths) -> dict[str, dict[str, float]]:
             f"{paths.root.name}: operating points cannot be read (damaged file)"
         ) from None
     return {}
+
+
+def identity_files(paths: RunPaths, folds: list[int]) -> list[Path]:
+    """The files whose content changes a prediction: the configuration (preprocessing, inference),
+    each fold's weights and summary (its precision), the reference statistics (the warnings)."""
+    files = [
+        paths.config,
+        *(f for k in folds for f in (paths.best_weights(k), paths.fold_summary(k))),
+    ]
+    return [*files, paths.reference] if paths.reference.is_file() else files
+
+
+def model_identity(
+    paths: RunPaths, folds: list[int], thresholds: dict[str, dict[str, float]]
+) -> tuple[str, dict[str, str]]:
+    """One SHA-256 for a model, over what changes a prediction (:func:`identity_files` and the
+    operating thresholds), and the per-file hashes it is made of (names relative to the folder)."""
+    hashes = {str(f.relative_to(paths.root)): file_sha256(f) for f in identity_files(paths, folds)}
+    hashes["operating thresholds"] = text_sha256(json.dumps(thresholds, sort_keys=True))
+    return text_sha256("\n".join(f"{k}:{v}" for k, v in sorted(hashes.items()))), hashes
+
+
+def verify_exported(
+    paths: RunPaths, folds: list[int], thresholds: dict[str, dict[str, float]]
+) -> str:
+    """Check an exported model folder against its ``model.json``; returns the model's identity.
+
+    Raises:
+        SihnetError: a file edited, removed or added since the export (named), or a damaged
+            ``model.json``.
+    """
+    where = f"{paths.root.name}/model.json"
+    try:
+        record = json.loads(paths.model_record.read_text())
+        expected = {str(k): str(v) for k, v in dict(record["files"]).items()}
+        identity = str(record["model_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise SihnetError(
+            f"{where} is damaged or from an older sihnet (export the run again)"
+        ) from None
+    found, hashes = model_identity(paths, folds, thresholds)
+    for name in sorted(set(expected) | set(hashes)):
+        if name not in expected:
+            raise SihnetError(
+                f"{paths.root.name}/{name} is not part of this exported model; refused"
+            )
+        if name not in hashes:
+            raise SihnetError(
+                f"{paths.root.name}/{name} is missing from this exported model; refused"
+            )
+        if hashes[name] != expected[name]:
+            shown = "operating_points.json" if name == "operating thresholds" else name
+            raise SihnetError(
+                f"{paths.root.name}/{shown} was changed after the export (its SHA-256 differs "
+                "from model.json); refused"
+            )
+    if found != identity:
+        raise SihnetError(f"{where}: the model's SHA-256 does not match its files; refused")
+    return identity
 
 
 def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.nn.Module:
@@ -122,15 +179,7 @@ class FoldEnsemble:
     summaries: dict[int, FoldSummary]
     reference: dict[str, dict[str, float]] | None = None
     thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-
-    @staticmethod
-    def combined_sha256(weights: dict[int, str]) -> str:
-        """One hash for a model: SHA-256 over the fold weights' hashes, in fold order."""
-        return text_sha256("|".join(f"{k}:{digest}" for k, digest in sorted(weights.items())))
-
-    @property
-    def model_sha256(self) -> str:
-        return self.combined_sha256({k: s.weights_sha256 for k, s in self.summaries.items()})
+    model_sha256: str = ""  # the model's identity (:func:`model_identity`)
 
     @property
     def inference(self) -> Inference:
@@ -158,6 +207,13 @@ class FoldEnsemble:
         paths = RunPaths(Path(run))
         config = paths.read_config()
         folds = available_folds(paths, config.cross_validation.folds, fold, require_all)
+        thresholds = read_thresholds(paths)
+        if paths.model_record.is_file():  # an exported model: one identity, checked file by file
+            everything = paths.finished_folds(config.cross_validation.folds)
+            identity = verify_exported(paths, everything, thresholds)
+        else:
+            finished = paths.finished_folds(config.cross_validation.folds)
+            identity = model_identity(paths, finished, thresholds)[0]
         summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in folds}
         device = settings.device or config.training.device
         inferences = {
@@ -174,9 +230,8 @@ class FoldEnsemble:
                 "/".join(sorted(applied)),
             )
         models = {k: load_fold_model(paths, k, inferences[k].device) for k in folds}
-        return cls(
-            config, models, inferences, summaries, read_reference(paths), read_thresholds(paths)
-        )
+        reference = read_reference(paths)
+        return cls(config, models, inferences, summaries, reference, thresholds, identity)
 
     def probabilities(self, image: np.ndarray | torch.Tensor) -> dict[int, float]:
         """Fistula probability of one preprocessed volume (1, X, Y, Z) per fold model.

@@ -16,7 +16,6 @@ Nothing that names a patient leaves the run: no predictions, splits, histories o
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from importlib.metadata import version
@@ -26,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from sihnet.atomic import write_json_atomic, write_text_atomic
-from sihnet.ensemble import FoldEnsemble, available_folds, read_thresholds
+from sihnet.ensemble import available_folds, model_identity, read_thresholds
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
+from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.report.model_card import model_card_text, subgroup_aurocs
+from sihnet.schemas import MetricsFile, read_json_as
 from sihnet.tables import read_rows
 from sihnet.training.records import FoldSummary
 
@@ -90,6 +91,7 @@ def bundle_metadata(config: Any, model_sha256: str) -> dict[str, Any]:
 def _check_out(out: Path, run: Path) -> None:
     if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
         raise SihnetError("--out must not be inside the run folder")
+    check_output_folder(out, "export")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SihnetError(f"--out {out.name} exists and is not an empty folder")
 
@@ -133,16 +135,19 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False) -> Path:
         summaries = _copy_folds(paths, staging, folds)
         if paths.reference.is_file():
             shutil.copyfile(paths.reference, staging / "reference.json")
-        write_json_atomic(staging / "operating_points.json", read_thresholds(paths))
-        model_sha256 = FoldEnsemble.combined_sha256({s.fold: s.weights_sha256 for s in summaries})
+        thresholds = read_thresholds(paths)
+        write_json_atomic(staging / "operating_points.json", thresholds)
+        model_sha256, files = model_identity(
+            RunPaths(staging), [s.fold for s in summaries], thresholds
+        )
         write_json_atomic(staging / "model.json", {
             "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
-            "exported_from_run": paths.root.name, "notice": NOTICE,
+            "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
         })  # fmt: skip
         write_json_atomic(
             staging / "configs" / "metadata.json", bundle_metadata(config, model_sha256)
         )
-        metrics = json.loads(paths.metrics.read_text())
+        metrics = read_json_as(paths.metrics, MetricsFile)
         subgroups = subgroup_aurocs(read_rows(paths.oof_predictions), paths.read_cohort())
         card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256)
         write_text_atomic(staging / "MODEL_CARD.md", card)

@@ -71,6 +71,11 @@ class RunPaths:
         """Fixed model thresholds (an exported model; a run computes them from its OOF file)."""
         return self.root / "operating_points.json"
 
+    @property
+    def model_record(self) -> Path:
+        """An exported model's identity: the SHA-256 of every file that changes a prediction."""
+        return self.root / "model.json"
+
     def external_dir(self, name: str) -> Path:
         """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
         return self.root / "external" / name
@@ -135,6 +140,14 @@ class RunPaths:
         """
         if self.root.exists() and not self.root.is_dir():
             raise SihnetError(f"--out {self.root.name} is a file; give a folder for the run")
+        from sihnet.outputs import enclosing_folder
+
+        owner = enclosing_folder(self.root.parent)
+        if owner is not None:
+            raise SihnetError(
+                f"--out {self.root.name} is inside the sihnet folder {owner.name}; "
+                "give a place outside it"
+            )
         if self.root.is_dir() and not self.config.is_file():
             others = [
                 p.name

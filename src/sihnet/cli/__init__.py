@@ -17,6 +17,7 @@ import re
 import signal
 import sys
 import typing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,15 +122,31 @@ def _command_logging() -> Iterator[logging.Handler]:
     previous = {name: logging.getLogger(name).level for name in quiet}
     for name, value in quiet.items():
         logging.getLogger(name).setLevel(value)
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line
     try:
         yield handler
     finally:
+        warnings.showwarning = shown
         for added in [h for h in root.handlers if h not in before]:
             root.removeHandler(added)
             added.close()
         root.setLevel(level)
         for name, value in previous.items():
             logging.getLogger(name).setLevel(value)
+
+
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: typing.TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's warning as one log line, without the file and line it came from (an install
+    path names the user's home)."""
+    log.warning("warning: %s: %s", category.__name__, _without_paths(str(message)))
 
 
 def _without_paths(text: str) -> str:

@@ -195,7 +195,7 @@ def predict(
     require_all_folds: RequireAllOption = False,
 ) -> None:
     """Fold-ensemble probability of a CSF-venous fistula per image (research use only)."""
-    import json
+    from sihnet.atomic import strict_json
 
     settings = inference_options(device, precision)
     from sihnet.interpret.predict import run_predict
@@ -203,7 +203,7 @@ def predict(
 
     cache = VolumeCache(cache_dir or default_cache_dir())
     records = run_predict(run, images, settings, cache, require_all_folds)
-    echo([json.dumps(records, indent=2)] if as_json else prediction_lines(records))
+    echo([strict_json(records)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
     if failed:
         typer.echo(

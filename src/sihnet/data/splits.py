@@ -173,7 +173,9 @@ def load_splits(path: Path) -> tuple[dict[str, int], int]:
         data = json.loads(Path(path).read_text(), object_pairs_hook=_no_duplicate_keys)
         assignment = {str(k): int(v) for k, v in data["assignment"].items()}
         folds = int(data["folds"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except OSError as error:
+        raise SihnetError(f"cannot read {Path(path).name}: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise SihnetError(f"cannot read {Path(path).name}: {error}") from None
     bad = [p for p, f in assignment.items() if not 0 <= f < folds]
     if bad:

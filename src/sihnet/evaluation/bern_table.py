@@ -10,6 +10,7 @@ from sihnet.bern import BernScore, score_fields
 from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
+from sihnet.outputs import check_output_file, starts_with
 from sihnet.tables import write_table
 
 TABLE_COLUMNS = (
@@ -37,8 +38,8 @@ def run_bern(manifest: Path, out: Path | None = None) -> list[str]:
         Printable lines: one per patient, then the AUROC of the complete, labelled scores with a
         DeLong and a stratified bootstrap 95% CI.
     """
-    if out is not None and Path(out).is_dir():
-        raise SihnetError(f"--out {Path(out).name} is a folder; give a file name such as bern.csv")
+    if out is not None:
+        check_output_file(out, "bern", earlier=starts_with("patient_id,bern_score,"))
     scores, labels = patient_scores(manifest)
     if all(not s.complete and s.score_max == 9 and s.score_min == 0 for s in scores.values()):
         raise SihnetError(f"manifest {Path(manifest).name} has no Bern columns")

@@ -4,6 +4,7 @@ stratified bootstrap CI of the difference. Written to ``RUN/comparison.json``.""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -21,26 +22,36 @@ def compare_runs(run: RunPaths, other: RunPaths, seed: int = 0) -> dict[str, Any
     Raises:
         SihnetError: a run not evaluated yet, different splits, or too few shared patients.
     """
+    if run.root.resolve() == other.root.resolve():
+        raise SihnetError(f"--compare-with {other.root.name} is the run itself; give another run")
     for paths in (run, other):
         if not paths.oof_predictions.is_file():
             raise SihnetError(
                 f"{paths.root.name} is not evaluated yet (run 'sihnet evaluate' on it)"
             )
+    if not run.splits.is_file() or not other.splits.is_file():
+        raise SihnetError("both runs need their splits.json for a paired comparison")
     if run.splits.read_bytes() != other.splits.read_bytes():
         raise SihnetError(
             f"{run.root.name} and {other.root.name} were not trained on the same splits; "
             "a paired comparison needs the same folds"
         )
-    mine = {r["patient_id"]: r for r in read_rows(run.oof_predictions)}
-    theirs = {r["patient_id"]: r for r in read_rows(other.oof_predictions)}
+    mine, theirs = _oof(run), _oof(other)
     shared = sorted(set(mine) & set(theirs))
-    labels = np.array([int(mine[p]["label"]) for p in shared])
+    labels = np.array([mine[p][0] for p in shared])
     if min(int(labels.sum()), int((1 - labels).sum())) < 2:
         raise SihnetError("the two runs share too few patients of each class to compare")
-    a = np.array([float(mine[p]["probability"]) for p in shared])
-    b = np.array([float(theirs[p]["probability"]) for p in shared])
-    difference, p_value = delong_test(labels, a, b)
-    low, high = bootstrap_difference_ci(labels, a, b, seed=seed)
+    a = np.array([mine[p][1] for p in shared])
+    b = np.array([theirs[p][1] for p in shared])
+    if np.array_equal(a, b):
+        raise SihnetError(
+            f"{run.root.name} and {other.root.name} give identical out-of-fold probabilities "
+            "(the same run copied?); there is no difference to test"
+        )
+    with warnings.catch_warnings():  # scipy's warnings would print the install's paths
+        warnings.simplefilter("ignore")
+        difference, p_value = delong_test(labels, a, b)
+        low, high = bootstrap_difference_ci(labels, a, b, seed=seed)
     result = {
         "run": run.root.name,
         "other": other.root.name,
@@ -53,6 +64,19 @@ def compare_runs(run: RunPaths, other: RunPaths, seed: int = 0) -> dict[str, Any
     }
     write_json_atomic(run.root / "comparison.json", result)
     return result
+
+
+def _oof(paths: RunPaths) -> dict[str, tuple[int, float]]:
+    """patient -> (label, probability) of a run's ``oof_predictions.csv``.
+
+    Raises:
+        SihnetError: the file is damaged (named).
+    """
+    try:
+        rows = read_rows(paths.oof_predictions)
+        return {r["patient_id"]: (int(r["label"]), float(r["probability"])) for r in rows}
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise SihnetError(f"{paths.root.name}/oof_predictions.csv is damaged") from None
 
 
 def comparison_lines(result: dict[str, Any]) -> list[str]:

@@ -34,6 +34,7 @@ from sihnet.ingest.dcm2niix import convert_series, dcm2niix_version
 from sihnet.ingest.deid import Pseudonyms, allowlisted, clean_image
 from sihnet.ingest.discover import Quarantined, Series, discover
 from sihnet.ingest.select import Choice, choose, uncertainty
+from sihnet.outputs import check_output_file, check_output_folder, starts_with
 from sihnet.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -191,10 +192,13 @@ def _check_places(
     if out.resolve() == dicom_dir.resolve() or dicom_dir.resolve() in out.resolve().parents:
         raise SihnetError("--out must not be inside the DICOM input folder")
     pseudonyms.check_outside(out)
+    check_output_folder(out, "convert")
     if quarantine_paths is not None and out.resolve() in Path(quarantine_paths).resolve().parents:
         raise SihnetError(
             "--quarantine-paths must be outside the output folder (it holds source paths)"
         )
+    if quarantine_paths is not None:
+        check_output_file(quarantine_paths, "convert", earlier=starts_with("path\tsha256\treason"))
 
 
 def _convert_study(

@@ -31,6 +31,7 @@ from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.hashing import tree_sha256
 from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
+from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.volume import Preprocessed, resample_to_canvas
@@ -303,6 +304,7 @@ def run_occlusion(
     The model input comes from the preprocessed-volume cache (default: the user cache dir), so an
     image the run was trained or evaluated on is not read and resampled again.
     """
+    check_output_folder(Path(out), "occlusion", inside=Path(run))
     ensemble = FoldEnsemble.load(run, occlusion.fold, settings, require_all)
     if occlusion.batch_size is not None:
         check_occlusion_batch(ensemble, occlusion.batch_size)

@@ -8,7 +8,7 @@ do (commands are shown with file names only).
 from __future__ import annotations
 
 import base64
-import json
+import csv
 import shlex
 import statistics
 from collections import Counter
@@ -18,18 +18,24 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from jinja2 import UndefinedError
+
 from sihnet.atomic import write_text_atomic
 from sihnet.bern import score_fields
 from sihnet.config import ExperimentConfig, config_to_dict
+from sihnet.data.splits import load_splits
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
+from sihnet.outputs import check_output_file, starts_with
 from sihnet.paths import RunPaths
 from sihnet.report.checklist import checklist
 from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
 from sihnet.report.model_card import subgroup_aurocs, template_environment
+from sihnet.schemas import MetricsFile, OcclusionFile, read_json_as
 from sihnet.tables import read_rows
 from sihnet.training.records import FoldSummary
 
+GENERATOR = '<meta name="generator" content="sihnet report">'  # marks a page sihnet wrote
 PACKAGES = ("sihnet", "torch", "monai", "numpy", "scikit-learn", "nibabel", "pydicom", "scipy")
 
 
@@ -84,7 +90,7 @@ def cohort_summary(paths: RunPaths, cohort: dict[str, Any]) -> dict[str, Any]:
     ages = [float(d["age"]) for d in demographics.values() if d.get("age")]
     folds: list[dict[str, Any]] = []
     if paths.splits.is_file():
-        assignment = json.loads(paths.splits.read_text()).get("assignment", {})
+        assignment = load_splits(paths.splits)[0]
         for fold in sorted(set(assignment.values())):
             members = [p for p, f in assignment.items() if f == fold]
             positive = sum(labels.get(p) == 1 for p in members)
@@ -136,7 +142,7 @@ def occlusion_views(folders: list[Path]) -> list[dict[str, Any]]:
     """Each occlusion folder's figure, record and volumes (for the viewer)."""
     views = []
     for index, folder in enumerate(folders):
-        record = json.loads((folder / "occlusion.json").read_text())
+        record = read_json_as(folder / "occlusion.json", OcclusionFile)
         views.append({
             "id": f"viewer{index}", "name": folder.name, "record": record,
             "figure": file_uri(folder / "occlusion.png"),
@@ -155,9 +161,20 @@ def _commands(paths: RunPaths) -> list[str]:
     for line in paths.log.read_text(encoding="utf-8", errors="replace").splitlines():
         if " sihnet " not in line:
             continue
-        words = shlex.split(line[line.index(" sihnet ") + 1 :])
-        commands.append(" ".join(Path(w).name if "/" in w else w for w in words))
+        try:
+            words = shlex.split(line[line.index(" sihnet ") + 1 :])
+        except ValueError:  # an unbalanced quote in a hand-edited log
+            continue
+        commands.append(shlex.join(shown_word(w) for w in words))
     return commands
+
+
+def shown_word(word: str) -> str:
+    """A command-line word with any path reduced to its file name (``--out=/a/b`` -> ``--out=b``)."""
+    if word.startswith("--") and "=" in word:
+        option, value = word.split("=", 1)
+        return f"{option}={shown_word(value)}"
+    return Path(word).name if "/" in word or "\\" in word else word
 
 
 def _hashes(paths: RunPaths, cohort: dict[str, Any], folds: list[int]) -> list[dict[str, str]]:
@@ -177,7 +194,30 @@ def _hashes(paths: RunPaths, cohort: dict[str, Any], folds: list[int]) -> list[d
 
 
 def _histories(paths: RunPaths, folds: list[int]) -> dict[int, list[dict[str, str]]]:
-    return {k: read_rows(paths.history(k)) for k in folds if paths.history(k).is_file()}
+    """Each fold's ``history.csv``, its numbers checked."""
+    histories = {}
+    for k in folds:
+        if paths.history(k).is_file():
+            histories[k] = _checked_rows(paths.history(k), ("epoch", "loss", "val_auroc", "lr"))
+    return histories
+
+
+def _checked_rows(path: Path, numbers: tuple[str, ...]) -> list[dict[str, str]]:
+    """A CSV sihnet wrote, whose ``numbers`` columns must read as numbers (empty or nan allowed).
+
+    Raises:
+        SihnetError: naming the file.
+    """
+    shown = f"{path.parent.name}/{path.name}"
+    try:
+        rows = read_rows(path)
+        for row in rows:
+            for column in numbers:
+                if row[column] not in ("", "nan"):
+                    float(row[column])
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, csv.Error):
+        raise SihnetError(f"{shown} is damaged") from None
+    return rows
 
 
 def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any]:
@@ -185,15 +225,16 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
     config = paths.read_config()
     if not paths.metrics.is_file():
         raise SihnetError(f"{paths.root.name} has no metrics.json: run 'sihnet evaluate' first")
-    metrics, cohort = json.loads(paths.metrics.read_text()), paths.read_cohort()
+    metrics, cohort = read_json_as(paths.metrics, MetricsFile), paths.read_cohort()
     folds = metrics["folds_evaluated"]
-    oof = read_rows(paths.oof_predictions)
+    oof = _checked_rows(paths.oof_predictions, ("label", "probability"))
     found = sorted({p.parent for p in paths.root.rglob("occlusion.json")})
     occlusions = occlusion_views(
         [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]
     )
     externals = [
-        json.loads(p.read_text()) for p in sorted(paths.root.glob("external/*/metrics.json"))
+        read_json_as(p, MetricsFile, f"external/{p.parent.name}/metrics.json")
+        for p in sorted(paths.root.glob("external/*/metrics.json"))
     ]
     summary, subgroups = cohort_summary(paths, cohort), subgroup_aurocs(oof, cohort)
     available = {"bern"} if metrics.get("bern", {}).get("auroc_bern") is not None else set()
@@ -237,12 +278,19 @@ def run_report(
     """Write the report (default ``RUN/report.html``) and return its path."""
     paths = RunPaths(Path(run))
     target = Path(out) if out is not None else paths.root / "report.html"
-    if target.is_dir():
-        raise SihnetError(f"--out {target.name} is a folder; give a file name such as report.html")
+    check_output_file(
+        target, "report", own=paths.root / "report.html", earlier=starts_with(GENERATOR)
+    )
     for folder in occlusion_dirs or []:
         if not (Path(folder) / "occlusion.json").is_file():
             raise SihnetError(f"--occlusion {Path(folder).name} holds no occlusion.json")
     context = report_context(paths, list(occlusion_dirs or []))
-    html = template_environment().get_template("report.html.j2").render(**context)
+    try:
+        html = template_environment().get_template("report.html.j2").render(**context)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, UndefinedError) as error:
+        raise SihnetError(
+            f"{paths.root.name}: metrics.json or another run file is damaged "
+            f"({type(error).__name__}); run 'sihnet evaluate {paths.root.name}' again"
+        ) from None
     write_text_atomic(target, html)
     return target

@@ -3,6 +3,7 @@ with the run's own numbers (rendered with jinja2 from ``templates/MODEL_CARD.md.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from importlib.metadata import version
 from typing import Any
@@ -17,7 +18,7 @@ def template_environment() -> Any:
     """jinja2 templates shipped as package data (``sihnet/report/templates``)."""
     import jinja2
 
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("sihnet.report", "templates"),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html.j2",), default_for_string=False
@@ -26,6 +27,27 @@ def template_environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["num"] = number_text
+    environment.filters["md"] = markdown_text
+    return environment
+
+
+def number_text(value: Any, form: str = "%.3f") -> str:
+    """``form % value``, or ``n/a`` for a missing or non-finite number (a partial run's SD)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+        return "n/a"
+    return form % value
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def markdown_text(value: Any) -> str:
+    """Text from a manifest (a site, a sex) as inert Markdown: HTML escaped (Markdown viewers render
+    raw HTML), Markdown's punctuation backslash-escaped (a ``|`` would break a table)."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def subgroup_aurocs(oof: list[dict[str, str]], cohort: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sihnet import progress
 from sihnet.atomic import write_atomic, write_nifti_atomic
 from sihnet.bern import FIELDS
 from sihnet.errors import SihnetError
+from sihnet.outputs import check_output_folder
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient, sample_patient
 from sihnet.tables import write_table
@@ -187,6 +188,11 @@ def run_synth(
     if not 0.25 <= spacing_mm <= 8:
         raise SihnetError("--spacing must be between 0.25 and 8 mm")
     out = Path(out)
+    check_output_folder(out, "synth")
+    if out.is_dir() and any(out.iterdir()) and not (out / "truth.csv").is_file():
+        raise SihnetError(
+            f"--out {out.name} is not empty and not an earlier synthetic cohort; give a new folder"
+        )
     (out / "images").mkdir(parents=True, exist_ok=True)
     patients = cohort_patients(n, seed)
     ids = [f"synth-{i + 1:03d}" for i in range(n)]

@@ -1,0 +1,119 @@
+"""Typed schemas of the JSON files a command reads back (pydantic), and the one reader that checks
+them: a truncated, mistyped or hand-edited file is one line naming it, never a traceback deep
+inside the report or predict.
+
+Only what sihnet reads is constrained; other keys are kept (``extra="allow"``) so that files
+written by a newer version still load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sihnet.errors import SihnetError
+
+Model = TypeVar("Model", bound=BaseModel)
+Probability = float  # checked to lie in [0, 1] where used
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class OperatingPoint(_Lenient):
+    """A fixed decision threshold on the fistula probability (``operating_points.json``)."""
+
+    threshold: float = Field(ge=0.0, le=1.0)
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("threshold must be a finite number")
+        return value
+
+
+class OperatingPoints(pydantic.RootModel[dict[str, OperatingPoint]]):
+    """``operating_points.json``: rule name → its threshold (and the figures beside it)."""
+
+
+class Region(_Lenient):
+    """One region of ``occlusion.json``."""
+
+    rank: int
+    sign: str
+    peak: float
+    x_mm: float
+    y_mm: float
+    z_mm: float
+    volume_ml: float
+    location: str
+
+
+class Grid(_Lenient):
+    shape: list[int]
+    spacing_mm: float
+
+
+class OcclusionFile(_Lenient):
+    """``occlusion.json`` as the report reads it."""
+
+    target: str
+    grid: Grid
+    patch_voxels: list[int]
+    stride_voxels: list[int]
+    folds: list[dict[str, Any]]
+    regions: list[Region] = []
+
+
+class MetricsFile(_Lenient):
+    """``metrics.json`` (a run's, or an external validation's) as the report and export read it."""
+
+    folds_evaluated: list[int] = []
+    auroc_folds: list[float | None] = []
+    auroc_mean: float | None = None
+    auroc_std: float | None = None
+    auroc_pooled: float | None = None
+    auroc_pooled_ci95: list[float | None] = []
+    n_patients: int | None = None
+
+
+class ReferenceFile(_Lenient):
+    """``reference.json``: per quantity the training images' range."""
+
+    quantities: dict[str, dict[str, float]]
+
+
+def read_json(path: Path, model: type[Model], name: str | None = None) -> Model:
+    """Read ``path`` and check it against ``model``.
+
+    Args:
+        name: how the file is named in the error (default: its parent folder and file name).
+
+    Raises:
+        SihnetError: missing, not JSON, or not of the schema (the first problem named).
+    """
+    shown = name or f"{Path(path).parent.name}/{Path(path).name}"
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SihnetError(f"{shown} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise SihnetError(f"{shown} is damaged (not a JSON file)") from None
+    try:
+        return model.model_validate(values)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise SihnetError(f"{shown} is damaged ({where}: {first['msg']})") from None
+
+
+def read_json_as(path: Path, model: type[Model], name: str | None = None) -> dict[str, Any]:
+    """:func:`read_json`, returned as a plain dict (the template's view), unknown keys kept."""
+    return read_json(path, model, name).model_dump()
