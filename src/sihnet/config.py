@@ -32,6 +32,30 @@ TARGETS: tuple[str, ...] = ("logit", "probability", *BERN_FIELDS)
 SPACING_RANGE_MM = (0.05, 20.0)  # voxel sizes accepted for images and for the model input
 
 
+Align = Literal["field_of_view", "mni152"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewConfig:
+    """A second input view: a box of the head cut at its own resolution (after MNI alignment).
+
+    Attributes:
+        name: the view's name (in the cache, the weights and the occlusion outputs).
+        centre_mm: the box's centre in MNI152 template mm (x, y, z), mapped into the patient by
+            the registration; the box keeps the patient's millimetres (no scaling).
+        spacing_mm: isotropic voxel size of the view.
+        size: the view's shape (X, Y, Z) in voxels, RAS axes aligned with the template's.
+        bern_items: the Bern items (manifest columns) whose head reads this view's features; the
+            other items are read from the whole-head view.
+    """
+
+    name: str = "midline"
+    centre_mm: tuple[float, float, float] = (0.0, -5.0, -25.0)
+    spacing_mm: float = 1.5
+    size: tuple[int, int, int] = (32, 40, 40)
+    bern_items: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessingConfig:
     """Geometry and intensity of the model input.
@@ -44,12 +68,22 @@ class PreprocessingConfig:
             that is mapped to 1.0; 0 stays 0.
         antialias: Gaussian prefilter before downsampling (off in ``paper``: the paper resamples
             ~1 mm data to 1 mm with trilinear interpolation only).
+        align: where the canvas sits: ``field_of_view`` (centred on the scan's field of view,
+            axes along the scanner's: the paper) or ``mni152`` (registered to the MNI152
+            template, :mod:`sihnet.preprocessing.registration`; centred on ``centre_mm`` of the
+            template, axes along the template's, the patient's millimetres kept).
+        centre_mm: the whole-head canvas's centre in template mm when aligned.
+        views: further views of the aligned head (need ``align: mni152``), each with its own
+            DenseNet-121 trunk.
     """
 
     spacing_mm: float = 1.0
     size: tuple[int, int, int] = (240, 260, 260)
     upper_percentile: float = 99.5
     antialias: bool = False
+    align: Align = "field_of_view"
+    centre_mm: tuple[float, float, float] = (0.0, -16.0, 5.0)
+    views: tuple[ViewConfig, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +231,8 @@ class OcclusionConfig:
         target: the fistula ``logit`` or its softmax ``probability``.
         fold: one fold model, or ``None`` for the mean map of every fold model.
         batch_size: occluded copies per forward pass; ``None`` = from free memory.
+        view: which input is occluded: ``main`` (the whole head) or a view's name; the map lies
+            on that view's grid (and in the patient's native space).
     """
 
     patch_1mm: tuple[int, int, int] = (12, 13, 13)
@@ -204,6 +240,7 @@ class OcclusionConfig:
     target: Target = "logit"
     fold: int | None = None
     batch_size: int | None = None
+    view: str = "main"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -303,6 +340,7 @@ def _validate(config: ExperimentConfig) -> None:
         raise SihnetError("config: training.epochs, batch_size and restart_epochs must be >= 1")
     if not 0 < train.inner_validation_fraction < 0.5:
         raise SihnetError("config: training.inner_validation_fraction must be in (0, 0.5)")
+    _validate_views(prep)
     if cv.folds < 2:
         raise SihnetError(f"config: cross_validation.folds must be >= 2, got {cv.folds}")
     if any(axis not in (0, 1, 2) for axis in config.augmentation.flip_axes):
@@ -310,6 +348,34 @@ def _validate(config: ExperimentConfig) -> None:
     weight = config.bern_heads.weight
     if not (math.isfinite(weight) and weight >= 0):
         raise SihnetError(f"config: bern_heads.weight must be a non-negative number, got {weight}")
+
+
+def _validate_views(prep: PreprocessingConfig) -> None:
+    if prep.views and prep.align != "mni152":
+        raise SihnetError("config: preprocessing.views need preprocessing.align: mni152")
+    names = [view.name for view in prep.views]
+    if (
+        len(set(names)) != len(names)
+        or "main" in names
+        or not all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+    ):
+        raise SihnetError(
+            f"config: preprocessing.views need distinct lower-case names (not 'main'), got {names}"
+        )
+    low, high = SPACING_RANGE_MM
+    for view in prep.views:
+        if not low <= view.spacing_mm <= high or any(
+            s < 32 or s > MAX_SIZE_VOXELS for s in view.size
+        ):
+            raise SihnetError(
+                f"config: view {view.name}: spacing_mm must be in {low}–{high} and size 32–{MAX_SIZE_VOXELS} voxels per axis"
+            )
+        unknown = [item for item in view.bern_items if item not in BERN_FIELDS]
+        if unknown:
+            raise SihnetError(f"config: view {view.name}: unknown Bern item {unknown[0]!r}")
+    claimed = [item for view in prep.views for item in view.bern_items]
+    if len(set(claimed)) != len(claimed):
+        raise SihnetError("config: a Bern item is read by two views")
 
 
 def load_config(

@@ -26,6 +26,10 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a field's type and convert YAML lists to tuples."""
     origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise SihnetError(f"config: {where} must be a mapping")
+        return build(annotation, value, where)  # type: ignore[arg-type]
     if origin is Literal:
         if value not in typing.get_args(annotation):
             raise SihnetError(
@@ -39,7 +43,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         item_type = args[0]
         if args[-1] is not Ellipsis and len(args) != len(value):
             raise SihnetError(f"config: {where} needs {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, item_type, where) for v in value)
+        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         members = typing.get_args(annotation)
         if value is None and type(None) in members:

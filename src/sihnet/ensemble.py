@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,7 +138,9 @@ def verify_exported(
     return identity
 
 
-def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.nn.Module:
+def load_fold_model(
+    paths: RunPaths, fold: int, device: torch.device, config: ExperimentConfig | None = None
+) -> torch.nn.Module:
     """The selected model of ``fold`` in eval mode on ``device``.
 
     Raises:
@@ -153,7 +156,8 @@ def load_fold_model(paths: RunPaths, fold: int, device: torch.device) -> torch.n
     )
     if bad:
         raise SihnetError(f"fold {fold}: weights hold non-float tensors ({bad[0]}); refused")
-    model = build_model(bern_heads=has_bern_head(set(state)))
+    views = config.preprocessing.views if config is not None else ()
+    model = build_model(bern_heads=has_bern_head(set(state)), views=views)
     try:
         model.load_state_dict(state)
     except RuntimeError:
@@ -229,11 +233,11 @@ class FoldEnsemble:
                 "/".join(sorted(trained)),
                 "/".join(sorted(applied)),
             )
-        models = {k: load_fold_model(paths, k, inferences[k].device) for k in folds}
+        models = {k: load_fold_model(paths, k, inferences[k].device, config) for k in folds}
         reference = read_reference(paths)
         return cls(config, models, inferences, summaries, reference, thresholds, identity)
 
-    def probabilities(self, image: np.ndarray | torch.Tensor) -> dict[int, float]:
+    def probabilities(self, image: Any) -> dict[int, float]:
         """Fistula probability of one preprocessed volume (1, X, Y, Z) per fold model.
 
         Raises:

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -112,44 +112,43 @@ class Inference:
         return torch.amp.GradScaler(self.device.type)
 
     def outputs(
-        self, model: torch.nn.Module, images: torch.Tensor
+        self, model: torch.nn.Module, images: Any
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), and the raw Bern outputs (N, 6)
         of a network with the Bern heads (else None); model in eval mode."""
         from sihnet.models.bern_heads import split_outputs
+        from sihnet.models.inputs import map_views
 
         model.eval()
+        inputs = map_views(images, lambda view: view.to(self.device, torch.float32))
         with torch.inference_mode(), self.autocast():
-            logits, bern = split_outputs(model(images.to(self.device, torch.float32)))
+            logits, bern = split_outputs(model(inputs))
         return logits.float(), None if bern is None else bern.float()
 
-    def logits(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def logits(self, model: torch.nn.Module, images: Any) -> torch.Tensor:
         """Float32 logits (N, 2) of ``images`` (N, 1, X, Y, Z), model in eval mode."""
         return self.outputs(model, images)[0]
 
-    def bern_components(
-        self, network: torch.nn.Module, volumes: Iterable[torch.Tensor | np.ndarray]
-    ) -> np.ndarray:
+    def bern_components(self, network: torch.nn.Module, volumes: Iterable[Any]) -> np.ndarray:
         """The six Bern components of each volume (1, X, Y, Z), one at a time: (n, 6) float64
         (sign probabilities, distances in mm) in :data:`sihnet.bern.HEAD_ITEMS` order.
 
         Raises:
             TypeError: the network has no Bern heads.
         """
+        from sihnet.models.inputs import as_batch
+
         rows = []
         for volume in volumes:
-            _, raw = self.outputs(network, torch.as_tensor(volume)[None])
+            _, raw = self.outputs(network, as_batch(volume))
             if raw is None:
                 raise TypeError("the network has no Bern heads")
             rows.append(network.components(raw)[0].cpu().double().numpy())  # type: ignore[operator]
         return np.asarray(rows).reshape(-1, 6)
 
-    def probabilities(
-        self, model: torch.nn.Module, volumes: Iterable[torch.Tensor | np.ndarray]
-    ) -> np.ndarray:
+    def probabilities(self, model: torch.nn.Module, volumes: Iterable[Any]) -> np.ndarray:
         """Fistula probability of each volume (1, X, Y, Z), one at a time: (n,) float64."""
-        scores = [
-            float(target_scores(self.logits(model, torch.as_tensor(volume)[None]))[0])
-            for volume in volumes
-        ]
+        from sihnet.models.inputs import as_batch
+
+        scores = [float(target_scores(self.logits(model, as_batch(v)))[0]) for v in volumes]
         return np.asarray(scores, dtype=np.float64)

@@ -243,6 +243,13 @@ def occlusion(
             "heads also a Bern item (a manifest Bern column).",
         ),
     ] = _OCCLUSION_DEFAULTS.target,
+    view: Annotated[
+        str,
+        typer.Option(
+            "--view",
+            help="The input occluded: 'main' (the whole head) or a view of the run's config.",
+        ),
+    ] = _OCCLUSION_DEFAULTS.view,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -265,6 +272,7 @@ def occlusion(
         target=choice(target, TARGETS, "--target"),
         fold=None if fold == "all" else int(fold),
         batch_size=batch_size,
+        view=view,
     )
     inference = inference_options(device, precision)
     from sihnet.interpret.run import run_occlusion

@@ -30,13 +30,17 @@ class CachedVolumeDataset(Dataset[tuple[Any, ...]]):
         self.entries = list(entries)
         self.labels = [int(label) for label in labels]
         self.bern = None if bern is None else torch.as_tensor(bern, dtype=torch.float32)
-        self._memory: list[torch.Tensor] | None = None
+        self._memory: list[Any] | None = None
         total = sum(Path(e).stat().st_size for e in self.entries)
         if total <= IN_MEMORY_LIMIT_BYTES:
             self._memory = [self._read(i) for i in range(len(self.entries))]
 
-    def _read(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(read_cached(self.entries[index]).image)
+    def _read(self, index: int) -> Any:
+        """The scan's network input: its canvas (1, X, Y, Z), or a tuple with its views."""
+        prepared = read_cached(self.entries[index]).model_input()
+        if isinstance(prepared, tuple):
+            return tuple(torch.from_numpy(view) for view in prepared)
+        return torch.from_numpy(prepared)
 
     def __len__(self) -> int:
         return len(self.entries)

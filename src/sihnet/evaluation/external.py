@@ -53,7 +53,7 @@ def score_cohort(
     entries = cache.cache_images(images, ensemble.config.preprocessing)
     per_fold: dict[int, dict[str, list[float]]] = {k: defaultdict(list) for k in ensemble.models}
     for scan in cohort.scans:
-        probabilities = ensemble.probabilities(read_cached(entries[scan.image]).image)
+        probabilities = ensemble.probabilities(read_cached(entries[scan.image]).model_input())
         for k, probability in probabilities.items():
             per_fold[k][scan.patient_id].append(probability)
     return {

@@ -27,7 +27,7 @@ from sihnet.config import Target
 from sihnet.errors import SihnetError
 from sihnet.inference import Inference, target_scores
 from sihnet.interpret.incremental import OccludedForward
-from sihnet.models.bern_heads import BernDenseNet121, component_scores, split_outputs
+from sihnet.models.bern_heads import component_scores, has_heads, split_outputs
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -122,7 +122,7 @@ def _scorer(model: nn.Module, target: Target) -> Callable[[Any], torch.Tensor]:
     """
     if target in ("logit", "probability"):
         return lambda outputs: target_scores(split_outputs(outputs)[0], target)  # type: ignore[arg-type]
-    if not isinstance(model, BernDenseNet121):
+    if not has_heads(model):
         raise SihnetError(f"--target {target} needs a model trained with the Bern heads")
 
     def item(outputs: Any) -> torch.Tensor:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sihnet.bern import HEAD_FIELDS
 from sihnet.config import InferenceConfig
 from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
-from sihnet.models.bern_heads import BernDenseNet121, auto_bern
+from sihnet.models.bern_heads import auto_bern, has_heads
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.reference import image_properties, input_warnings
 
@@ -54,9 +53,9 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
     Raises:
         SihnetError: the image cannot be read or scored.
     """
-    entry = cache.get(image, ensemble.config.preprocessing)
+    entry = cache.get(image, ensemble.config.preprocessing, misaligned="keep")
     prepared = read_cached(entry)
-    probabilities = ensemble.probabilities(prepared.image)
+    probabilities = ensemble.probabilities(prepared.model_input())
     values = np.array(list(probabilities.values()))
     probability = float(values.mean())
     warnings = []
@@ -64,6 +63,9 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         warnings.append(
             f"only {len(probabilities)} of the run's {ensemble.folds_total} fold models are finished"
         )
+    alignment = prepared.alignment or cache.alignment(image)  # where the head is, either way
+    if alignment.problem:
+        warnings.append(f"the image {alignment.problem}; the probability is not reliable")
     if ensemble.reference is not None:
         properties = image_properties(cache.nifti_of(image), prepared)
         warnings += input_warnings(properties, ensemble.reference)
@@ -80,17 +82,17 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         "model_sha256": ensemble.model_sha256,
         "notice": NOTICE,
     }
-    bern = bern_of(ensemble, prepared.image)
+    bern = bern_of(ensemble, prepared.model_input())
     return record if bern is None else {**record, "bern": bern}
 
 
-def bern_of(ensemble: FoldEnsemble, image: np.ndarray) -> dict[str, Any] | None:
+def bern_of(ensemble: FoldEnsemble, image: Any) -> dict[str, Any] | None:
     """The Bern components averaged over fold models with Bern heads (sign probabilities,
     distances in mm) with the automatic and the expected Bern score; None without heads."""
-    models = {k: m for k, m in ensemble.models.items() if isinstance(m, BernDenseNet121)}
+    models = {k: m for k, m in ensemble.models.items() if has_heads(m)}
     if not models:
         return None
-    volume = torch.from_numpy(image)
+    volume = image
     rows = [ensemble.inferences[k].bern_components(m, [volume])[0] for k, m in models.items()]
     mean = np.mean(rows, axis=0)
     score, expected = auto_bern(mean)

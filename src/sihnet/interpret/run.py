@@ -30,6 +30,7 @@ from sihnet.config import InferenceConfig, OcclusionConfig
 from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.hashing import tree_sha256
+from sihnet.inference import Inference
 from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
@@ -188,9 +189,32 @@ def plot_panels(path: Path, image: np.ndarray, effect: np.ndarray, title: str) -
     return x
 
 
+def view_of(prepared: Preprocessed, view: str) -> Preprocessed:
+    """One view of a scan's input as a single canvas (``main``: the whole head)."""
+    if view == "main":
+        return Preprocessed(prepared.image, prepared.affine, alignment=prepared.alignment)
+    image, affine = prepared.views[view]
+    return Preprocessed(image, affine, alignment=prepared.alignment)
+
+
+def _occluded_model(
+    model: torch.nn.Module, prepared: Preprocessed, view: str, inference: Inference
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """What the occlusion engine sweeps: the network and its input, or for a network of several
+    views the one view (its trunk, the other views' features fixed) and that view's canvas."""
+    from sihnet.models.multiview import MultiViewDenseNet, ViewModel
+
+    if not isinstance(model, MultiViewDenseNet):
+        return model, torch.from_numpy(prepared.image)
+    inputs = [torch.from_numpy(v)[None].to(inference.device) for v in prepared.model_input()]
+    with inference.autocast():
+        occluded = ViewModel(model.eval(), view, inputs)
+    return occluded, torch.from_numpy(view_of(prepared, view).image)
+
+
 def _sweep(
     ensemble: FoldEnsemble,
-    image: np.ndarray,
+    prepared: Preprocessed,
     patch: tuple[int, int, int],
     stride: tuple[int, int, int],
     occlusion: OcclusionConfig,
@@ -210,8 +234,9 @@ def _sweep(
                 shown[0] = done * 10 // total
                 log.info("fold %d: %d/%d occluded copies", k, done, total)
 
+        swept, image = _occluded_model(model, prepared, occlusion.view, ensemble.inferences[k])
         result: OcclusionResult = occlusion_map(
-            model, torch.from_numpy(image), patch, stride, occlusion.target, occlusion.batch_size,
+            swept, image, patch, stride, occlusion.target, occlusion.batch_size,
             inference=ensemble.inferences[k], progress=report,
         )  # fmt: skip
         maps.append(result.map)
@@ -285,7 +310,7 @@ def check_occlusion_batch(ensemble: FoldEnsemble, batch: int) -> None:
     from sihnet.models.densenet import build_model
     from sihnet.models.memory import check_fits, saved_activation_bytes
 
-    size = ensemble.config.preprocessing.size
+    size = ensemble.config.preprocessing.size  # a view's copies are never larger than these
     per_copy, _ = saved_activation_bytes(build_model, (1, 1, *size), torch.float32)
     check_fits(batch * per_copy, ensemble.inference.device, f"an occlusion batch of {batch}")
 
@@ -308,15 +333,20 @@ def run_occlusion(
     ensemble = FoldEnsemble.load(run, occlusion.fold, settings, require_all)
     if occlusion.batch_size is not None:
         check_occlusion_batch(ensemble, occlusion.batch_size)
-    spacing = ensemble.config.preprocessing.spacing_mm
+    prep = ensemble.config.preprocessing
+    spacings = {"main": prep.spacing_mm, **{v.name: v.spacing_mm for v in prep.views}}
+    if occlusion.view not in spacings:
+        raise SihnetError(f"--view must be one of {', '.join(spacings)}, not {occlusion.view!r}")
+    spacing = spacings[occlusion.view]
     patch = scale_to_grid(occlusion.patch_1mm, spacing)
     stride = scale_to_grid(occlusion.stride_1mm or occlusion.patch_1mm, spacing)
     cache = cache or VolumeCache(default_cache_dir())
-    prepared = read_cached(cache.get(image_path, ensemble.config.preprocessing))
+    whole = read_cached(cache.get(image_path, prep))
+    prepared = view_of(whole, occlusion.view)
     native = _native_grid(cache.nifti_of(image_path))
     staging = _prepare_out(Path(out))
     try:
-        effect, per_fold, used = _sweep(ensemble, prepared.image, patch, stride, occlusion)
+        effect, per_fold, used = _sweep(ensemble, whole, patch, stride, occlusion)
         regions, slice_x = _write_outputs(staging, prepared, effect, native, occlusion.target)
         record = OcclusionRecord(
             image_sha256=tree_sha256(image_path),

@@ -31,7 +31,36 @@ def split_outputs(outputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return outputs, None
 
 
-class BernDenseNet121(DenseNet121):
+class BernScale:
+    """The training fold's distance scale (buffers ``distance_mean``/``distance_sd``, mm) and the
+    raw Bern outputs turned into probabilities and mm; mixed into the networks with heads."""
+
+    distance_mean: torch.Tensor
+    distance_sd: torch.Tensor
+
+    def set_distance_scale(self, targets: np.ndarray) -> None:
+        """Mean and SD (mm) of the training patients' distances (NaN = missing), (N, 6)."""
+        distances = np.asarray(targets, dtype=float)[:, N_SIGNS:]
+        for j in range(distances.shape[1]):
+            present = distances[:, j][np.isfinite(distances[:, j])]
+            if present.size:
+                self.distance_mean[j] = float(present.mean())
+            if present.size > 1 and present.std() > 0:
+                self.distance_sd[j] = float(present.std())
+
+    def components(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (N, 6) → sign probabilities and distances in mm (N, 6)."""
+        signs = torch.sigmoid(raw[:, :N_SIGNS].float())
+        distances = raw[:, N_SIGNS:].float() * self.distance_sd + self.distance_mean
+        return torch.cat([signs, distances], dim=1)
+
+
+def has_heads(model: Any) -> bool:
+    """Whether ``model`` (a network, or one view of a multi-view network) has the Bern heads."""
+    return isinstance(model, BernDenseNet121) or bool(getattr(model, "bern_heads", False))
+
+
+class BernDenseNet121(BernScale, DenseNet121):
     """MONAI ``DenseNet121`` (3D, 1 channel, 2 classes) with the Bern head: ``forward`` returns
     ``(logits (N, 2), bern (N, 6))`` in :data:`sihnet.bern.HEAD_ITEMS` order (raw: sign logits,
     standardised distances; :meth:`components` turns them into probabilities and mm)."""
@@ -54,24 +83,8 @@ class BernDenseNet121(DenseNet121):
         pooled = self.class_layers[:-1](features)
         return self.class_layers[-1](pooled), self.bern_head(pooled)
 
-    def set_distance_scale(self, targets: np.ndarray) -> None:
-        """Mean and SD (mm) of the training patients' distances (NaN = missing), (N, 6)."""
-        distances = np.asarray(targets, dtype=float)[:, N_SIGNS:]
-        for j in range(distances.shape[1]):
-            present = distances[:, j][np.isfinite(distances[:, j])]
-            if present.size:
-                self.distance_mean[j] = float(present.mean())
-            if present.size > 1 and present.std() > 0:
-                self.distance_sd[j] = float(present.std())
 
-    def components(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw outputs (N, 6) → sign probabilities and distances in mm (N, 6)."""
-        signs = torch.sigmoid(raw[:, :N_SIGNS].float())
-        distances = raw[:, N_SIGNS:].float() * self.distance_sd + self.distance_mean
-        return torch.cat([signs, distances], dim=1)
-
-
-def component_scores(raw: torch.Tensor, name: str, network: BernDenseNet121) -> torch.Tensor:
+def component_scores(raw: torch.Tensor, name: str, network: Any) -> torch.Tensor:
     """One Bern item of each row of the raw Bern outputs (N, 6): a sign's logit, a distance in mm."""
     j = HEAD_FIELDS.index(name)
     value = raw[:, j].float()
@@ -82,10 +95,10 @@ def component_scores(raw: torch.Tensor, name: str, network: BernDenseNet121) -> 
 
 def has_bern_head(names: list[str] | set[str]) -> bool:
     """Whether saved weights (their tensor names) belong to a :class:`BernDenseNet121`."""
-    return "bern_head.weight" in names
+    return "bern_head.weight" in names or any(n.startswith("heads.") for n in names)
 
 
-def bern_loss(raw: torch.Tensor, targets: torch.Tensor, network: BernDenseNet121) -> torch.Tensor:
+def bern_loss(raw: torch.Tensor, targets: torch.Tensor, network: Any) -> torch.Tensor:
     """Masked auxiliary loss: BCE over the present signs plus Huber (δ = 1) over the present
     standardised distances, each a mean over the batch's present values; 0 when none is present.
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import DenseNet121
 from torch.utils.checkpoint import checkpoint
 
+from sihnet.config import ViewConfig
+
 
 def build_model(
-    activation_checkpointing: bool = False, bern_heads: bool = False
+    activation_checkpointing: bool = False,
+    bern_heads: bool = False,
+    views: Sequence[ViewConfig] = (),
 ) -> torch.nn.Module:
     """MONAI ``DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)``: 11,244,674 parameters.
 
@@ -21,7 +26,18 @@ def build_model(
             instead of keeping them (see :func:`checkpoint_dense_layers`).
         bern_heads: the same network with the auxiliary Bern head
             (:class:`sihnet.models.bern_heads.BernDenseNet121`).
+        views: further input views: a :class:`sihnet.models.multiview.MultiViewDenseNet`
+            (input a tuple of views, one trunk each).
     """
+    if views:
+        from sihnet.models.multiview import MultiViewDenseNet
+
+        items = [[], *(list(view.bern_items) for view in views)]
+        network = MultiViewDenseNet([view.name for view in views], items, bern_heads)
+        if activation_checkpointing:
+            for trunk in network.trunks.values():
+                checkpoint_dense_layers(trunk)
+        return network
     if bern_heads:
         from sihnet.models.bern_heads import BernDenseNet121
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,10 +23,13 @@ HEADROOM = 1.10  # allocator slack and the backward pass's transient buffers
 
 
 def saved_activation_bytes(
-    build: Callable[[], torch.nn.Module], shape: tuple[int, ...], dtype: torch.dtype
+    build: Callable[[], torch.nn.Module],
+    shape: tuple[int, ...] | list[tuple[int, ...]],
+    dtype: torch.dtype,
 ) -> tuple[int, int]:
-    """Bytes autograd keeps for one forward pass of ``shape`` (N, C, X, Y, Z) in ``dtype``, and
-    the network's number of weights, measured on the meta device."""
+    """Bytes autograd keeps for one forward pass of ``shape`` (N, C, X, Y, Z; a list of shapes for
+    a network of several views) in ``dtype``, and the network's number of weights, measured on
+    the meta device."""
     with torch.device("meta"):
         network = build().to(dtype=dtype)
     kept: dict[int, tuple[torch.Tensor, int]] = {}
@@ -35,7 +39,11 @@ def saved_activation_bytes(
         kept[id(base)] = (base, base.numel() * base.element_size())
         return tensor
 
-    images = torch.empty(shape, device="meta", dtype=dtype)
+    images: Any = (
+        tuple(torch.empty(s, device="meta", dtype=dtype) for s in shape)
+        if isinstance(shape, list)
+        else torch.empty(shape, device="meta", dtype=dtype)
+    )
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         network.train()
         network(images)
@@ -43,7 +51,9 @@ def saved_activation_bytes(
 
 
 def training_bytes(
-    build: Callable[[], torch.nn.Module], shape: tuple[int, ...], precision: str
+    build: Callable[[], torch.nn.Module],
+    shape: tuple[int, ...] | list[tuple[int, ...]],
+    precision: str,
 ) -> int:
     """Estimated peak bytes of one training step: saved activations (in the autocast precision,
     approximated as all bf16/fp16) plus fp32 weights, gradients and AdamW state, with headroom."""

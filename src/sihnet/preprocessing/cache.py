@@ -18,21 +18,25 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from sihnet.atomic import write_atomic
+from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.config import PreprocessingConfig
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256, tree_sha256
-from sihnet.preprocessing.volume import Preprocessed, preprocess_file
+from sihnet.preprocessing.registration import Alignment, align_to_template
+from sihnet.preprocessing.volume import Preprocessed, load_volume, preprocess_file
 
 log = logging.getLogger(__name__)
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
+ALIGNMENT_VERSION = 1
+Misaligned = Literal["refuse", "keep"]
 
 
 def default_cache_dir() -> Path:
@@ -51,9 +55,30 @@ def read_cached(entry: Path) -> Preprocessed:
     """
     try:
         tensors = load_file(str(entry))
-        return Preprocessed(image=tensors["image"], affine=tensors["affine"])
-    except (SafetensorError, OSError, KeyError, ValueError):
+        with safe_open(str(entry), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+        names = json.loads(metadata.get("views", "[]"))
+        views = {n: (tensors[f"view.{n}.image"], tensors[f"view.{n}.affine"]) for n in names}
+        alignment = (
+            Alignment.from_json(json.loads(metadata["alignment"]))
+            if "alignment" in metadata
+            else None
+        )
+        return Preprocessed(tensors["image"], tensors["affine"], views, alignment)
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError):
         raise SihnetError(f"cache entry {Path(entry).name[:12]}… is damaged") from None
+
+
+def _save(entry: Path, result: Preprocessed) -> None:
+    """Write a cache entry atomically (views and the alignment beside the canvas)."""
+    tensors = {"image": np.ascontiguousarray(result.image), "affine": result.affine}
+    for name, (image, affine) in result.views.items():
+        tensors[f"view.{name}.image"] = np.ascontiguousarray(image)
+        tensors[f"view.{name}.affine"] = affine
+    metadata = {"views": json.dumps(list(result.views))}
+    if result.alignment is not None:
+        metadata["alignment"] = json.dumps(result.alignment.as_json())
+    write_atomic(entry, lambda temp: save_file(tensors, str(temp), metadata=metadata))
 
 
 def check_input(path: Path) -> None:
@@ -108,15 +133,43 @@ class VolumeCache:
         key = text_sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
         return self.root / "volumes" / key[:2] / f"{key}.safetensors"
 
+    def alignment(self, path: Path) -> Alignment:
+        """The scan's registration to the MNI152 template, computed once per content
+        (``alignment/<content hash>.json``)."""
+        key = text_sha256(f"{self.content_hash(path)}|align v{ALIGNMENT_VERSION}")
+        record = self.root / "alignment" / key[:2] / f"{key}.json"
+        if record.is_file():
+            try:
+                return Alignment.from_json(json.loads(record.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("a damaged alignment record was recomputed")
+        volume, affine = load_volume(self.nifti_of(path))
+        alignment = align_to_template(volume, affine)
+        write_json_atomic(record, alignment.as_json())
+        return alignment
+
     def get(
         self,
         path: Path,
         config: PreprocessingConfig,
-        compute: Callable[[Path, PreprocessingConfig], Preprocessed] = preprocess_file,
+        compute: Callable[..., Preprocessed] = preprocess_file,
+        misaligned: Misaligned = "refuse",
     ) -> Path:
         """Return the cache file of ``path`` (a NIfTI file or DICOM folder), preprocessing it first
-        if it is not cached or its entry is damaged."""
+        if it is not cached or its entry is damaged.
+
+        Args:
+            misaligned: for an aligned canvas, a scan whose registration failed is refused
+                (``refuse``: training, evaluation) or kept with its problem recorded (``keep``:
+                ``predict`` says it in its warnings).
+
+        Raises:
+            SihnetError: the image cannot be read, or (``refuse``) it did not align to a head.
+        """
         check_input(Path(path))
+        alignment = self.alignment(path) if config.align == "mni152" else None
+        if alignment is not None and alignment.problem and misaligned == "refuse":
+            raise SihnetError(f"{Path(path).name}: refused: {alignment.problem}")
         entry = self.entry(path, config)
         if entry.is_file():
             try:
@@ -126,9 +179,11 @@ class VolumeCache:
             except SihnetError:
                 log.warning("a damaged cache entry was rebuilt")
         self.misses += 1
-        result = compute(self.nifti_of(path), config)
-        tensors = {"image": np.ascontiguousarray(result.image), "affine": result.affine}
-        write_atomic(entry, lambda temp: save_file(tensors, str(temp)))
+        if alignment is None:
+            result = compute(self.nifti_of(path), config)
+        else:
+            result = compute(self.nifti_of(path), config, alignment)
+        _save(entry, result)
         return entry
 
     def cache_images(

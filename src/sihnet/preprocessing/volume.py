@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from sihnet.config import SPACING_RANGE_MM, PreprocessingConfig
 from sihnet.errors import SihnetError
+from sihnet.preprocessing.registration import Alignment
 
 MIN_SPACING_MM, MAX_SPACING_MM = SPACING_RANGE_MM
 MIN_VOXELS_PER_AXIS = 8  # fewer slices than this is not a head volume (a 2-slice file was scored)
@@ -63,10 +64,21 @@ class Preprocessed:
     Attributes:
         image: float32 array (1, X, Y, Z) on the canvas, normalised intensity (0 = background).
         affine: 4x4 canvas voxel -> world (RAS mm) matrix.
+        views: further views by name: ``(image (1, X, Y, Z), affine 4x4)`` each, in the
+            configuration's order.
+        alignment: the registration to the MNI152 template, when the canvas is aligned.
     """
 
     image: np.ndarray
     affine: np.ndarray
+    views: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    alignment: Alignment | None = None
+
+    def model_input(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """What the network takes: the canvas (1, X, Y, Z), or with views a tuple of them."""
+        if not self.views:
+            return self.image
+        return (self.image, *(image for image, _ in self.views.values()))
 
 
 def voxel_spacing(affine: np.ndarray) -> np.ndarray:
@@ -160,6 +172,26 @@ def canvas_affine(
     return affine
 
 
+def aligned_canvas_affine(
+    alignment: Alignment,
+    centre_mm: tuple[float, float, float],
+    spacing_mm: float,
+    size: tuple[int, int, int],
+) -> np.ndarray:
+    """A canvas along the template's axes in the patient's millimetres: centred where the
+    registration puts the template point ``centre_mm``, rotated with the head, not scaled.
+
+    Returns:
+        4x4 canvas voxel -> world (mm) matrix.
+    """
+    rotation = alignment.rotation_matrix
+    centre_world = alignment.to_world(np.asarray(centre_mm, dtype=np.float64))
+    affine = np.eye(4)
+    affine[:3, :3] = rotation * spacing_mm
+    affine[:3, 3] = centre_world - affine[:3, :3] @ ((np.asarray(size, dtype=np.float64) - 1) / 2)
+    return affine
+
+
 def antialias(volume: np.ndarray, source_affine: np.ndarray, spacing_mm: float) -> np.ndarray:
     """Gaussian prefilter before downsampling: sigma = (factor - 1) / 2 voxels per source axis."""
     factors = spacing_mm / voxel_spacing(source_affine)
@@ -196,18 +228,41 @@ def resample_to_canvas(
 
 
 def preprocess_volume(
-    volume: np.ndarray, affine: np.ndarray, config: PreprocessingConfig
+    volume: np.ndarray,
+    affine: np.ndarray,
+    config: PreprocessingConfig,
+    alignment: Alignment | None = None,
 ) -> Preprocessed:
-    """Normalise, (antialias,) and resample one checked volume to the model-input canvas."""
+    """Normalise, (antialias,) and resample one checked volume to the model-input canvas, and to
+    each view (each antialiased for its own spacing).
+
+    Args:
+        alignment: the registration to the template; needed when ``config.align`` is ``mni152``.
+    """
     normalized = normalize_intensity(volume, config.upper_percentile)
-    if config.antialias:
-        normalized = antialias(normalized, affine, config.spacing_mm)
-    target = canvas_affine(affine, volume.shape, config.spacing_mm, config.size)
-    image = resample_to_canvas(normalized, affine, target, config.size)
-    return Preprocessed(image=image[None], affine=target)
+
+    def cut(spacing: float, size: tuple[int, int, int], target: np.ndarray) -> np.ndarray:
+        source = antialias(normalized, affine, spacing) if config.antialias else normalized
+        return resample_to_canvas(source, affine, target, size)[None]
+
+    if config.align == "mni152":
+        if alignment is None:
+            raise ValueError("an aligned canvas needs the scan's alignment")
+        target = aligned_canvas_affine(alignment, config.centre_mm, config.spacing_mm, config.size)
+    else:
+        target = canvas_affine(affine, volume.shape, config.spacing_mm, config.size)
+    views = {}
+    for view in config.views:
+        assert alignment is not None
+        view_affine = aligned_canvas_affine(alignment, view.centre_mm, view.spacing_mm, view.size)
+        views[view.name] = (cut(view.spacing_mm, view.size, view_affine), view_affine)
+    image = cut(config.spacing_mm, config.size, target)
+    return Preprocessed(image=image, affine=target, views=views, alignment=alignment)
 
 
-def preprocess_file(path: Path, config: PreprocessingConfig) -> Preprocessed:
+def preprocess_file(
+    path: Path, config: PreprocessingConfig, alignment: Alignment | None = None
+) -> Preprocessed:
     """Load, check and preprocess one NIfTI file (see :func:`preprocess_volume`)."""
     volume, affine = load_volume(path)
-    return preprocess_volume(volume, affine, config)
+    return preprocess_volume(volume, affine, config, alignment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from monai.transforms import (
@@ -53,8 +54,22 @@ def build_augmentation(config: AugmentationConfig, spacing_mm: float, seed: int)
     return transforms
 
 
-def augment_batch(images: torch.Tensor, transforms: Compose | None) -> torch.Tensor:
-    """Apply ``transforms`` sample by sample to (N, 1, X, Y, Z), on the tensor's own device."""
+def build_view_augmentations(
+    config: AugmentationConfig, spacings: list[float], seed: int
+) -> Compose | tuple[Compose | None, ...] | None:
+    """One chain for a single canvas; with views one chain per view (its own spacing, seed)."""
+    if len(spacings) == 1:
+        return build_augmentation(config, spacings[0], seed)
+    return tuple(build_augmentation(config, s, seed + 104_729 * i) for i, s in enumerate(spacings))
+
+
+def augment_batch(images: Any, transforms: Any) -> Any:
+    """Apply ``transforms`` sample by sample to (N, 1, X, Y, Z), on the tensor's own device; a
+    tuple of views gets its tuple of chains, view by view."""
+    if isinstance(images, tuple | list):
+        return tuple(
+            augment_batch(view, chain) for view, chain in zip(images, transforms, strict=True)
+        )
     if transforms is None:
         return images
     out = [torch.as_tensor(transforms(image)).to(images.dtype) for image in images]

@@ -3,11 +3,13 @@ patient (scans averaged), with the automatic and the expected Bern score."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from sihnet.bern import HEAD_FIELDS
+from sihnet.config import ViewConfig
 from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import auto_bern
@@ -48,10 +50,11 @@ def write_bern_predictions(
     validation: Samples,
     dataset: CachedVolumeDataset,
     inference: Inference,
+    views: Sequence[ViewConfig] = (),
 ) -> None:
     """Score the fold's selected weights' Bern heads on its validation scans (``dataset``: the
     volumes the fold already holds) into ``path``."""
-    network = build_model(bern_heads=True)
+    network = build_model(bern_heads=True, views=views)
     network.load_state_dict(load_weights(weights))
     network = network.to(inference.device).eval()
     components = inference.bern_components(network, (dataset[i][0] for i in range(len(dataset))))

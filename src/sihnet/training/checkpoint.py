@@ -87,6 +87,10 @@ def _random_states(transforms: Any) -> list[np.random.RandomState]:
     from monai.transforms import Randomizable
 
     states: list[np.random.RandomState] = []
+    if isinstance(transforms, tuple | list):  # one chain per view
+        for chain in transforms:
+            states += [s for s in _random_states(chain) if all(s is not t for t in states)]
+        return states
     for transform in getattr(transforms, "transforms", []) if transforms is not None else []:
         for part in (transform, *vars(transform).values()):
             if isinstance(part, Randomizable) and all(part.R is not s for s in states):

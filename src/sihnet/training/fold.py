@@ -17,10 +17,11 @@ from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference, resolve_device
 from sihnet.models.densenet import build_model
+from sihnet.models.inputs import map_views, shapes
 from sihnet.models.sync_batchnorm import global_batchnorm
 from sihnet.models.weights import save_weights
 from sihnet.paths import RunPaths
-from sihnet.training.augmentation import augment_batch, build_augmentation
+from sihnet.training.augmentation import augment_batch, build_view_augmentations
 from sihnet.training.checkpoint import (
     capture_rng,
     load_state,
@@ -137,7 +138,8 @@ class FoldState:
         """
         settings, seed = config.training, config.fold_seed(fold)
         torch.manual_seed(seed)
-        network = build_model(settings.activation_checkpointing, bern_heads)
+        views = config.preprocessing.views
+        network = build_model(settings.activation_checkpointing, bern_heads, views)
         if bern_heads and bern_targets is not None:
             network.set_distance_scale(bern_targets)  # type: ignore[operator]
         network = network.to(inference.device)
@@ -162,8 +164,9 @@ class FoldState:
             network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
         scheduler = build_scheduler(optimizer, settings)
-        augmentation = build_augmentation(
-            config.augmentation, config.preprocessing.spacing_mm, seed + 7919 * world.rank
+        spacings = [config.preprocessing.spacing_mm, *(v.spacing_mm for v in views)]
+        augmentation = build_view_augmentations(
+            config.augmentation, spacings, seed + 7919 * world.rank
         )
         selection = Selection(settings.selection)
         state = cls(
@@ -263,7 +266,7 @@ def probe_settings(
     """The probe's choice for this fold: measured by rank 0 on the first fold of this process
     that needs it (later folds of the same grid, batch and network reuse it), taken by all ranks."""
     settings = config.training
-    key = (str(device), tuple(batch.images.shape), settings.precision, settings.channels_last,
+    key = (str(device), shapes(batch.images), settings.precision, settings.channels_last,
            step.bern_weight > 0, settings.activation_checkpointing)  # fmt: skip
     result = _PROBED.get(key)
     if result is None and world.main:
@@ -295,7 +298,8 @@ def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold
 def _batch(items: list[Any], device: torch.device) -> Batch:
     images, labels, *targets = items
     bern = targets[0].to(device) if targets else None
-    return Batch(images.to(device, non_blocking=True), labels.to(device), bern)
+    moved = map_views(images, lambda view: view.to(device, non_blocking=True))
+    return Batch(moved, labels.to(device), bern)
 
 
 def train_epoch(
@@ -510,6 +514,7 @@ def train_fold(
             data.validation,
             loaders[1],
             state.inference,
+            config.preprocessing.views,
         )
     summary = fold_summary(
         fold, state.selection, data, config, state.trained(time.perf_counter() - started)

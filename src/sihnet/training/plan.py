@@ -50,9 +50,14 @@ def step_memory_bytes(
     computed without allocating (:func:`sihnet.models.memory.training_bytes`)."""
     from sihnet.models.densenet import build_model
 
-    shape = (batch, 1, *config.preprocessing.size)
+    prep = config.preprocessing
+    shapes: list[tuple[int, ...]] = [
+        (batch, 1, *prep.size),
+        *((batch, 1, *v.size) for v in prep.views),
+    ]
     heads = config.bern_heads.enabled
-    return training_bytes(lambda: build_model(checkpointing, heads), shape, precision)
+    build = lambda: build_model(checkpointing, heads, prep.views)  # noqa: E731
+    return training_bytes(build, shapes if prep.views else shapes[0], precision)
 
 
 def check_training_fits(config: ExperimentConfig, batch: int, inference: Inference) -> None:
@@ -86,7 +91,8 @@ def measure(
     device = inference.device
     torch.manual_seed(0)
     heads = config.bern_heads.enabled
-    network = build_model(checkpointing, heads).to(device)
+    prep = config.preprocessing
+    network = build_model(checkpointing, heads, prep.views).to(device)
     step_settings = StepSettings(
         torch.ones(2, device=device) if settings.class_weighting else None,
         config.bern_heads.weight if heads else 0.0,
@@ -96,11 +102,13 @@ def measure(
         network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate)
     scaler = inference.grad_scaler()
-    size = config.preprocessing.size
     bern = torch.rand(batch, 6, device=device) if heads else None
-    data = Batch(
-        torch.rand(batch, 1, *size, device=device), torch.arange(batch, device=device) % 2, bern
-    )
+    views = [
+        torch.rand(batch, 1, *size, device=device)
+        for size in (prep.size, *(v.size for v in prep.views))
+    ]
+    images = tuple(views) if prep.views else views[0]
+    data = Batch(images, torch.arange(batch, device=device) % 2, bern)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)

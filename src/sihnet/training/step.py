@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 
 from sihnet.inference import Inference
-from sihnet.models.bern_heads import BernDenseNet121, bern_loss, split_outputs
+from sihnet.models.bern_heads import bern_loss, has_heads, split_outputs
+from sihnet.models.inputs import map_views
 from sihnet.training.distributed import World, batch_loss
 
 
@@ -23,12 +25,12 @@ class Batch:
     """A training batch on the device.
 
     Attributes:
-        images: (N, 1, X, Y, Z) float32, augmented.
+        images: (N, 1, X, Y, Z) float32, augmented; a tuple of them with views.
         labels: (N,) int64, 1 = fistula.
         bern: (N, 6) float32 reader's Bern fields (NaN = missing), or None.
     """
 
-    images: torch.Tensor
+    images: Any
     labels: torch.Tensor
     bern: torch.Tensor | None = None
 
@@ -67,13 +69,13 @@ def step_loss(
     """
     images = batch.images
     if settings.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last_3d)
+        images = map_views(images, lambda v: v.contiguous(memory_format=torch.channels_last_3d))
     with inference.autocast():
         logits, raw = split_outputs(model(images))
     loss, value = batch_loss(logits, batch.labels, settings.weight, world)
-    heads = settings.bern_weight > 0 and isinstance(network, BernDenseNet121)
+    heads = settings.bern_weight > 0 and has_heads(network)
     if heads and raw is not None and batch.bern is not None:
-        extra = bern_loss(raw, batch.bern, network)  # type: ignore[arg-type]
+        extra = bern_loss(raw, batch.bern, network)
         loss = loss + settings.bern_weight * extra
         value += settings.bern_weight * float(extra.detach())
     return loss, value
