@@ -60,3 +60,25 @@ def test_unknown_profile() -> None:
 def test_resolved_config_round_trips() -> None:
     config = load_config("quick", overrides={"cross_validation": {"splitter": "group"}})
     assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_the_paper_profile_trains_the_papers_network_unchanged() -> None:
+    from monai.networks.nets import DenseNet121
+
+    from sihnet.config import load_config
+    from sihnet.models.densenet import build_model
+
+    config = load_config("paper")
+    prep = config.preprocessing
+    assert (prep.spacing_mm, prep.size, prep.align, prep.views) == (
+        1.0,
+        (240, 260, 260),
+        "field_of_view",
+        (),
+    )
+    assert not config.bern_heads.enabled and config.training.precision == "fp32"
+    model = build_model(
+        config.training.activation_checkpointing, config.bern_heads.enabled, prep.views
+    )
+    assert type(model) is DenseNet121
+    assert sum(p.numel() for p in model.parameters()) == 11_244_674
