@@ -87,12 +87,12 @@ def measure_model(
 def sihnet_epoch(manifest: Path, cache_dir: Path) -> dict[str, Any]:
     """One training epoch the sihnet way (the profile's precision, cached volumes in memory)."""
     from sihnet.config import load_config
-    from sihnet.data.dataset import CachedVolumeDataset
     from sihnet.data.manifest import read_manifest
     from sihnet.inference import Inference
     from sihnet.models.densenet import build_model
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.augmentation import augment_batch, build_augmentation
+    from sihnet.training.dataset import CachedVolumeDataset
 
     config = load_config("quick")
     cohort = read_manifest(manifest)

@@ -130,8 +130,8 @@ def test_the_untouched_model_predicts_the_run_and_prints_its_identity(
 def test_bad_operating_points_are_refused_naming_the_file(
     model: Path, tiny_cohort: Path, tmp_path: Path, threshold: str | None
 ) -> None:
-    from sihnet.ensemble import read_thresholds
     from sihnet.errors import SihnetError
+    from sihnet.inference.ensemble import read_thresholds
     from sihnet.paths import RunPaths
 
     copy = tmp_path / "model"

@@ -68,7 +68,7 @@ class RunPaths:
 
     @property
     def operating_points(self) -> Path:
-        """Fixed model thresholds (an exported model; a run computes them from its OOF file)."""
+        """Fixed model thresholds, fitted by ``evaluate`` on the out-of-fold predictions."""
         return self.root / "operating_points.json"
 
     @property

@@ -16,7 +16,7 @@ from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.compare import compare_runs
 from sihnet.evaluation.run import run_evaluation
-from sihnet.interpret.predict import run_predict
+from sihnet.inference.predict import run_predict
 from sihnet.interpret.run import run_occlusion
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths

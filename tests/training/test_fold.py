@@ -50,7 +50,9 @@ def test_augmentation_keeps_shape_and_is_seeded(enabled: bool) -> None:
 class NanModel(torch.nn.Module):
     """Stands in for DenseNet: its logits (and so its gradients) are NaN."""
 
-    def __init__(self, activation_checkpointing: bool = False, bern_heads: bool = False) -> None:
+    def __init__(
+        self, activation_checkpointing: bool = False, bern_heads: bool = False, views: object = ()
+    ) -> None:
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(1))
 

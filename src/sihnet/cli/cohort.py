@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from sihnet.cli import app, echo
+from sihnet.cli.options import app, echo
+from sihnet.cli.summaries import convert_lines
 from sihnet.errors import SihnetError
-from sihnet.summaries import convert_lines
 
 
 @app.command()

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from sihnet import cli
-from sihnet.cli import (
+from sihnet.cli import options as shared
+from sihnet.cli.options import (
     CacheOption,
     ConfigOption,
     DeviceOption,
@@ -22,9 +22,9 @@ from sihnet.cli import (
     inference_options,
     parse_voxels,
 )
+from sihnet.cli.summaries import external_lines, metrics_lines, occlusion_lines, prediction_lines
 from sihnet.config import TARGETS, OcclusionConfig
 from sihnet.errors import SihnetError
-from sihnet.summaries import external_lines, metrics_lines, occlusion_lines, prediction_lines
 
 log = logging.getLogger("sihnet")
 
@@ -62,7 +62,7 @@ def _record_command(paths: Any) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logging.getLogger().addHandler(handler)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    log.info("%s sihnet %s", stamp, shlex.join(cli.ARGV))
+    log.info("%s sihnet %s", stamp, shlex.join(shared.ARGV))
 
 
 @app.command()
@@ -198,7 +198,7 @@ def predict(
     from sihnet.atomic import strict_json
 
     settings = inference_options(device, precision)
-    from sihnet.interpret.predict import run_predict
+    from sihnet.inference.predict import run_predict
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
 
     cache = VolumeCache(cache_dir or default_cache_dir())

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sihnet.cli import app
+from sihnet.cli.options import app
 
 
 @app.command()
@@ -37,10 +37,14 @@ def export(
             "--allow-missing-folds", help="Export a run whose folds are not all finished."
         ),
     ] = False,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Also write onnx/fold_K.onnx (onnxruntime, Triton).")
+    ] = False,
 ) -> None:
-    """A portable model folder: weights, settings, thresholds, reference statistics, model card."""
+    """A portable model folder (also a MONAI bundle): weights, settings, thresholds, reference
+    statistics, model card."""
     from sihnet.export import run_export
 
-    folder = run_export(run, out, allow_missing_folds)
+    folder = run_export(run, out, allow_missing_folds, onnx)
     typer.echo(f"model: {folder}")
     typer.echo(f"card:  {folder / 'MODEL_CARD.md'}")

@@ -18,12 +18,12 @@ import numpy as np
 from sihnet.atomic import write_json_atomic
 from sihnet.config import InferenceConfig
 from sihnet.data.manifest import Cohort, read_manifest
-from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
 from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
 from sihnet.evaluation.statistics import auroc_ci
+from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.tables import read_rows, write_table

@@ -124,7 +124,8 @@ def fixed_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, dict[s
     labels, scores = np.asarray(labels), np.asarray(scores)
     out: dict[str, dict[str, float]] = {}
     for name, rule in MODEL_RULES.items():
-        threshold = rule(labels, scores)
+        # roc_curve's first threshold is +inf ("nobody positive"): as a probability that is 1.0
+        threshold = float(np.clip(rule(labels, scores), 0.0, 1.0))
         point = confusion(name, labels, scores >= threshold, (threshold,)).as_dict()
         out[name] = {
             "threshold": float(threshold),

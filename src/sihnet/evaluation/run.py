@@ -28,10 +28,11 @@ from sihnet.evaluation.bern_comparison import (
     plot_roc_vs_bern,
 )
 from sihnet.evaluation.clinical import calibration_intercept_slope, decision_curve
+from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
+from sihnet.schemas import FoldSummary
 from sihnet.tables import read_rows, write_table
-from sihnet.training.records import FoldSummary
 from sihnet.training.samples import auroc_or_nan
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,10 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
     )
     plot_reliability(paths.reliability_plot, metrics.calibration)
     write_json_atomic(paths.metrics, metrics.as_json())
+    if len(set(labels.tolist())) == 2:  # the thresholds predict applies to new patients
+        write_json_atomic(paths.operating_points, fixed_thresholds(labels, probabilities))
+    else:
+        paths.operating_points.unlink(missing_ok=True)
     plot_roc(paths.roc_plot, folds, pooled)
     return metrics
 

@@ -27,10 +27,10 @@ from scipy import ndimage
 from sihnet import progress
 from sihnet.atomic import write_atomic, write_json_atomic, write_nifti_atomic
 from sihnet.config import InferenceConfig, OcclusionConfig
-from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
 from sihnet.hashing import tree_sha256
 from sihnet.inference import Inference
+from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths

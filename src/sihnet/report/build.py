@@ -31,9 +31,8 @@ from sihnet.paths import RunPaths
 from sihnet.report.checklist import checklist
 from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
 from sihnet.report.model_card import subgroup_aurocs, template_environment
-from sihnet.schemas import MetricsFile, OcclusionFile, read_json_as
+from sihnet.schemas import FoldSummary, MetricsFile, OcclusionFile, read_json_as
 from sihnet.tables import read_rows
-from sihnet.training.records import FoldSummary
 
 GENERATOR = '<meta name="generator" content="sihnet report">'  # marks a page sihnet wrote
 PACKAGES = ("sihnet", "torch", "monai", "numpy", "scikit-learn", "nibabel", "pydicom", "scipy")

@@ -82,8 +82,11 @@ def model_card_text(
     cohort: dict[str, Any],
     subgroups: list[dict[str, Any]],
     model_sha256: str,
+    onnx: bool = False,
 ) -> str:
-    """The Markdown model card."""
+    """The Markdown model card (``onnx``: the folder holds ONNX graphs, say how to run them)."""
+    import monai
+
     sites = {d.get("site", "") for d in cohort.get("demographics", {}).values()}
     template = template_environment().get_template("MODEL_CARD.md.j2")
     return str(
@@ -96,5 +99,8 @@ def model_card_text(
             model_sha256=model_sha256,
             synthetic=sites == {"synthetic"},
             n_patients=len(cohort.get("labels", {})),
+            onnx=onnx,
+            bern=config.bern_heads.enabled,
+            monai_version=monai.__version__,
         )
     )

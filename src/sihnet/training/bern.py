@@ -10,12 +10,12 @@ import numpy as np
 
 from sihnet.bern import HEAD_FIELDS
 from sihnet.config import ViewConfig
-from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import auto_bern
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.tables import write_table
+from sihnet.training.dataset import CachedVolumeDataset
 from sihnet.training.samples import Samples
 
 BERN_PREDICTION_COLUMNS = [

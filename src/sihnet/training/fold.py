@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from sihnet.config import ExperimentConfig, TrainingConfig
-from sihnet.data.dataset import CachedVolumeDataset
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference, resolve_device
 from sihnet.models.densenet import build_model
@@ -29,6 +28,7 @@ from sihnet.training.checkpoint import (
     save_state,
     stop_requested,
 )
+from sihnet.training.dataset import CachedVolumeDataset
 from sihnet.training.distributed import (
     EpochPermutation,
     World,

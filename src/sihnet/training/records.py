@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import sys
@@ -18,8 +17,8 @@ from tqdm import tqdm
 from sihnet import progress
 from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
-from sihnet.errors import SihnetError
 from sihnet.paths import RunPaths
+from sihnet.schemas import FoldSummary
 from sihnet.tables import write_table
 from sihnet.training.samples import FoldData, auroc_or_nan, patient_level
 from sihnet.training.selection import Selection
@@ -27,57 +26,6 @@ from sihnet.training.selection import Selection
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_auroc", "inner_auroc", "lr", "seconds")
-
-
-@dataclasses.dataclass(frozen=True)
-class FoldSummary:
-    """``fold_K/summary.json``: the selected epoch, the fold's AUROCs and its weights' hash.
-
-    Attributes:
-        auroc: of the selected checkpoint; auroc_last_epoch: of the last epoch (unbiased);
-            auroc_best_validation: of the epoch best on this very fold (the paper's, optimistic).
-        precision: the precision the fold was trained and validated in (``fp32``/``bf16``/
-            ``fp16``; after a fallback the one it ended in).
-        channels_last: whether it trained in the ``channels_last_3d`` memory format.
-        precision_probe: what ``auto`` measured and chose (:mod:`sihnet.training.probe`), or
-            None when nothing was ``auto``.
-        precision_fallback: ``{"from", "to", "epoch", "reason"}`` when non-finite reduced-precision
-            steps made the fold continue in fp32 from its last good epoch, else None.
-        skipped_steps: optimiser steps skipped for non-finite gradients (in the precision kept).
-    """
-
-    fold: int
-    selection: str
-    selected_epoch: int
-    auroc: float
-    auroc_last_epoch: float
-    auroc_best_validation: float
-    best_validation_epoch: int
-    weights_sha256: str
-    precision: str
-    n_train_patients: int
-    n_inner_validation_patients: int
-    n_validation_patients: int
-    seconds: float
-    channels_last: bool = False
-    precision_probe: dict[str, Any] | None = None
-    precision_fallback: dict[str, Any] | None = None
-    skipped_steps: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def read(cls, path: Path) -> FoldSummary:
-        """Read a summary; a missing or damaged file is one line."""
-        where = f"{Path(path).parent.name}/{Path(path).name}"
-        try:
-            values = json.loads(Path(path).read_text())
-            names = {f.name for f in dataclasses.fields(cls)}
-            values.setdefault("precision", "fp32")  # summaries written before it was recorded
-            return cls(**{k: v for k, v in values.items() if k in names})
-        except (OSError, ValueError, TypeError, AttributeError):
-            raise SihnetError(f"{where} is missing or damaged") from None
 
 
 class EpochProgress:

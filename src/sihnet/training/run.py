@@ -34,10 +34,10 @@ from sihnet.models.bern_heads import bern_targets
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
+from sihnet.schemas import FoldSummary
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.distributed import World, broadcast_error
 from sihnet.training.fold import FoldData, train_fold
-from sihnet.training.records import FoldSummary
 from sihnet.training.samples import Samples
 
 log = logging.getLogger(__name__)

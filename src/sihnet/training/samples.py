@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 
-from sihnet.data.dataset import CachedVolumeDataset
+from sihnet.training.dataset import CachedVolumeDataset
 
 
 @dataclasses.dataclass(frozen=True)

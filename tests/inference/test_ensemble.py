@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sihnet.config import InferenceConfig
-from sihnet.ensemble import FoldEnsemble, available_folds
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
+from sihnet.inference.ensemble import FoldEnsemble, available_folds
 from sihnet.paths import RunPaths
-from sihnet.training.records import FoldSummary
+from sihnet.schemas import FoldSummary
 
 
 def copy_run(tiny_run: Path, tmp_path: Path) -> RunPaths:

@@ -14,16 +14,13 @@ import torch
 
 from sihnet.config import ExperimentConfig, InferenceConfig
 from sihnet.errors import SihnetError
-from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.hashing import file_sha256, text_sha256
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
-from sihnet.schemas import OperatingPoints, ReferenceFile, read_json, read_json_as
-from sihnet.tables import read_rows
-from sihnet.training.records import FoldSummary
+from sihnet.schemas import FoldSummary, OperatingPoints, ReferenceFile, read_json, read_json_as
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +59,40 @@ def read_reference(paths: RunPaths) -> dict[str, dict[str, float]] | None:
 
 
 def read_thresholds(paths: RunPaths) -> dict[str, dict[str, float]]:
-    """Fixed operating thresholds: an exported model's ``operating_points.json``, else fitted on
-    the run's out-of-fold predictions, else none."""
-    if paths.operating_points.is_file():
-        return read_json_as(paths.operating_points, OperatingPoints)
-    try:
-        if paths.oof_predictions.is_file():
-            rows = read_rows(paths.oof_predictions)
-            labels = np.array([int(r["label"]) for r in rows])
-            if len(set(labels.tolist())) == 2:
-                return fixed_thresholds(labels, np.array([float(r["probability"]) for r in rows]))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise SihnetError(
-            f"{paths.root.name}: operating points cannot be read (damaged file)"
-        ) from None
-    return {}
+    """The fixed operating thresholds (``operating_points.json``: fitted by ``sihnet evaluate`` on
+    the out-of-fold predictions, or an exported model's), or none."""
+    if not paths.operating_points.is_file():
+        return {}
+    return read_json_as(paths.operating_points, OperatingPoints)
 
 
 def identity_files(paths: RunPaths, folds: list[int]) -> list[Path]:
     """The files whose content changes a prediction: the configuration (preprocessing, inference),
-    each fold's weights and summary (its precision), the reference statistics (the warnings)."""
+    each fold's weights and summary (its precision), the reference statistics (the warnings), and
+    in an exported model the MONAI bundle's weights and the ONNX graphs."""
     files = [
         paths.config,
         *(f for k in folds for f in (paths.best_weights(k), paths.fold_summary(k))),
     ]
-    return [*files, paths.reference] if paths.reference.is_file() else files
+    if paths.reference.is_file():
+        files.append(paths.reference)
+    for folder, suffix in (("models", ".safetensors"), ("onnx", ".onnx")):  # an exported model's
+        extra = [paths.root / folder / f"fold_{k}{suffix}" for k in folds]  # bundle and ONNX files
+        files += [f for f in extra if f.is_file()]
+    return files
 
 
 def model_identity(
     paths: RunPaths, folds: list[int], thresholds: dict[str, dict[str, float]]
 ) -> tuple[str, dict[str, str]]:
     """One SHA-256 for a model, over what changes a prediction (:func:`identity_files` and the
-    operating thresholds), and the per-file hashes it is made of (names relative to the folder)."""
+    operating thresholds), and the per-file hashes (names relative to the folder). The copies an
+    exported model carries for other runtimes (``models/``, ``onnx/``) are hashed and checked but
+    not part of the identity: a run and its export print the same model SHA-256."""
     hashes = {str(f.relative_to(paths.root)): file_sha256(f) for f in identity_files(paths, folds)}
     hashes["operating thresholds"] = text_sha256(json.dumps(thresholds, sort_keys=True))
-    return text_sha256("\n".join(f"{k}:{v}" for k, v in sorted(hashes.items()))), hashes
+    core = sorted((k, v) for k, v in hashes.items() if not k.startswith(("models/", "onnx/")))
+    return text_sha256("\n".join(f"{k}:{v}" for k, v in core)), hashes
 
 
 def verify_exported(

@@ -13,11 +13,11 @@ from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.run import run_evaluation
 from sihnet.inference import Inference, bf16_native, resolve_device, resolve_precision
-from sihnet.interpret.predict import run_predict
+from sihnet.inference.predict import run_predict
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
+from sihnet.schemas import FoldSummary
 from sihnet.tables import read_rows
-from sihnet.training.records import FoldSummary
 from sihnet.training.run import run_training
 from tests.helpers import TINY_CONFIG, randomised_densenet, volume
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from sihnet.bern import HEAD_FIELDS
 from sihnet.config import InferenceConfig
-from sihnet.ensemble import FoldEnsemble
 from sihnet.errors import SihnetError
+from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.models.bern_heads import auto_bern, has_heads
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.reference import image_properties, input_warnings

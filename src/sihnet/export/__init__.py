@@ -9,7 +9,8 @@ it wherever they take a run::
     MODEL_DIR/reference.json            the training images' ranges (predict's input checks)
     MODEL_DIR/model.json                sihnet version, folds, the model's SHA-256
     MODEL_DIR/MODEL_CARD.md             Mitchell et al.'s model card sections, with the run's numbers
-    MODEL_DIR/configs/metadata.json     MONAI-bundle-style metadata (inputs, outputs, intended use)
+    MODEL_DIR/configs/, models/, docs/README.md, LICENSE   a MONAI bundle (:mod:`sihnet.export.bundle`)
+    MODEL_DIR/onnx/fold_K.onnx          with ``--onnx`` (:mod:`sihnet.export.onnx`)
 
 Nothing that names a patient leaves the run: no predictions, splits, histories or cohort file.
 """
@@ -22,70 +23,34 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sihnet.atomic import write_json_atomic, write_text_atomic
-from sihnet.ensemble import available_folds, model_identity, read_thresholds
 from sihnet.errors import SihnetError
+from sihnet.export import bundle
 from sihnet.hashing import file_sha256
+from sihnet.inference.ensemble import (
+    available_folds,
+    load_fold_model,
+    model_identity,
+    read_thresholds,
+)
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.report.model_card import model_card_text, subgroup_aurocs
-from sihnet.schemas import MetricsFile, read_json_as
+from sihnet.schemas import FoldSummary, MetricsFile, read_json_as
 from sihnet.tables import read_rows
-from sihnet.training.records import FoldSummary
 
 NOTICE = "research use only; not a medical device; not for clinical decisions"
 
 
-def bundle_metadata(config: Any, model_sha256: str) -> dict[str, Any]:
-    """``configs/metadata.json`` in the MONAI bundle's layout (name, version, task, I/O, use)."""
-    import monai
+def _write_onnx(folder: Path, config: Any, folds: list[int]) -> None:
+    """``onnx/fold_K.onnx`` of every exported fold (weights read back from the staged folder)."""
     import torch
 
-    size = list(config.preprocessing.size)
-    return {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
-        "name": "sihnet",
-        "version": version("sihnet"),
-        "monai_version": monai.__version__,
-        "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__,
-        "required_packages_version": {"sihnet": version("sihnet"), "nibabel": version("nibabel")},
-        "task": "Classification of a spinal CSF-venous fistula from one brain contrast-enhanced T1 MRI",
-        "description": "Fold ensemble of MONAI DenseNet-121 (3D, 1 channel, 2 classes), SIHnet (AJNR 2024)",
-        "intended_use": NOTICE,
-        "model_sha256": model_sha256,
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": "MR",
-                    "num_channels": 1,
-                    "spatial_shape": size,
-                    "dtype": "float32",
-                    "value_range": [0, None],
-                    "is_patch_data": False,
-                    "channel_def": {"0": "contrast-enhanced T1, RAS canvas at "
-                                    f"{config.preprocessing.spacing_mm} mm, head's "
-                                    f"{config.preprocessing.upper_percentile}th percentile = 1"},
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "probabilities",
-                    "format": "classes",
-                    "num_channels": 2,
-                    "spatial_shape": [2],
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_onehot": True,
-                    "channel_def": {"0": "no CSF-venous fistula", "1": "CSF-venous fistula"},
-                }
-            },
-        },
-    }  # fmt: skip
+    from sihnet.export.onnx import export_fold
+
+    for k in folds:
+        network = load_fold_model(RunPaths(folder), k, torch.device("cpu"), config)
+        export_fold(network, config, folder / "onnx" / f"fold_{k}.onnx")
 
 
 def _check_out(out: Path, run: Path) -> None:
@@ -110,7 +75,7 @@ def _copy_folds(paths: RunPaths, staging: Path, folds: list[int]) -> list[FoldSu
     return summaries
 
 
-def run_export(run: Path, out: Path, allow_missing_folds: bool = False) -> Path:
+def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bool = False) -> Path:
     """Write the model folder (module docstring) through a staging folder renamed at the end.
 
     Raises:
@@ -137,20 +102,21 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False) -> Path:
             shutil.copyfile(paths.reference, staging / "reference.json")
         thresholds = read_thresholds(paths)
         write_json_atomic(staging / "operating_points.json", thresholds)
-        model_sha256, files = model_identity(
-            RunPaths(staging), [s.fold for s in summaries], thresholds
-        )
+        exported = [s.fold for s in summaries]
+        bundle.write_bundle_files(staging, exported)
+        if onnx:
+            _write_onnx(staging, config, exported)
+        model_sha256, files = model_identity(RunPaths(staging), exported, thresholds)
         write_json_atomic(staging / "model.json", {
             "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
             "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
         })  # fmt: skip
-        write_json_atomic(
-            staging / "configs" / "metadata.json", bundle_metadata(config, model_sha256)
-        )
+        bundle.write_metadata(staging, config, model_sha256)
         metrics = read_json_as(paths.metrics, MetricsFile)
         subgroups = subgroup_aurocs(read_rows(paths.oof_predictions), paths.read_cohort())
-        card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256)
+        card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256, onnx)
         write_text_atomic(staging / "MODEL_CARD.md", card)
+        write_text_atomic(staging / "docs" / "README.md", card)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

@@ -1,0 +1,54 @@
+"""``sihnet export … --onnx``: each fold's network as ``onnx/fold_K.onnx`` for onnxruntime or Triton.
+
+The graph takes the model-input canvas (``image``: N × 1 × X × Y × Z float32, and one input per
+view, named after it) with a dynamic batch, and returns ``logits`` (N × 2) and, for models with the
+Bern heads, ``bern`` (N × 6, raw: sign logits, standardised distances). Opset 17. PyTorch's
+TorchScript-based exporter is used (``dynamo=False``): it writes DenseNet-121 in seconds where the
+``torch.export``-based one took half a minute per fold here; both give the same graph to 1e-7.
+The preprocessing (the canvas) stays sihnet's: ``sihnet.preprocessing.preprocess_file``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from sihnet.config import ExperimentConfig
+from sihnet.errors import SihnetError
+
+OPSET = 17
+
+
+def input_names(config: ExperimentConfig) -> list[str]:
+    return ["image", *(view.name for view in config.preprocessing.views)]
+
+
+def export_fold(network: torch.nn.Module, config: ExperimentConfig, target: Path) -> None:
+    """Write one fold's network (eval mode, CPU, fp32) to ``target``.
+
+    Raises:
+        SihnetError: the ``onnx`` package is missing.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise SihnetError("--onnx needs the onnx package: pip install 'sihnet[onnx]'") from None
+    from sihnet.models.bern_heads import has_heads
+
+    prep = config.preprocessing
+    shapes = [prep.size, *(view.size for view in prep.views)]
+    example = tuple(torch.zeros(1, 1, *size) for size in shapes)
+    names = input_names(config)
+    outputs = ["logits", "bern"] if has_heads(network) else ["logits"]
+    arguments = (example,) if prep.views else example
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notice
+        torch.onnx.export(
+            network.eval().cpu(), arguments, str(target), input_names=names, output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in [*names, *outputs]},
+            opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    onnx.checker.check_model(str(target))
