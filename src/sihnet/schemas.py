@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -169,3 +170,76 @@ class FoldSummary:
             return cls(**{k: v for k, v in values.items() if k in names})
         except (OSError, ValueError, TypeError, AttributeError):
             raise SihnetError(f"{where} is missing or damaged") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionTable:
+    """A fold's ``predictions.csv`` or the run's ``oof_predictions.csv`` as aligned arrays: one
+    entry per patient.
+
+    Attributes:
+        patient_ids: (P,) the manifest's pseudonymous IDs.
+        folds: (P,) int, the fold that held each patient out.
+        labels: (P,) int, 1 = fistula.
+        scores: column name -> (P,) float64: ``probability`` (the selected checkpoint), and in a
+            fold's file also ``probability_last_epoch``, ``probability_best_validation``.
+    """
+
+    patient_ids: tuple[str, ...]
+    folds: np.ndarray
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+
+    @property
+    def probability(self) -> np.ndarray:
+        return self.scores["probability"]
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    @classmethod
+    def read(cls, path: Path, name: str | None = None) -> PredictionTable:
+        """Read and check a table sihnet wrote.
+
+        Raises:
+            SihnetError: missing or damaged (named).
+        """
+        from sihnet.tables import read_rows
+
+        shown = name or f"{Path(path).parent.name}/{Path(path).name}"
+        try:
+            rows = read_rows(Path(path))
+            columns = [c for c in (rows[0] if rows else {}) if c.startswith("probability")]
+            table = cls(
+                tuple(r["patient_id"] for r in rows),
+                np.array([int(r["fold"]) for r in rows], dtype=int),
+                np.array([int(r["label"]) for r in rows], dtype=int),
+                {c: np.array([float(r[c]) for r in rows], dtype=np.float64) for c in columns},
+            )
+        except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            raise SihnetError(f"{shown} is missing or damaged") from None
+        if "probability" not in table.scores or not set(table.labels.tolist()) <= {0, 1}:
+            raise SihnetError(f"{shown} is missing or damaged")
+        return table
+
+    @classmethod
+    def concatenate(cls, tables: list[PredictionTable]) -> PredictionTable:
+        """The tables one after another (the folds pooled), the columns they share."""
+        shared = [c for c in tables[0].scores if all(c in t.scores for t in tables)]
+        return cls(
+            tuple(p for t in tables for p in t.patient_ids),
+            np.concatenate([t.folds for t in tables]),
+            np.concatenate([t.labels for t in tables]),
+            {c: np.concatenate([t.scores[c] for t in tables]) for c in shared},
+        )
+
+    def write(self, path: Path, columns: tuple[str, ...] = ("probability",)) -> None:
+        """``patient_id, fold, label, <columns>`` (6 decimals), atomically."""
+        from sihnet.tables import write_table
+
+        rows = [
+            {"patient_id": p, "fold": int(self.folds[i]), "label": int(self.labels[i]),
+             **{c: f"{self.scores[c][i]:.6f}" for c in columns}}
+            for i, p in enumerate(self.patient_ids)
+        ]  # fmt: skip
+        write_table(Path(path), ["patient_id", "fold", "label", *columns], rows)

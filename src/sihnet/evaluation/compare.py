@@ -13,7 +13,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.errors import SihnetError
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_difference_ci, delong_test
 from sihnet.paths import RunPaths
-from sihnet.tables import read_rows
+from sihnet.schemas import PredictionTable
 
 
 def compare_runs(run: RunPaths, other: RunPaths, seed: int = 0) -> dict[str, Any]:
@@ -72,11 +72,11 @@ def _oof(paths: RunPaths) -> dict[str, tuple[int, float]]:
     Raises:
         SihnetError: the file is damaged (named).
     """
-    try:
-        rows = read_rows(paths.oof_predictions)
-        return {r["patient_id"]: (int(r["label"]), float(r["probability"])) for r in rows}
-    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise SihnetError(f"{paths.root.name}/oof_predictions.csv is damaged") from None
+    table = PredictionTable.read(paths.oof_predictions)
+    return {
+        p: (int(table.labels[i]), float(table.probability[i]))
+        for i, p in enumerate(table.patient_ids)
+    }
 
 
 def comparison_lines(result: dict[str, Any]) -> list[str]:

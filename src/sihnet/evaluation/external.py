@@ -26,7 +26,8 @@ from sihnet.evaluation.statistics import auroc_ci
 from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
-from sihnet.tables import read_rows, write_table
+from sihnet.schemas import PredictionTable
+from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,10 @@ def development_threshold(paths: RunPaths) -> float | None:
     """Youden threshold of the development cohort's out-of-fold predictions (None if absent)."""
     if not paths.oof_predictions.is_file():
         return None
-    rows = read_rows(paths.oof_predictions)
-    labels = np.array([int(r["label"]) for r in rows])
-    if len(set(labels.tolist())) < 2:
+    table = PredictionTable.read(paths.oof_predictions)
+    if len(set(table.labels.tolist())) < 2:
         return None
-    return youden_threshold(labels, np.array([float(r["probability"]) for r in rows]))
+    return youden_threshold(table.labels, table.probability)
 
 
 def score_cohort(
@@ -83,15 +83,10 @@ def _write_outputs(
     write_table(out / "predictions.csv", columns, rows)
     write_json_atomic(out / "metrics.json", metrics)
 
-    def as_rows(values: np.ndarray) -> list[dict[str, str]]:
-        return [
-            {"label": str(y), "probability": str(p)} for y, p in zip(labels, values, strict=True)
-        ]
-
     plot_roc(
         out / "roc.png",
-        {k: as_rows(values) for k, values in by_fold.items()},
-        as_rows(probabilities),
+        {k: (labels, values) for k, values in by_fold.items()},
+        (labels, probabilities),
         "fold ensemble",
         f"external cohort {metrics['cohort']}",
     )

@@ -31,13 +31,10 @@ from sihnet.evaluation.clinical import calibration_intercept_slope, decision_cur
 from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
-from sihnet.schemas import FoldSummary
-from sihnet.tables import read_rows, write_table
+from sihnet.schemas import FoldSummary, PredictionTable
 from sihnet.training.samples import auroc_or_nan
 
 log = logging.getLogger(__name__)
-
-OOF_COLUMNS = ("patient_id", "fold", "label", "probability")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +112,8 @@ NOTES = {
 }
 
 
-def _auroc(rows: list[dict[str, str]], column: str) -> float:
-    labels = np.array([int(r["label"]) for r in rows])
-    return auroc_or_nan(labels, np.array([float(r[column]) for r in rows]))
+def _auroc(table: PredictionTable, column: str) -> float:
+    return auroc_or_nan(table.labels, table.scores[column])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -128,31 +124,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
 
 
-def _pooled(rows: list[dict[str, str]], column: str) -> tuple[float, list[float]]:
-    labels = np.array([int(r["label"]) for r in rows])
-    scores = np.array([float(r[column]) for r in rows])
+def _pooled(table: PredictionTable, column: str) -> tuple[float, list[float]]:
+    labels, scores = table.labels, table.scores[column]
     if min((labels == 0).sum(), (labels == 1).sum()) < 2:
-        return _auroc(rows, column), [math.nan, math.nan]
+        return _auroc(table, column), [math.nan, math.nan]
     estimate = auroc_ci(labels, scores)
     return estimate.auroc, [estimate.ci_low, estimate.ci_high]
 
 
-def read_fold_rows(paths: RunPaths, folds: list[int]) -> dict[int, list[dict[str, str]]]:
-    """Rows of every ``fold_K/predictions.csv``; a damaged file is one line naming it."""
-    out = {}
-    for k in folds:
-        try:
-            rows = read_rows(paths.fold_predictions(k))
-            for row in rows:
-                int(row["label"]), float(row["probability"])
-            out[k] = rows
-        except (OSError, KeyError, ValueError, TypeError):
-            raise SihnetError(f"fold_{k}/predictions.csv is missing or damaged") from None
-    return out
+def read_fold_tables(paths: RunPaths, folds: list[int]) -> dict[int, PredictionTable]:
+    """Every ``fold_K/predictions.csv``; a damaged file is one line naming it."""
+    return {k: PredictionTable.read(paths.fold_predictions(k)) for k in folds}
 
 
 def _fold_metrics(
-    folds: dict[int, list[dict[str, str]]], pooled: list[dict[str, str]], seed: int
+    folds: dict[int, PredictionTable], pooled: PredictionTable, seed: int
 ) -> dict[str, Any]:
     present = list(folds)
     auroc_folds = [_auroc(folds[k], "probability") for k in present]
@@ -161,8 +147,7 @@ def _fold_metrics(
     mean, std = _mean_std(auroc_folds)
     pooled_auroc, pooled_ci = _pooled(pooled, "probability")
     last_pooled, last_ci = _pooled(pooled, "probability_last_epoch")
-    labels = np.array([int(r["label"]) for r in pooled])
-    scores = np.array([float(r["probability"]) for r in pooled])
+    labels, scores = pooled.labels, pooled.probability
     bootstrap = [math.nan, math.nan]
     if min((labels == 0).sum(), (labels == 1).sum()) >= 2:
         bootstrap = list(bootstrap_auroc_ci(labels, scores, 2000, seed=seed))
@@ -182,11 +167,9 @@ def _fold_metrics(
     }
 
 
-def _decision_curve(pooled: list[dict[str, str]], bern_fields: dict[str, Any]) -> dict[str, Any]:
-    patients = [r["patient_id"] for r in pooled]
-    labels = np.array([int(r["label"]) for r in pooled])
-    probabilities = np.array([float(r["probability"]) for r in pooled])
-    bern = bern_scores_for(patients, bern_fields)
+def _decision_curve(pooled: PredictionTable, bern_fields: dict[str, Any]) -> dict[str, Any]:
+    labels, probabilities = pooled.labels, pooled.probability
+    bern = bern_scores_for(list(pooled.patient_ids), bern_fields)
     known = ~np.isnan(bern)
     if known.any() and len(set(labels[known].tolist())) == 2:
         return decision_curve(labels[known], probabilities[known], bern[known])
@@ -194,13 +177,10 @@ def _decision_curve(pooled: list[dict[str, str]], bern_fields: dict[str, Any]) -
 
 
 def _bern_section(
-    paths: RunPaths, pooled: list[dict[str, str]], bern_fields: dict[str, Any], seed: int
+    paths: RunPaths, pooled: PredictionTable, bern_fields: dict[str, Any], seed: int
 ) -> BernComparison | None:
-    patients = [r["patient_id"] for r in pooled]
-    labels = np.array([int(r["label"]) for r in pooled])
-    probabilities = np.array([float(r["probability"]) for r in pooled])
-    fold_of = np.array([int(r["fold"]) for r in pooled])
-    section = compare_with_bern(patients, labels, probabilities, fold_of, bern_fields, seed)
+    patients, labels, probabilities = list(pooled.patient_ids), pooled.labels, pooled.probability
+    section = compare_with_bern(patients, labels, probabilities, pooled.folds, bern_fields, seed)
     if section is not None and section.compared:
         bern = bern_scores_for(patients, bern_fields)
         known = ~np.isnan(bern)
@@ -226,13 +206,12 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
             sorted(set(range(n_folds)) - set(present)),
             n_folds,
         )
-    folds = read_fold_rows(paths, present)
+    folds = read_fold_tables(paths, present)
     summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in present}
-    pooled = [row for k in present for row in folds[k]]
-    write_table(paths.oof_predictions, OOF_COLUMNS, pooled)
+    pooled = PredictionTable.concatenate([folds[k] for k in present])
+    pooled.write(paths.oof_predictions)
     cohort = paths.read_cohort()
-    labels = np.array([int(r["label"]) for r in pooled])
-    probabilities = np.array([float(r["probability"]) for r in pooled])
+    labels, probabilities = pooled.labels, pooled.probability
     metrics = RunMetrics(
         selection=config.training.selection,
         folds_evaluated=present,
@@ -255,36 +234,33 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
         write_json_atomic(paths.operating_points, fixed_thresholds(labels, probabilities))
     else:
         paths.operating_points.unlink(missing_ok=True)
-    plot_roc(paths.roc_plot, folds, pooled)
+    curves = {k: (t.labels, t.probability) for k, t in folds.items()}
+    plot_roc(paths.roc_plot, curves, (labels, probabilities))
     return metrics
 
 
 def plot_roc(
     path: Path,
-    folds: dict[int, list[dict[str, str]]],
-    pooled: list[dict[str, str]],
+    folds: dict[int, tuple[np.ndarray, np.ndarray]],
+    pooled: tuple[np.ndarray, np.ndarray],
     pooled_label: str = "pooled OOF",
     title: str = "ROC per validation fold",
 ) -> None:
-    """One ROC curve per validation fold plus the pooled OOF curve (the paper's Figure 2)."""
+    """One ROC curve per validation fold plus the pooled OOF curve (the paper's Figure 2); each
+    curve given as ``(labels, scores)``."""
     figure = Figure(figsize=(5.5, 5.5))
     axis = figure.subplots()
-    for fold, rows in folds.items():
-        labels = [int(r["label"]) for r in rows]
-        if len(set(labels)) < 2:
+    for fold, (labels, scores) in folds.items():
+        if len(set(labels.tolist())) < 2:
             continue
-        fpr, tpr, _ = roc_curve(labels, [float(r["probability"]) for r in rows])
-        axis.plot(fpr, tpr, lw=1.5, label=f"fold {fold} (AUROC {_auroc(rows, 'probability'):.3f})")
-    labels = [int(r["label"]) for r in pooled]
-    if len(set(labels)) == 2:
-        fpr, tpr, _ = roc_curve(labels, [float(r["probability"]) for r in pooled])
-        axis.plot(
-            fpr,
-            tpr,
-            "k--",
-            lw=2,
-            label=f"{pooled_label} (AUROC {_auroc(pooled, 'probability'):.3f})",
-        )
+        fpr, tpr, _ = roc_curve(labels, scores)
+        auroc = auroc_or_nan(labels, scores)
+        axis.plot(fpr, tpr, lw=1.5, label=f"fold {fold} (AUROC {auroc:.3f})")
+    labels, scores = pooled
+    if len(set(labels.tolist())) == 2:
+        fpr, tpr, _ = roc_curve(labels, scores)
+        auroc = auroc_or_nan(labels, scores)
+        axis.plot(fpr, tpr, "k--", lw=2, label=f"{pooled_label} (AUROC {auroc:.3f})")
     axis.plot([0, 1], [0, 1], color="0.7", lw=1)
     axis.set(
         xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), aspect="equal"

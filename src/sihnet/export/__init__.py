@@ -36,8 +36,7 @@ from sihnet.inference.ensemble import (
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.report.model_card import model_card_text, subgroup_aurocs
-from sihnet.schemas import FoldSummary, MetricsFile, read_json_as
-from sihnet.tables import read_rows
+from sihnet.schemas import FoldSummary, MetricsFile, PredictionTable, read_json_as
 
 NOTICE = "research use only; not a medical device; not for clinical decisions"
 
@@ -113,7 +112,9 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         })  # fmt: skip
         bundle.write_metadata(staging, config, model_sha256)
         metrics = read_json_as(paths.metrics, MetricsFile)
-        subgroups = subgroup_aurocs(read_rows(paths.oof_predictions), paths.read_cohort())
+        subgroups = subgroup_aurocs(
+            PredictionTable.read(paths.oof_predictions), paths.read_cohort()
+        )
         card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256, onnx)
         write_text_atomic(staging / "MODEL_CARD.md", card)
         write_text_atomic(staging / "docs" / "README.md", card)

@@ -36,7 +36,8 @@ from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.volume import Preprocessed, resample_to_canvas
-from sihnet.tables import read_rows, write_table
+from sihnet.schemas import PredictionTable
+from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -378,12 +379,13 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
     """
     if not paths.oof_predictions.is_file():
         raise SihnetError(f"{paths.root.name}: no out-of-fold predictions (run 'sihnet evaluate')")
-    rows = [row for row in read_rows(paths.oof_predictions) if row["label"] == "1"]
-    if not rows:
+    table = PredictionTable.read(paths.oof_predictions)
+    if not (table.labels == 1).any():
         raise SihnetError("no fistula patient in the out-of-fold predictions")
-    best = max(rows, key=lambda row: float(row["probability"]))
-    scan = next(scan for scan in cohort.scans if scan.patient_id == best["patient_id"])
-    return best["patient_id"], scan.image, int(best["fold"])
+    best = int(np.argmax(np.where(table.labels == 1, table.probability, -np.inf)))
+    patient = table.patient_ids[best]
+    scan = next(scan for scan in cohort.scans if scan.patient_id == patient)
+    return patient, scan.image, int(table.folds[best])
 
 
 def _native_grid(nifti: Path) -> tuple[np.ndarray, tuple[int, int, int]]:

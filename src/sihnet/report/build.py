@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from jinja2 import UndefinedError
 
 from sihnet.atomic import write_text_atomic
@@ -31,7 +32,7 @@ from sihnet.paths import RunPaths
 from sihnet.report.checklist import checklist
 from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
 from sihnet.report.model_card import subgroup_aurocs, template_environment
-from sihnet.schemas import FoldSummary, MetricsFile, OcclusionFile, read_json_as
+from sihnet.schemas import FoldSummary, MetricsFile, OcclusionFile, PredictionTable, read_json_as
 from sihnet.tables import read_rows
 
 GENERATOR = '<meta name="generator" content="sihnet report">'  # marks a page sihnet wrote
@@ -109,27 +110,27 @@ def cohort_summary(paths: RunPaths, cohort: dict[str, Any]) -> dict[str, Any]:
 
 
 def confident_errors(
-    oof: list[dict[str, str]], cohort: dict[str, Any], count: int = 5
+    oof: PredictionTable, cohort: dict[str, Any], count: int = 5
 ) -> list[dict[str, Any]]:
     """The fistula patients with the lowest and the others with the highest probability."""
     bern = cohort.get("bern", {})
 
-    def row(r: dict[str, str], kind: str) -> dict[str, Any]:
-        score = score_fields(bern[r["patient_id"]]) if r["patient_id"] in bern else None
+    def row(i: int, kind: str) -> dict[str, Any]:
+        patient = oof.patient_ids[i]
+        score = score_fields(bern[patient]) if patient in bern else None
         shown = (
             ""
             if score is None
             else (str(score.score) if score.complete else f"{score.score_min}–{score.score_max}")
         )
-        return {"patient_id": r["patient_id"], "kind": kind, "probability": float(r["probability"]),
-                "fold": r["fold"], "bern": shown}  # fmt: skip
+        return {"patient_id": patient, "kind": kind, "probability": float(oof.probability[i]),
+                "fold": str(int(oof.folds[i])), "bern": shown}  # fmt: skip
 
-    missed = sorted((r for r in oof if r["label"] == "1"), key=lambda r: float(r["probability"]))
-    false_alarms = sorted(
-        (r for r in oof if r["label"] == "0"), key=lambda r: -float(r["probability"])
-    )
-    return [row(r, "fistula, scored low") for r in missed[:count]] + [
-        row(r, "no fistula, scored high") for r in false_alarms[:count]
+    order = np.argsort(oof.probability, kind="stable")
+    missed = [int(i) for i in order if oof.labels[i] == 1]
+    false_alarms = [int(i) for i in order[::-1] if oof.labels[i] == 0]
+    return [row(i, "fistula, scored low") for i in missed[:count]] + [
+        row(i, "no fistula, scored high") for i in false_alarms[:count]
     ]
 
 
@@ -226,7 +227,7 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
         raise SihnetError(f"{paths.root.name} has no metrics.json: run 'sihnet evaluate' first")
     metrics, cohort = read_json_as(paths.metrics, MetricsFile), paths.read_cohort()
     folds = metrics["folds_evaluated"]
-    oof = _checked_rows(paths.oof_predictions, ("label", "probability"))
+    oof = PredictionTable.read(paths.oof_predictions)
     found = sorted({p.parent for p in paths.root.rglob("occlusion.json")})
     occlusions = occlusion_views(
         [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]

@@ -12,6 +12,7 @@ import numpy as np
 
 from sihnet.config import ExperimentConfig
 from sihnet.evaluation.statistics import auroc_ci
+from sihnet.schemas import PredictionTable
 
 
 def template_environment() -> Any:
@@ -50,17 +51,17 @@ def markdown_text(value: Any) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
-def subgroup_aurocs(oof: list[dict[str, str]], cohort: dict[str, Any]) -> list[dict[str, Any]]:
+def subgroup_aurocs(oof: PredictionTable, cohort: dict[str, Any]) -> list[dict[str, Any]]:
     """Pooled out-of-fold AUROC per ``sex`` and per ``site`` value (DeLong 95% CI), where the
     manifest had the column and the subgroup has at least two patients of each class."""
     demographics = cohort.get("demographics", {})
     rows = []
     for column in ("sex", "site"):
         groups: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for row in oof:
-            value = demographics.get(row["patient_id"], {}).get(column)
+        for i, patient in enumerate(oof.patient_ids):
+            value = demographics.get(patient, {}).get(column)
             if value:
-                groups[value].append((int(row["label"]), float(row["probability"])))
+                groups[value].append((int(oof.labels[i]), float(oof.probability[i])))
         for value, pairs in sorted(groups.items()):
             labels = np.array([label for label, _ in pairs])
             entry: dict[str, Any] = {
