@@ -1,37 +1,79 @@
-"""Shared fixtures: a tiny synthetic cohort (8 mm) and a tiny trained run, made once per session."""
+"""Shared fixtures: a tiny synthetic cohort (8 mm) and a tiny trained run, made once per pytest
+session — also when pytest-xdist runs the tests in several worker processes (``make test`` uses
+two): the first worker builds them under a file lock in the session's shared temporary folder, the
+others wait and reuse them."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 
+def _shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` once per session, whatever the number of xdist workers; returns its
+    result (a path), recorded in ``folder/done.json``."""
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(factory.mktemp(name))
+    root = factory.getbasetemp().parent  # shared by the workers of this session
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        done = folder / "done.json"
+        if done.is_file():
+            return Path(json.loads(done.read_text())["path"])
+        folder.mkdir(exist_ok=True)
+        path = build(folder)
+        done.write_text(json.dumps({"path": str(path)}))
+        return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker() -> None:
+    """Two xdist workers on two cores: one torch thread each (no oversubscription)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 synthetic patients (6 with fistula) at 8 mm; returns the manifest path."""
-    from sihnet.synth.cohort import run_synth
 
-    return run_synth(tmp_path_factory.mktemp("cohort"), n=12, seed=3, spacing_mm=8.0, workers=1)
+    def build(folder: Path) -> Path:
+        from sihnet.synth.cohort import run_synth
+
+        return run_synth(folder / "cohort", n=12, seed=3, spacing_mm=8.0, workers=1)
+
+    return _shared(tmp_path_factory, "cohort", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny cohort trained in process: two folds, one epoch, 32^3 at 8 mm, fp32; evaluated."""
-    from sihnet.config import load_config
-    from sihnet.data.manifest import read_manifest
-    from sihnet.evaluation.run import run_evaluation
-    from sihnet.paths import RunPaths
-    from sihnet.preprocessing.cache import VolumeCache
-    from sihnet.training.run import run_training
-    from tests.helpers import TINY_CONFIG
 
-    root = tmp_path_factory.mktemp("tiny_run")
-    paths = RunPaths(root / "run")
-    config = load_config("quick", overrides=TINY_CONFIG)
-    run_training(config, read_manifest(tiny_cohort), paths, VolumeCache(root / "cache"))
-    run_evaluation(paths)
-    return paths.root
+    def build(root: Path) -> Path:
+        from sihnet.config import load_config
+        from sihnet.data.manifest import read_manifest
+        from sihnet.evaluation.run import run_evaluation
+        from sihnet.paths import RunPaths
+        from sihnet.preprocessing.cache import VolumeCache
+        from sihnet.training.run import run_training
+        from tests.helpers import TINY_CONFIG
+
+        paths = RunPaths(root / "run")
+        config = load_config("quick", overrides=TINY_CONFIG)
+        run_training(config, read_manifest(tiny_cohort), paths, VolumeCache(root / "cache"))
+        run_evaluation(paths)
+        return paths.root
+
+    return _shared(tmp_path_factory, "tiny_run", build)
 
 
 @pytest.fixture()

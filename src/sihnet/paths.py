@@ -13,7 +13,7 @@ from sihnet.errors import SihnetError
 
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
-    """The run folder layout of DESIGN.md.
+    """The run folder layout (docs/run-folder.md).
 
     ``RUN/config.yaml, splits.json, cohort.json, train.log, fold_K/{best.safetensors,last.pt,
     history.csv,predictions.csv,summary.json}, oof_predictions.csv, metrics.json, roc.png,

@@ -53,9 +53,10 @@ def test_a_1024_cubed_plan_exits_in_seconds_under_one_gigabyte(
     config = write_config(tmp_path / "big.yaml", preprocessing={"size": [1024, 1024, 1024]})
     args = ["train", tiny_cohort, "--out", tmp_path / "run", "--config", config, "--plan"]
     code = (
-        "import resource, sys; from sihnet.cli import main; c = main(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(c)"
-    )
+        "import re, sys; from sihnet.cli import main; c = main(sys.argv[1:]); "
+        "s = open('/proc/self/status').read(); "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', s).group(1), file=sys.stderr); sys.exit(c)"
+    )  # VmHWM, not ru_maxrss: the latter keeps the forking pytest process's peak across exec
     import subprocess
     import sys
     import time
@@ -69,3 +70,13 @@ def test_a_1024_cubed_plan_exits_in_seconds_under_one_gigabyte(
     assert result.returncode == 2 and "GB is free" in result.stderr
     peak_kb = int(result.stderr.strip().splitlines()[-1])
     assert peak_kb < 2**20, peak_kb
+
+
+def test_plan_and_the_gpu_benchmark_time_the_step_training_takes() -> None:
+    """One training step: ``--plan``, the fold loop, DDP's check and the GPU benchmark call the
+    same function (breaking it breaks them all)."""
+    from sihnet.training import ddp_check, fold, plan, step
+
+    assert plan.train_step is fold.train_step is ddp_check.train_step is step.train_step
+    script = Path(__file__).parents[2] / "benchmarks" / "gpu_benchmark.py"
+    assert "from sihnet.training.step import Batch, StepSettings, train_step" in script.read_text()

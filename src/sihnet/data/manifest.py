@@ -1,4 +1,4 @@
-"""Cohort manifest (DESIGN.md contract): CSV/TSV or a BIDS root -> validated :class:`Cohort`.
+"""Cohort manifest (docs/run-folder.md contract): CSV/TSV or a BIDS root -> validated :class:`Cohort`.
 
 Every problem (missing column, unknown label, missing file, duplicate row, a patient with two
 labels, an image listed for two patients) is reported as one line naming the row, before any

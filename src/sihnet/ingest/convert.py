@@ -3,7 +3,7 @@
 Output layout::
 
     OUT/sub-<id>/anat/sub-<id>_ce-gadolinium_T1w.nii.gz  (+ .json sidecar, allowlisted fields)
-    OUT/manifest.csv            patient_id,image[,label,…]   (DESIGN.md contract)
+    OUT/manifest.csv            patient_id,image[,label,…]   (docs/run-folder.md contract)
     OUT/participants.tsv        (BIDS; the same columns)
     OUT/dataset_description.json
     OUT/selection.tsv           every series of every study: what it is, what was decided, why
