@@ -5,7 +5,7 @@ Variants, each adding one lever to the one before:
 
 * ``single``: today's recipe (one 4 mm canvas centred on the field of view);
 * ``registered``: the canvas aligned to the MNI152 template (48x56x48 at 4 mm);
-* ``views``: + a 1.5 mm view of the sella, cisterns, mamillary bodies and pons (32x40x40);
+* ``views``: + a 1.5 mm view of the sella, cisterns, mamillary bodies and pons (48x40x40);
 * ``heads``: + the Bern heads (the distances read from the midline view, the signs from the head).
 
 For every (cohort, variant) the script synthesises the cohort once (``sihnet synth``), trains with
@@ -46,7 +46,7 @@ MIDLINE = {
     "name": "midline",
     "centre_mm": [0.0, -5.0, -25.0],
     "spacing_mm": 1.5,
-    "size": [32, 40, 40],
+    "size": [48, 40, 40],
 }
 DISTANCES = ["suprasellar_cistern_mm", "prepontine_cistern_mm", "mamillopontine_distance_mm"]
 VARIANTS: dict[str, dict[str, Any]] = {

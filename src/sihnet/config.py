@@ -52,7 +52,7 @@ class ViewConfig:
     name: str = "midline"
     centre_mm: tuple[float, float, float] = (0.0, -5.0, -25.0)
     spacing_mm: float = 1.5
-    size: tuple[int, int, int] = (32, 40, 40)
+    size: tuple[int, int, int] = (48, 40, 40)  # depth 48: bf16 is wrong at 32 (training.probe)
     bern_items: tuple[str, ...] = ()
 
 

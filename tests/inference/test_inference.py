@@ -38,11 +38,12 @@ def test_predict_equals_out_of_fold_fp32(tiny_run: Path, tiny_cohort: Path, tmp_
 
 
 def test_predict_equals_out_of_fold_bf16(tiny_cohort: Path, tmp_path: Path) -> None:
-    """A bf16 fold, on a CPU with native bf16 (oneDNN's kernels) or emulated. Batch 6: the six
-    training patients in one step, so that the last dense block's batch norm (1x1x1 at 32^3)
-    never sees only two values (native bf16 gradients were NaN there)."""
+    """A bf16 fold, on a CPU with native bf16 (oneDNN's kernels) or emulated. The grid is 48x32x32,
+    not the tests' 32^3: there dense block 3 sees depth 2, where native bf16 weight gradients are
+    wrong (the fold would rightly train in fp32). Batch 6: the six training patients in one step."""
     overrides = {
         **TINY_CONFIG,
+        "preprocessing": {**TINY_CONFIG["preprocessing"], "size": [48, 32, 32]},
         "training": {**TINY_CONFIG["training"], "precision": "bf16", "batch_size": 6},
     }
     config = load_config("quick", overrides=overrides)

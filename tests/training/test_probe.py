@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sihnet.inference import Inference
 from sihnet.training import probe as probe_module
-from sihnet.training.probe import probe
+from sihnet.training.probe import kernel_defect, probe
 from sihnet.training.step import Batch, StepSettings
 
 
@@ -92,6 +93,50 @@ def test_without_native_bf16_the_cpu_is_not_probed_in_bf16(monkeypatch: pytest.M
     assert set(result.seconds) == {"fp32", "fp32+channels_last"}  # the memory format is measured
 
 
+class _TripledGradient(torch.autograd.Function):
+    """Identity forward; the gradient three times too large (a wrong kernel)."""
+
+    @staticmethod
+    def forward(ctx: object, weight: torch.Tensor) -> torch.Tensor:
+        return weight.clone()
+
+    @staticmethod
+    def backward(ctx: object, gradient: torch.Tensor) -> torch.Tensor:
+        return 3 * gradient
+
+
+@pytest.fixture()
+def wrong_at_depth_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Conv3d's weight gradient wrong in autocast when its input has depth 2 (the shape of
+    oneDNN's native-bf16 defect), right otherwise."""
+    original = torch.nn.Conv3d.forward
+
+    def forward(self: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type) and x.shape[2] == 2:
+            return self._conv_forward(x, _TripledGradient.apply(self.weight), self.bias)
+        return original(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv3d, "forward", forward)
+
+
+def test_a_wrong_convolution_kernel_is_found_at_the_shape_it_is_wrong(
+    wrong_at_depth_two: None,
+) -> None:
+    bf16 = Inference(torch.device("cpu"), "bf16")
+    network = TinyNet()
+    assert kernel_defect(network, torch.rand(2, 1, 8, 8, 8), bf16) is None  # sound at 8x8x8
+    defect = kernel_defect(network, torch.rand(2, 1, 2, 4, 4), bf16)
+    assert defect is not None and "2x4x4" in defect and "3x3x3" in defect, defect
+    assert kernel_defect(network, torch.rand(2, 1, 2, 4, 4), Inference(bf16.device, "fp32")) is None
+    # the probe never chooses a precision whose kernels are wrong, however fast it is
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as patch:
+        patch.setattr(probe_module, "candidate_precision", lambda device: "bf16")
+        batch = Batch(torch.rand(4, 1, 2, 4, 4), torch.tensor([0, 1, 0, 1]))
+        result = probe(TinyNet(slow_fp32=0.05), batch, StepSettings(), bf16.device, "auto", False)
+    assert result.precision == "fp32" and "weight gradients are wrong" in result.reason
+
+
 def _tiny_fold(
     tmp_path: Path, precision: str, epochs: int, channels_last: bool | str = False
 ) -> Path:
@@ -133,6 +178,23 @@ def test_a_fold_whose_bf16_steps_go_non_finite_finishes_in_fp32(
     assert any("continuing in fp32 from the last good epoch" in r.message for r in caplog.records)
     history = (tmp_path / "run" / "fold_0" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 3  # every epoch recorded once
+
+
+def test_a_configured_bf16_with_wrong_kernels_trains_in_fp32_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sihnet.training import fold as fold_module
+
+    reason = "bf16 3x3x3 convolution weight gradients are wrong on this cpu at a 2x2x2 feature map"
+    monkeypatch.setattr(fold_module, "kernel_defect", lambda *args: reason)
+    monkeypatch.setattr(fold_module, "_KERNELS", {})
+    with caplog.at_level(logging.WARNING):
+        summary = json.loads(_tiny_fold(tmp_path, "bf16", epochs=1).read_text())
+    assert summary["precision"] == "fp32"
+    assert summary["precision_fallback"] == {
+        "from": "bf16", "to": "fp32", "epoch": 0, "reason": reason
+    }  # fmt: skip
+    assert any("bf16 as configured, but" in r.message for r in caplog.records)
 
 
 def test_an_fp32_fold_that_keeps_skipping_steps_stops_in_one_line(

@@ -40,7 +40,7 @@ from sihnet.training.distributed import (
     per_rank_batch,
     shard,
 )
-from sihnet.training.probe import ProbeResult, describe, probe
+from sihnet.training.probe import ProbeResult, describe, kernel_defect, probe
 from sihnet.training.records import (
     FoldSummary,
     TrainedFold,
@@ -150,6 +150,14 @@ class FoldState:
             probed = probe_settings(network, probe_batch, step, inference.device, config, world)
             inference = Inference(inference.device, probed.precision)
             step = dataclasses.replace(step, channels_last=probed.channels_last)
+        fallback = None
+        if (
+            probe_batch is not None
+            and settings.precision != "auto"
+            and inference.precision != "fp32"
+        ):
+            fallback = check_configured_precision(network, probe_batch, inference, step, fold)
+            inference = Inference(inference.device, "fp32") if fallback else inference
         if step.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         model = network
@@ -172,7 +180,7 @@ class FoldState:
         state = cls(
             network, model, optimizer, scheduler, augmentation, inference, step, selection, world
         )
-        state.scaler, state.probe = inference.grad_scaler(), probed
+        state.scaler, state.probe, state.fallback = inference.grad_scaler(), probed, fallback
         return state
 
     def checkpoint(self, fingerprints: dict[str, str]) -> dict[str, Any]:
@@ -253,6 +261,26 @@ class FoldState:
 
 
 _PROBED: dict[tuple[Any, ...], ProbeResult] = {}
+_KERNELS: dict[tuple[Any, ...], str | None] = {}
+
+
+def check_configured_precision(
+    network: torch.nn.Module, batch: Batch, inference: Inference, step: StepSettings, fold: int
+) -> dict[str, Any] | None:
+    """A configured bf16/fp16 whose convolution kernels are wrong at this network's shapes
+    (:func:`sihnet.training.probe.kernel_defect`; checked once per process and shape, on every
+    rank alike) is not used: the fold trains in fp32 from the start, with a warning, and the
+    returned ``precision_fallback`` says why (None when the kernels are sound)."""
+    key = (str(inference.device), shapes(batch.images), inference.precision, step.channels_last)
+    if key not in _KERNELS:
+        _KERNELS[key] = kernel_defect(network, batch.images, inference, step.channels_last)
+    defect = _KERNELS[key]
+    if defect is None:
+        return None
+    log.warning(
+        "fold %d: %s as configured, but %s; training in fp32", fold, inference.precision, defect
+    )
+    return {"from": inference.precision, "to": "fp32", "epoch": 0, "reason": defect}
 
 
 def probe_settings(

@@ -9,6 +9,13 @@ loss in fp32 and in the candidate precision. The candidate is chosen when its gr
 agrees with fp32's (cosine >= ``MIN_COSINE``) and a step is faster by ``SPEEDUP_MARGIN``. Then, in
 the chosen precision, the same for the ``channels_last_3d`` memory format. Weights and batch-norm
 statistics are restored afterwards: a probed fold starts where an unprobed one would.
+
+Whatever chose the reduced precision (the probe or the configuration), :func:`kernel_defect`
+first checks the convolution kernels themselves on the network's real feature-map shapes: a
+whole-network cosine can miss one layer that is wrong. On a CPU with native bf16 (PyTorch 2.13,
+oneDNN) the weight gradient of a 3x3x3 convolution whose input has depth 2 was measured wrong by
+78% to overflow (``benchmarks/precision_probe.py --kernels``): DenseNet-121 meets it at 32^3 (dense
+block 3) or at any grid whose depth is 64 (block 4).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from typing import Any
 import torch
 
 from sihnet.inference import Inference, Resolved, bf16_native
+from sihnet.models.inputs import map_views
 from sihnet.training.step import Batch, StepSettings, backward, step_loss
 
 log = logging.getLogger(__name__)
 
+MAX_KERNEL_ERROR = 0.05  # relative error of a weight gradient (sound kernels: ~0.003)
 MIN_COSINE = 0.99  # gradients of the candidate precision must point where fp32's do
 SPEEDUP_MARGIN = 1.10  # a choice must make a step at least 10% faster
 TIMED_STEPS = 2  # after one warm-up step
@@ -61,6 +70,70 @@ def candidate_precision(device: torch.device) -> Resolved | None:
     if bf16_native(device):
         return "bf16"
     return "fp16" if device.type == "cuda" else None
+
+
+def conv_shapes(
+    network: torch.nn.Module, images: Any
+) -> list[tuple[torch.nn.Conv3d, tuple[int, ...]]]:
+    """Each distinct spatial convolution (kernel > 1) of ``network`` with the input shape
+    (1, C, X, Y, Z) it sees on one sample of ``images`` (an eval-mode fp32 forward, no gradient)."""
+    seen: dict[tuple[Any, ...], tuple[torch.nn.Conv3d, tuple[int, ...]]] = {}
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if isinstance(module, torch.nn.Conv3d) and max(module.kernel_size) > 1:
+            shape = (1, *inputs[0].shape[1:])
+            key = (shape, module.out_channels, module.kernel_size, module.stride, module.padding)
+            seen.setdefault(key, (module, shape))
+
+    was_training = network.training
+    handles = [m.register_forward_pre_hook(record) for m in network.modules()]
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(map_views(images, lambda view: view[:1].float()))
+    finally:
+        for handle in handles:
+            handle.remove()
+        network.train(was_training)
+    return list(seen.values())
+
+
+def kernel_defect(
+    network: torch.nn.Module, images: Any, inference: Inference, channels_last: bool = False
+) -> str | None:
+    """None when every spatial convolution of ``network``, at the shapes it sees on ``images``,
+    computes its weight gradient in the inference's precision within ``MAX_KERNEL_ERROR``
+    (relative, Frobenius) of fp32's; otherwise one sentence naming the first that does not.
+
+    Each shape is checked with a copy of the convolution on seeded random input of batch 1 (the
+    network itself is not touched); fp32 has nothing to check.
+    """
+    if inference.precision == "fp32":
+        return None
+    device, generator = inference.device, torch.Generator().manual_seed(0)
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    for module, shape in conv_shapes(network, images):
+        conv = copy.deepcopy(module).float().requires_grad_(True)  # a copy: the network untouched
+        conv = conv.to(device, memory_format=layout)  # type: ignore[call-overload]
+        x = torch.randn(shape, generator=generator).to(device, memory_format=layout)
+        gradients = []
+        for precision in ("fp32", inference.precision):
+            conv.zero_grad(set_to_none=True)
+            with Inference(device, precision).autocast():
+                out = conv(x)
+            out.float().square().mean().backward()
+            assert conv.weight.grad is not None
+            gradients.append(conv.weight.grad.detach().float())
+        reference, candidate = gradients
+        error = float((candidate - reference).norm() / reference.norm().clamp_min(1e-30))
+        if not math.isfinite(error) or error > MAX_KERNEL_ERROR:
+            spatial = "x".join(map(str, shape[2:]))
+            return (
+                f"{inference.precision} {'x'.join(map(str, module.kernel_size))} convolution "
+                f"weight gradients are wrong on this {device.type} at a {spatial} feature map "
+                f"(relative error {error:.3g} > {MAX_KERNEL_ERROR})"
+            )
+    return None
 
 
 def _gradient(
@@ -150,6 +223,9 @@ def _choose_precision(
     candidate = candidate_precision(device)
     if candidate is None:
         return "fp32", None, f"fp32: bf16 is not native on this {device.type} (emulated, slow)"
+    defect = kernel_defect(network, batch.images, Inference(device, candidate))
+    if defect is not None:
+        return "fp32", None, f"fp32: {defect}"
     reference, seconds["fp32"] = _gradient(network, batch, settings, Inference(device, "fp32"))
     gradient, seconds[candidate] = _gradient(network, batch, settings, Inference(device, candidate))
     cosine = _cosine(reference, gradient)
