@@ -19,7 +19,8 @@ and run again; ``OUT/table.md`` is rewritten from whatever is finished.
     python benchmarks/bern_levers.py --out benchmarks/results/bern_levers --work /tmp/levers
     python benchmarks/bern_levers.py --cohorts c1 --variants single,heads   # one at a time
 
-Each job takes about half an hour on a 2-core CPU (60 patients, fp32).
+A ``single`` job took 16.6 min on a 2-core AMD EPYC with native bf16 (60 patients; the probe chose
+fp32 + channels_last there).
 """
 
 from __future__ import annotations
@@ -200,11 +201,18 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
     for cohort in args.cohorts.split(","):
         for variant in args.variants.split(","):
-            run_job(cohort, variant, args.work, args.out, args.n)
+            try:
+                run_job(cohort, variant, args.work, args.out, args.n)
+            except SystemExit as error:  # one failed job (e.g. a refused scan) stops no other
+                print(f"{cohort} {variant}: {error}", file=sys.stderr, flush=True)
+                failed.append(f"{cohort}_{variant}")
             write_table(args.out)
     write_table(args.out)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (run again to retry them)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Shared fixtures: a tiny synthetic cohort (8 mm) and a tiny trained run, made once per pytest
-session — also when pytest-xdist runs the tests in several worker processes (``make test`` uses
-two): the first worker builds them under a file lock in the session's shared temporary folder, the
-others wait and reuse them."""
+session — also when pytest-xdist runs the tests in several worker processes (``pytest -n 2``): the
+first worker builds them under a file lock in the session's shared temporary folder, the others
+wait and reuse them. In-process registrations of the same scan are computed once per session."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -40,6 +41,32 @@ def _one_thread_per_worker() -> None:
 
         torch.set_num_threads(1)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_registration_per_scan() -> Iterator[None]:
+    """The MNI152 registration (about 1.4 s a scan) is a pure function of the voxels and the
+    affine: tests that preprocess the same tiny-cohort scans into fresh caches share one result
+    per content. Tests of the registration itself call ``registration.align_to_template``."""
+    import hashlib
+
+    from sihnet.preprocessing import cache as cache_module
+
+    original = cache_module.align_to_template
+    done: dict[str, object] = {}
+
+    def memo(volume: np.ndarray, affine: np.ndarray, check_mirror: bool = True) -> object:
+        key = hashlib.sha256(
+            b"".join([np.ascontiguousarray(volume).tobytes(), np.asarray(affine).tobytes(),
+                      str((volume.shape, volume.dtype, check_mirror)).encode()])
+        ).hexdigest()  # fmt: skip
+        if key not in done:
+            done[key] = original(volume, affine, check_mirror)
+        return done[key]
+
+    cache_module.align_to_template = memo  # type: ignore[assignment]
+    yield
+    cache_module.align_to_template = original
 
 
 @pytest.fixture(scope="session")
