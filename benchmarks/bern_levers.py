@@ -19,7 +19,7 @@ and run again; ``OUT/table.md`` is rewritten from whatever is finished.
     python benchmarks/bern_levers.py --out benchmarks/results/bern_levers --work /tmp/levers
     python benchmarks/bern_levers.py --cohorts c1 --variants single,heads   # one at a time
 
-A ``single`` job took 16.6 min on a 2-core AMD EPYC with native bf16 (60 patients; the probe chose
+A ``single`` job took 9.5 min on a 2-core AMD EPYC with native bf16 (60 patients; the probe chose
 fp32 + channels_last there).
 """
 
