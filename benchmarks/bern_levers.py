@@ -11,10 +11,14 @@ Variants, each adding one lever to the one before:
 For every (cohort, variant) the script synthesises the cohort once (``sihnet synth``), trains with
 ``sihnet train --profile quick --config VARIANT``, evaluates, and writes
 ``OUT/<cohort>_<variant>.json``: the pooled out-of-fold AUROC with its DeLong CI, the
-ground-truth Bern score's AUROC on the same patients (the synthetic reader without noise) with the
-paired DeLong p, and for ``heads`` the automatic Bern agreement (per-sign AUROC, per-distance
+ground-truth Bern score's AUROC on the same patients (``truth.csv``'s ``bern_score``) with the
+paired DeLong p, the cohort's ceiling (``ceiling.json``: the ideal reader of the generator and of
+these patients), and for ``heads`` the automatic Bern agreement (per-sign AUROC, per-distance
 ICC(2,1) against the manifest's reader). Finished jobs are skipped, so the script can be stopped
 and run again; ``OUT/table.md`` is rewritten from whatever is finished.
+
+The cohorts are of the generator without a label below the visible threshold (December 2026);
+results on the earlier generator are in ``OUT/old_generator/`` and cannot be compared.
 
     python benchmarks/bern_levers.py --out benchmarks/results/bern_levers --work /tmp/levers
     python benchmarks/bern_levers.py --cohorts c1 --variants single,heads   # one at a time
@@ -38,9 +42,9 @@ import yaml
 
 # Cohorts no choice was made on: (seed, voxel size of the synthetic studies in mm, reader noise mm).
 COHORTS: dict[str, tuple[int, float, float]] = {
-    "c1": (701, 2.0, 0.0),
-    "c2": (702, 1.5, 0.5),
-    "c3": (703, 2.5, 1.0),
+    "n1": (801, 2.0, 0.0),
+    "n2": (802, 1.5, 0.5),
+    "n3": (803, 2.5, 1.0),
 }
 REGISTERED = {"preprocessing": {"align": "mni152", "size": [48, 56, 48]}}
 MIDLINE = {
@@ -82,16 +86,22 @@ def _environment(cache: Path) -> dict[str, str]:
     return {**os.environ, "SIHNET_CACHE_DIR": str(cache)}
 
 
-def ground_truth_bern(n: int, seed: int) -> dict[str, int]:
+def ground_truth_bern(cohort: Path) -> dict[str, int]:
     """The Bern score of each synthetic patient as a reader without error would count it."""
-    from sihnet.bern import bern_score
-    from sihnet.synth.cohort import cohort_patients
-    from sihnet.synth.measure import measure_bern_fields
+    from sihnet.tables import read_rows
 
-    patients = cohort_patients(n, seed)
+    return {r["patient_id"]: int(r["bern_score"]) for r in read_rows(cohort / "truth.csv")}
+
+
+def ceiling_of(cohort: Path) -> dict[str, float]:
+    """The ideal reader's AUROC over the generator and over this cohort's patients."""
+    from sihnet.schemas import CeilingFile, read_json
+
+    ceiling = read_json(cohort / "ceiling.json", CeilingFile)
     return {
-        f"synth-{i + 1:03d}": bern_score(measure_bern_fields(p, 0.0))
-        for i, p in enumerate(patients)
+        "ceiling_generator": ceiling.generator.ideal_reader_auroc,
+        "ceiling_cohort": ceiling.cohort.ideal_reader_auroc,
+        "bern_truth_generator": ceiling.generator.bern_truth_auroc,
     }
 
 
@@ -149,7 +159,8 @@ def run_job(cohort: str, variant: str, work: Path, out: Path, n: int) -> None:
         "variant": variant,
         "config": VARIANTS[variant],
         "wall_seconds": round(time.perf_counter() - started, 1),
-        **job_result(run, ground_truth_bern(n, seed)),
+        **job_result(run, ground_truth_bern(data)),
+        **ceiling_of(data),
     }
     out.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
@@ -161,11 +172,12 @@ def _cell(value: Any, form: str = "{:.3f}") -> str:
 
 def write_table(out: Path) -> None:
     """``table.md`` from the finished jobs."""
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("c*_*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("n*_*.json"))]
     lines = [
         "| cohort (seed, mm, reader noise) | variant | pooled OOF AUROC [95% CI] | ground-truth Bern AUROC | "
-        "difference (DeLong p) | sign AUROC (pachy / venous / subdural) | distance ICC (supra / prepontine / mamillo) |",
-        "|---|---|---|---|---|---|---|",
+        "difference (DeLong p) | ceiling: ideal reader (generator / these patients) | "
+        "sign AUROC (pachy / venous / subdural) | distance ICC (supra / prepontine / mamillo) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     for r in sorted(results, key=lambda r: (r["cohort"], order.index(r["variant"]))):
@@ -176,6 +188,7 @@ def write_table(out: Path) -> None:
             f"| {r['cohort']} ({r['seed']}, {r['spacing_mm']}, {r['reader_noise_mm']}) | {r['variant']} | "
             f"{r['auroc']:.3f} [{low:.3f}–{high:.3f}] | {r['bern_truth_auroc']:.3f} | "
             f"{r['difference']:+.3f} ({r['delong_p']:.3f}) | "
+            f"{r['ceiling_generator']:.3f} / {r['ceiling_cohort']:.3f} | "
             f"{' / '.join(_cell(v) for v in signs.values()) or 'n/a'} | "
             f"{' / '.join(_cell(v) for v in iccs.values()) or 'n/a'} |"
         )
@@ -184,7 +197,7 @@ def write_table(out: Path) -> None:
         if chosen:
             mean = np.mean([r["auroc"] - r["bern_truth_auroc"] for r in chosen])
             lines.append(
-                f"| mean over {len(chosen)} cohort(s) | {variant} | model − Bern {mean:+.3f} | | | | |"
+                f"| mean over {len(chosen)} cohort(s) | {variant} | model − Bern {mean:+.3f} | | | | | |"
             )
     (out / "table.md").write_text("\n".join(lines) + "\n")
 

@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Literal
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class BernItem:
@@ -45,10 +47,14 @@ class BernItem:
 
     def meets(self, value: float) -> bool:
         """Whether a reader's value (a sign 0/1, a distance in mm) meets the criterion."""
+        return bool(self.met_by(np.asarray(value, dtype=np.float64)))
+
+    def met_by(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`meets` of each of an array of values (bool, the same shape)."""
         if self.kind == "sign":
-            return value >= 0.5
+            return values >= 0.5
         assert self.threshold_mm is not None
-        return value <= self.threshold_mm
+        return values <= self.threshold_mm
 
 
 # The distances are a few millimetres; beyond 30 mm a value is a unit or typing error.
@@ -136,6 +142,17 @@ def bern_score(fields: Mapping[str, object]) -> int:
     if result.score is None:
         raise ValueError(f"Bern fields missing: {', '.join(result.missing)}")
     return result.score
+
+
+def bern_scores(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Bern scores 0-9 of B patients from complete columns (item name -> (B,) values)."""
+    return sum(
+        (
+            item.points * item.met_by(np.asarray(columns[item.name], dtype=np.float64))
+            for item in ITEMS
+        ),
+        start=np.zeros(len(columns[ITEMS[0].name]), dtype=int),
+    )
 
 
 def expected_score(components: Mapping[str, float], distance_sd_mm: float) -> float:

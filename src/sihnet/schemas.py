@@ -92,6 +92,45 @@ class ReferenceFile(_Lenient):
     quantities: dict[str, dict[str, float]]
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Readers(_Strict):
+    """AUROCs of the readers of a synthetic population (``ceiling.json``)."""
+
+    ideal_reader_auroc: float
+    bern_truth_auroc: float
+    sign_auroc: dict[str, float]
+    bern_item_auroc: dict[str, float]
+
+
+class DistanceSpread(_Strict):
+    mean: float
+    sd: float
+    share_at_or_below_threshold: float
+
+
+class GeneratorCeiling(Readers):
+    """The generator's readers by Monte Carlo, and its controls' ground-truth distances."""
+
+    draws_per_class: int
+    control_distances_mm: dict[str, DistanceSpread]
+
+
+class CohortReaders(Readers):
+    """The same readers on one drawn cohort's own patients."""
+
+    n_patients: int
+
+
+class CeilingFile(_Strict):
+    """``ceiling.json`` beside a synthetic cohort's ``truth.csv``."""
+
+    generator: GeneratorCeiling
+    cohort: CohortReaders
+
+
 def read_json(path: Path, model: type[Model], name: str | None = None) -> Model:
     """Read ``path`` and check it against ``model``.
 

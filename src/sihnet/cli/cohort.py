@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from sihnet.cli.options import app, echo
-from sihnet.cli.summaries import convert_lines
+from sihnet.cli.summaries import ceiling_lines, convert_lines
 from sihnet.errors import SihnetError
 
 
@@ -24,12 +24,17 @@ def synth(
         float, typer.Option("--reader-noise", help="SD (mm) of reader error in the Bern distances.")
     ] = 0.0,
 ) -> None:
-    """Write a synthetic CE-T1 cohort with SIH signs: NIfTI files, cohort.csv, montage.png."""
-    from sihnet.synth.cohort import run_synth
+    """Write a synthetic CE-T1 cohort with SIH signs: NIfTI files, cohort.csv, truth.csv,
+    ceiling.json (the best any reader could do), montage.png."""
+    from sihnet.schemas import CeilingFile, read_json
+    from sihnet.synth.cohort import CEILING, MONTAGE, run_synth
 
     manifest = run_synth(out, n=n, seed=seed, spacing_mm=spacing, reader_noise_mm=reader_noise)
+    for line in ceiling_lines(read_json(manifest.parent / CEILING, CeilingFile)):
+        typer.echo(line)
     typer.echo(f"manifest: {manifest}")
-    typer.echo(f"montage:  {manifest.parent / 'montage.png'}")
+    typer.echo(f"ceiling:  {manifest.parent / CEILING}")
+    typer.echo(f"montage:  {manifest.parent / MONTAGE}")
 
 
 @app.command()

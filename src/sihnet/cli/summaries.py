@@ -11,6 +11,18 @@ if TYPE_CHECKING:  # results types only; the commands import the stages lazily
     from sihnet.evaluation.run import RunMetrics
     from sihnet.ingest.convert import ConvertSummary
     from sihnet.interpret.run import OcclusionRecord
+    from sihnet.schemas import CeilingFile
+
+
+def ceiling_lines(ceiling: CeilingFile) -> list[str]:
+    """The best any reader could do on a synthetic cohort, beside its ground-truth Bern score."""
+    generator, cohort = ceiling.generator, ceiling.cohort
+    return [
+        f"ceiling of the generator ({2 * generator.draws_per_class:,} drawn patients): ideal reader "
+        f"AUROC {generator.ideal_reader_auroc:.3f}, ground-truth Bern score {generator.bern_truth_auroc:.3f}",
+        f"this cohort's {cohort.n_patients} patients: ideal reader {cohort.ideal_reader_auroc:.3f}, "
+        f"ground-truth Bern score {cohort.bern_truth_auroc:.3f}",
+    ]
 
 
 def metrics_lines(metrics: RunMetrics, paths: RunPaths) -> list[str]:

@@ -70,7 +70,8 @@ class Anatomy:
     distance_grid: Grid
 
 
-def _grid(spacing: float) -> Grid:
+def box_grid(spacing: float) -> Grid:
+    """The padded template box sampled every ``spacing`` mm."""
     shape = tuple(int(v) for v in np.round((BOX_HIGH - BOX_LOW) / spacing).astype(int) + 1)
     return Grid(origin=BOX_LOW.copy(), spacing=spacing, shape=shape)  # type: ignore[arg-type]
 
@@ -123,7 +124,7 @@ def _inner_distance(brain: np.ndarray, brain_grid: Grid, grid: Grid) -> np.ndarr
 @functools.lru_cache(maxsize=1)
 def load_anatomy() -> Anatomy:
     """Build (once per process, a few seconds) the template fields the renderer samples."""
-    brain_grid, distance_grid = _grid(GRID_SPACING_MM), _grid(DISTANCE_SPACING_MM)
+    brain_grid, distance_grid = box_grid(GRID_SPACING_MM), box_grid(DISTANCE_SPACING_MM)
     template = _template_brain(brain_grid)
     distance = _inner_distance(template, brain_grid, distance_grid)
     # CE-T1 fast spin echo: grey/white contrast is lower than on the MPRAGE-like template

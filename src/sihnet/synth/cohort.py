@@ -1,4 +1,5 @@
-"""``run_synth``: write a synthetic cohort (NIfTI files, ``cohort.csv``, ``truth.csv``, ``montage.png``)."""
+"""``run_synth``: write a synthetic cohort (NIfTI files, ``cohort.csv``, ``truth.csv``,
+``ceiling.json``, ``montage.png``)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import nibabel as nib
 import numpy as np
 
 from sihnet import progress
-from sihnet.atomic import write_atomic, write_nifti_atomic
-from sihnet.bern import FIELDS
+from sihnet.atomic import write_atomic, write_json_atomic, write_nifti_atomic
+from sihnet.bern import FIELDS, bern_score
 from sihnet.errors import SihnetError
 from sihnet.outputs import check_output_folder
+from sihnet.schemas import CeilingFile
+from sihnet.synth.ceiling import cohort_readers, generator_ceiling
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient, sample_patient
 from sihnet.tables import write_table
@@ -28,6 +31,8 @@ from sihnet.tables import write_table
 log = logging.getLogger(__name__)
 
 PAPER_COHORT = (129, 66)  # patients, with fistula
+MANIFEST, TRUTH, CEILING, MONTAGE = "cohort.csv", "truth.csv", "ceiling.json", "montage.png"
+TRUTH_PREFIX = "bern_"  # truth.csv's ground-truth Bern columns: bern_<item>, bern_score
 MANIFEST_COLUMNS = (
     "patient_id",
     "image",
@@ -68,7 +73,9 @@ def _render_one(job: tuple[Patient, float, Path, int]) -> float:
     return time.perf_counter() - started
 
 
-def _truth_row(patient_id: str, patient: Patient) -> dict[str, Any]:
+def _truth_row(patient_id: str, patient: Patient, bern: dict[str, float | int]) -> dict[str, Any]:
+    """Every parameter of the patient, and its ground-truth Bern fields (``bern_<item>``) and
+    score (``bern_score``)."""
     row: dict[str, Any] = {
         "patient_id": patient_id,
         "label": patient.label,
@@ -81,6 +88,8 @@ def _truth_row(patient_id: str, patient: Patient) -> dict[str, Any]:
                 if isinstance(value, tuple)
                 else (f"{value:.4f}" if isinstance(value, float) else value)
             )
+    row.update({f"{TRUTH_PREFIX}{name}": value for name, value in bern.items()})
+    row[f"{TRUTH_PREFIX}score"] = bern_score(bern)
     return row
 
 
@@ -189,7 +198,7 @@ def run_synth(
         raise SihnetError("--spacing must be between 0.25 and 8 mm")
     out = Path(out)
     check_output_folder(out, "synth")
-    if out.is_dir() and any(out.iterdir()) and not (out / "truth.csv").is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / TRUTH).is_file():
         raise SihnetError(
             f"--out {out.name} is not empty and not an earlier synthetic cohort; give a new folder"
         )
@@ -202,14 +211,17 @@ def run_synth(
     jobs = [(p, spacing_mm, f, threads) for p, f in zip(patients, files, strict=True)]
     _render_all(jobs, workers)
     rows = _manifest_rows(out, ids, patients, files, seed, reader_noise_mm)
-    write_table(out / "cohort.csv", MANIFEST_COLUMNS, rows)
-    truth = [_truth_row(pid, p) for pid, p in zip(ids, patients, strict=True)]
-    write_table(out / "truth.csv", list(truth[0]), truth)
+    write_table(out / MANIFEST, MANIFEST_COLUMNS, rows)
+    bern = [measure_bern_fields(p) for p in patients]
+    truth = [_truth_row(pid, p, b) for pid, p, b in zip(ids, patients, bern, strict=True)]
+    write_table(out / TRUTH, list(truth[0]), truth)
+    ceiling = CeilingFile(generator=generator_ceiling(), cohort=cohort_readers(patients, bern))
+    write_json_atomic(out / CEILING, ceiling.model_dump())
     shown = [
         (pid, p.label, f) for pid, p, f in zip(ids, patients, files, strict=True) if p.label == 1
     ][:4]
     shown += [
         (pid, p.label, f) for pid, p, f in zip(ids, patients, files, strict=True) if p.label == 0
     ][:4]
-    write_montage(out / "montage.png", shown)
-    return out / "cohort.csv"
+    write_montage(out / MONTAGE, shown)
+    return out / MANIFEST

@@ -1,12 +1,16 @@
-"""Where things are: head pose, smooth deformation, brain sag, and the skull-base shapes.
+"""Where things are: head pose and shape, smooth deformation, brain sag, and the skull-base shapes.
 
-Frames: *world* (scanner, mm) -> *head* (``world = s R head + t``) -> *template* (MNI mm,
-``template = head + u(head)`` with a smooth random field u). Brain sag moves brain tissue only,
-downwards along template z, as a piecewise-linear map of z per (x, y) column: everything below the
-pons descends by ``sag_mm``; between the upper pons and the mamillary bodies the midbrain is
-compressed (or, for a patient's own normal anatomy, stretched) so that the diencephalon descends
-``midbrain_compression_mm`` more; above, the displacement fades to zero 100 mm higher. The column
-map is inverted in closed form, so rendering and measuring use the same exact geometry.
+Frames: *world* (scanner, mm) -> *head* (``world = R (s * head) + t``, ``s`` the head's size along
+its three axes) -> *template* (MNI mm, ``template = head + u(head)`` with a smooth random field u).
+Brain sag moves brain tissue only, downwards along template z, as a piecewise-linear map of z per
+(x, y) column: everything below the pons descends by ``pons_descent``; between the upper pons and
+the mamillary bodies the midbrain is compressed (or, for a patient's own normal anatomy,
+stretched) so that the diencephalon descends more; above, the displacement fades to zero 100 mm
+higher. The column map is inverted in closed form, so rendering and measuring use the same exact
+geometry.
+
+The functions here broadcast: a value is one patient's float, or a (B, 1) column of B patients
+for the cohort's Monte Carlo (:mod:`sihnet.synth.ceiling`), against points (P, 3) or (N, 3).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import dataclasses
 import math
 
 import numpy as np
-import torch
 
 from sihnet.synth import anatomy as atlas
+from sihnet.synth.field import SplineField
 from sihnet.synth.patient import Patient
 
+Values = float | np.ndarray  # one patient's float, or (B, 1) for a batch of patients
 SAG_FADE_MM = 100.0
-PITUITARY_HEIGHT_MM = 6.0
+DEFORMATION_KNOTS_MM = 40.0  # knot spacing of the smooth deformation
+BIAS_KNOTS_MM = 64.0
 
 
 def rotation_matrix(degrees: tuple[float, float, float]) -> np.ndarray:
@@ -35,166 +41,190 @@ def rotation_matrix(degrees: tuple[float, float, float]) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SagMap:
-    """Brain sag as a z-map per column: ``z_displaced = z - D(x, y, z)`` (D >= 0 is downwards)."""
+    """Brain position as a z-map per column: ``z_displaced = z - D(x, y, z)`` (D > 0: downwards)."""
 
-    pons_descent: float
-    diencephalon_descent: float
+    pons_descent: Values
+    diencephalon_descent: Values
 
     @staticmethod
-    def of(patient: Patient) -> SagMap:
-        relative = (
-            patient.baseline.mamillopontine_mm
-            - atlas.TEMPLATE_MPD_MM
-            - patient.signs.midbrain_compression_mm
+    def of(
+        sag_mm: Values,
+        midbrain_compression_mm: Values,
+        mamillopontine_mm: Values,
+        brainstem_offset_mm: Values,
+    ) -> SagMap:
+        """The map of a patient's sag and compression on its own anatomy (baseline
+        mamillopontine distance and brainstem height)."""
+        relative = mamillopontine_mm - atlas.TEMPLATE_MPD_MM - midbrain_compression_mm
+        relative = np.maximum(relative, 0.3 - atlas.TEMPLATE_MPD_MM)  # keeps MPD >= 0.3 mm
+        pons = sag_mm + brainstem_offset_mm
+        return SagMap(pons, pons - relative)
+
+    @staticmethod
+    def of_patient(patient: Patient, with_signs: bool = True) -> SagMap:
+        """One patient's map; ``with_signs=False``: its normal anatomy without the SIH sag."""
+        signs, baseline = patient.signs, patient.baseline
+        return SagMap.of(
+            signs.sag_mm if with_signs else 0.0,
+            signs.midbrain_compression_mm if with_signs else 0.0,
+            baseline.mamillopontine_mm,
+            baseline.brainstem_offset_mm,
         )
-        relative = max(
-            relative, 0.3 - atlas.TEMPLATE_MPD_MM
-        )  # keeps the map monotonic, MPD >= 0.3 mm
-        return SagMap(patient.signs.sag_mm, patient.signs.sag_mm - relative)
 
     @staticmethod
-    def _band(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _band(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Compression band [z_low, z_high] per column: the midbrain, widening away from it."""
         axis_y, _ = atlas.BRAINSTEM_AXIS_YZ
-        radius = torch.sqrt(x**2 + (y - axis_y) ** 2)
-        widen = 12.0 * torch.clamp((radius - 10.0) / 20.0, 0.0, 1.0)
+        radius = np.sqrt(x**2 + (y - axis_y) ** 2)
+        widen = 12.0 * np.clip((radius - 10.0) / 20.0, 0.0, 1.0)
         return float(atlas.PONS_SUPERIOR[2]) - widen, float(atlas.MAMILLARY_INFERIOR[2]) + widen
 
-    def displacement(self, points: torch.Tensor) -> torch.Tensor:
-        """D at template points (N, 3): downward displacement in mm, (N,)."""
-        x, y, z = points.unbind(-1)
+    def displacement(self, points: np.ndarray) -> np.ndarray:
+        """D at template points (..., 3): downward displacement in mm."""
+        x, y, z = np.moveaxis(np.asarray(points, dtype=np.float64), -1, 0)
         low, high = self._band(x, y)
-        d_low, d_high = self.pons_descent, self.diencephalon_descent
+        d_low, d_high = np.asarray(self.pons_descent), np.asarray(self.diencephalon_descent)
         inside = d_low + (d_high - d_low) * (z - low) / (high - low)
-        above = d_high * torch.clamp(1 - (z - high) / SAG_FADE_MM, min=0.0)
-        return torch.where(
-            z <= low, torch.full_like(z, d_low), torch.where(z <= high, inside, above)
+        above = d_high * np.maximum(1 - (z - high) / SAG_FADE_MM, 0.0)
+        return np.where(z <= low, d_low, np.where(z <= high, inside, above))
+
+    def forward(self, points: np.ndarray) -> np.ndarray:
+        """Where template brain points (..., 3) end up."""
+        points = np.asarray(points, dtype=np.float64)
+        moved = points[..., 2] - self.displacement(points)
+        return np.concatenate(
+            [np.broadcast_to(points[..., :2], (*moved.shape, 2)), moved[..., None]], -1
         )
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        """Where template brain points (N, 3) end up after the sag."""
-        out = points.clone()
-        out[:, 2] = points[:, 2] - self.displacement(points)
-        return out
-
-    def inverse(self, points: torch.Tensor) -> torch.Tensor:
-        """The template brain point that the sag moved to each of ``points`` (N, 3)."""
-        x, y, z = points.unbind(-1)
+    def inverse(self, points: np.ndarray) -> np.ndarray:
+        """The template brain point that the map moved to each of ``points`` (..., 3)."""
+        points = np.asarray(points, dtype=np.float64)
+        x, y, z = np.moveaxis(points, -1, 0)
         low, high = self._band(x, y)
-        d_low, d_high = self.pons_descent, self.diencephalon_descent
+        d_low, d_high = np.asarray(self.pons_descent), np.asarray(self.diencephalon_descent)
         slope = (d_high - d_low) / (high - low)
         below = z + d_low
         inside = (z + d_low - slope * low) / (1 - slope)
         fading = (z + d_high * (1 + high / SAG_FADE_MM)) / (1 + d_high / SAG_FADE_MM)
-        source = torch.where(
+        source = np.where(
             z <= low - d_low,
             below,
-            torch.where(
-                z <= high - d_high, inside, torch.where(z <= high + SAG_FADE_MM, fading, z)
-            ),
+            np.where(z <= high - d_high, inside, np.where(z <= high + SAG_FADE_MM, fading, z)),
         )
-        out = points.clone()
-        out[:, 2] = source
-        return out
-
-
-class SmoothField:
-    """Smooth random fields over the template box, sampled together: one coarse grid per channel.
-
-    Args:
-        seed: random seed.
-        standard_deviations: (C,) standard deviation of each channel's values.
-        smoothing_cells: (C,) Gaussian sigma of each channel, in grid cells.
-        spacing_mm: spacing of the coarse grid.
-    """
-
-    def __init__(
-        self,
-        seed: int,
-        standard_deviations: tuple[float, ...],
-        smoothing_cells: tuple[float, ...],
-        spacing_mm: float = 12.0,
-    ) -> None:
-        from scipy import ndimage
-
-        rng = np.random.default_rng(seed)
-        shape = tuple(
-            int(v) for v in np.ceil((atlas.BOX_HIGH - atlas.BOX_LOW) / spacing_mm).astype(int) + 1
+        return np.concatenate(
+            [np.broadcast_to(points[..., :2], (*source.shape, 2)), source[..., None]], -1
         )
-        channels = []
-        for deviation, sigma in zip(standard_deviations, smoothing_cells, strict=True):
-            smooth = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=sigma, mode="wrap")
-            channels.append(smooth * deviation / max(float(smooth.std()), 1e-12))
-        self.volume = torch.from_numpy(np.stack(channels).astype(np.float32))[None]
-        self.grid = atlas.Grid(origin=atlas.BOX_LOW.copy(), spacing=spacing_mm, shape=shape)  # type: ignore[arg-type]
 
-    def __call__(self, points: torch.Tensor) -> torch.Tensor:
-        """Field values at points (N, 3): (N, C)."""
-        return atlas.sample(self.volume, self.grid, points, padding="border")
+
+def deformation_of(patient: Patient) -> SplineField:
+    """The patient's head -> template deformation u (3 channels, mm), over the whole template box."""
+    baseline = patient.baseline
+    rng = np.random.default_rng(baseline.deformation_seed)
+    return SplineField.draw(rng, np.full((1, 3), baseline.deformation_mm), DEFORMATION_KNOTS_MM)
+
+
+def bias_of(patient: Patient) -> SplineField:
+    """The patient's log bias field (1 channel) over the whole template box."""
+    rng = np.random.default_rng(patient.acquisition.seed + 1)
+    return SplineField.draw(rng, np.full((1, 1), patient.acquisition.bias_sd), BIAS_KNOTS_MM)
+
+
+def template_to_head(
+    deformation: SplineField, template: np.ndarray, tolerance_mm: float = 1e-4
+) -> np.ndarray:
+    """Invert ``template = head + u(head)`` at points (B, P, 3) by fixed-point iteration, each
+    patient until its points move less than ``tolerance_mm`` (u's gradient stays below 1, so the
+    error shrinks several-fold per step)."""
+    head = np.array(template, dtype=np.float64)
+    active = np.arange(head.shape[0])
+    for _ in range(100):
+        field = deformation.subset(active)
+        updated = template[active] - field.values(head[active])
+        moved = np.abs(updated - head[active]).max(axis=(1, 2))
+        head[active] = updated
+        active = active[moved >= tolerance_mm]
+        if active.size == 0:
+            break
+    return head
 
 
 @dataclasses.dataclass(frozen=True)
 class HeadPose:
-    """``world = scale * rotation @ head + translation``, and the head -> template deformation."""
+    """``world = rotation @ (scale * head) + translation``."""
 
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-    fields: SmoothField  # channels 0-2: deformation u (mm); channel 3: log bias field
+    scale: np.ndarray  # (3,)
+    rotation: np.ndarray  # (3, 3)
+    translation: np.ndarray  # (3,)
 
     @staticmethod
     def of(patient: Patient) -> HeadPose:
         acquisition = patient.acquisition
-        deviations = (acquisition.deformation_mm,) * 3 + (acquisition.bias_sd,)
         return HeadPose(
-            acquisition.head_scale,
+            np.asarray(patient.baseline.head_scale, dtype=np.float64),
             rotation_matrix(acquisition.rotation_deg),
             np.asarray(acquisition.translation_mm, dtype=np.float64),
-            SmoothField(acquisition.seed, deviations, smoothing_cells=(2.0, 2.0, 2.0, 4.0)),
         )
 
-    def world_to_head(self, world: torch.Tensor) -> torch.Tensor:
-        rotation = torch.from_numpy(self.rotation.astype(np.float32))
-        translation = torch.from_numpy(self.translation.astype(np.float32))
-        return (world - translation) @ rotation / self.scale
+    def world_to_head(self, world: np.ndarray) -> np.ndarray:
+        """Head-frame points (N, 3) of world points (N, 3), mm."""
+        return (world - self.translation) @ self.rotation / self.scale
 
-    def template_to_head(self, template: torch.Tensor, iterations: int = 30) -> torch.Tensor:
-        """Invert ``template = head + u(head)`` at points (N, 3) by fixed-point iteration."""
-        head = template.clone()
-        for _ in range(iterations):
-            head = template - self.fields(head)[:, :3]
-        return head
+    def head_to_world(self, head: np.ndarray) -> np.ndarray:
+        """World points (N, 3) of head-frame points (N, 3), mm."""
+        return (head * self.scale) @ self.rotation.T + self.translation
+
+
+def _flat(values: Values) -> np.ndarray:
+    """A value per patient: () for one patient's float, (B,) for a batch's (B, 1) column."""
+    array = np.asarray(values, dtype=np.float64)
+    return array[..., 0] if array.ndim else array
 
 
 @dataclasses.dataclass(frozen=True)
 class SkullBase:
-    """Explicit midline shapes (template mm): pituitary ellipsoid and the clivus plane."""
+    """Explicit midline shapes (template mm): pituitary ellipsoid and the clivus plane.
+
+    Arrays are (3,) for one patient, (B, 3) for a batch.
+    """
 
     pituitary_centre: np.ndarray
     pituitary_radii: np.ndarray
-    pituitary_top_baseline_z: float
     clivus_point: np.ndarray
     clivus_normal: np.ndarray  # unit, from clivus bone towards the pons (posterior, upwards)
     clivus_direction: np.ndarray  # unit, down the clivus towards the basion
 
     @staticmethod
-    def of(patient: Patient) -> SkullBase:
-        baseline_sag = SagMap.of(
-            dataclasses.replace(
-                patient,
-                signs=dataclasses.replace(patient.signs, sag_mm=0.0, midbrain_compression_mm=0.0),
-            )
-        )
-        chiasm = baseline_sag.forward(torch.tensor(atlas.CHIASM_FLOOR, dtype=torch.float64)[None])[
-            0
-        ].numpy()
-        top_baseline = float(chiasm[2] - patient.baseline.suprasellar_mm)
-        bottom = top_baseline - PITUITARY_HEIGHT_MM
-        top = top_baseline + patient.signs.pituitary_mm
-        centre = np.array([0.0, 3.0, (top + bottom) / 2])
-        radii = np.array([6.0, 5.0 + 0.4 * patient.signs.pituitary_mm, (top - bottom) / 2])
+    def of(
+        normal_anatomy: SagMap,
+        suprasellar_mm: Values,
+        prepontine_mm: Values,
+        pituitary_height_mm: Values,
+        pituitary_mm: Values,
+    ) -> SkullBase:
+        """Place the sella and clivus so that the patient's normal anatomy (``normal_anatomy``:
+        its brain position without SIH signs) has its baseline cisterns."""
+        landmarks = normal_anatomy.forward(np.stack([atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]))
+        chiasm, pons_front = landmarks[..., 0, :], landmarks[..., 1, :]
+        top_baseline = chiasm[..., 2] - _flat(suprasellar_mm)
+        bottom = top_baseline - _flat(pituitary_height_mm)
+        engorgement = _flat(pituitary_mm) + np.zeros_like(top_baseline)
+        top = top_baseline + engorgement
+        zeros = np.zeros_like(top)
+        centre = np.stack([zeros, zeros + 3.0, (top + bottom) / 2], -1)
+        radii = np.stack([zeros + 6.0, 5.0 + 0.4 * engorgement, (top - bottom) / 2], -1)
         angle = math.radians(atlas.CLIVUS_ANGLE_DEG)
         normal = np.array([0.0, -math.cos(angle), math.sin(angle)])
         direction = np.array([0.0, -math.sin(angle), -math.cos(angle)])
-        point = atlas.PONS_ANTERIOR - patient.baseline.prepontine_mm * normal
-        return SkullBase(centre, radii, top_baseline, point, normal, direction)
+        point = pons_front - _flat(prepontine_mm)[..., None] * normal
+        return SkullBase(centre, radii, point, normal, direction)
+
+    @staticmethod
+    def of_patient(patient: Patient) -> SkullBase:
+        baseline = patient.baseline
+        return SkullBase.of(
+            SagMap.of_patient(patient, with_signs=False),
+            baseline.suprasellar_mm,
+            baseline.prepontine_mm,
+            baseline.pituitary_height_mm,
+            patient.signs.pituitary_mm,
+        )

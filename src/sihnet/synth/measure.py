@@ -5,14 +5,13 @@ mid-sagittal plane: suprasellar cistern = vertical distance from the upper margi
 to the lowest point of the chiasm/hypothalamus; prepontine cistern = distance from the most
 anterior point of the pons to the clivus, perpendicular to the clivus; mamillopontine distance =
 vertical distance from the inferior aspect of the mamillary bodies to the upper margin of the pons.
-Landmarks are carried through the sag and the smooth deformation into the head frame and scaled
-by head size, so the values are in the stored image's millimetres.
+Landmarks are carried through the brain's position and the smooth deformation into the head frame
+and scaled by the head's size along each axis, so the values are in the stored image's mm.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from sihnet.bern import (
     MAMILLOPONTINE,
@@ -23,45 +22,81 @@ from sihnet.bern import (
     VENOUS_SINUS,
 )
 from sihnet.synth import anatomy as atlas
-from sihnet.synth.geometry import HeadPose, SagMap, SkullBase
-from sihnet.synth.patient import VISIBLE_SEVERITY, VISIBLE_SUBDURAL_MM, Patient
+from sihnet.synth.field import SplineField
+from sihnet.synth.geometry import SagMap, SkullBase, deformation_of, template_to_head
+from sihnet.synth.patient import SIGN_MODELS, VISIBLE_SEVERITY, Patient
+
+BRAIN_LANDMARKS = np.stack(
+    [atlas.MAMILLARY_INFERIOR, atlas.PONS_SUPERIOR, atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]
+)
+# Bern sign items and the latent sign whose visibility each is.
+SIGN_OF_ITEM = {
+    PACHYMENINGEAL.name: "dural_enhancement",
+    VENOUS_SINUS.name: "venous_engorgement",
+    SUBDURAL.name: "subdural_mm",
+}
+SIGN_INDEX = {model.field: i for i, model in enumerate(SIGN_MODELS)}
 
 
-def _to_head(pose: HeadPose, template_points: np.ndarray) -> np.ndarray:
-    points = torch.as_tensor(np.asarray(template_points, dtype=np.float32))
-    return pose.template_to_head(points).double().numpy()
+def bern_distances(
+    sag: SagMap, skull: SkullBase, deformation: SplineField, head_scale: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The three Bern distances of a batch of B patients, mm (>= 0).
+
+    Args:
+        sag: brain position with the SIH signs, values (B, 1).
+        skull: the skull-base shapes, arrays (B, 3).
+        deformation: the head -> template fields of the B patients.
+        head_scale: (B, 3) head size along each axis.
+
+    Returns:
+        Bern distance name -> (B,).
+    """
+    brain = sag.forward(BRAIN_LANDMARKS)  # (B, 4, 3)
+    mamillary, pons_top, chiasm, pons_front = np.moveaxis(brain, 1, 0)
+    pituitary_top = skull.pituitary_centre + skull.pituitary_radii * np.array([0.0, 0.0, 1.0])
+    clivus_low = skull.clivus_point + 10.0 * skull.clivus_direction
+    template = np.stack(
+        [mamillary, pons_top, chiasm, pituitary_top, pons_front, skull.clivus_point, clivus_low], 1
+    )
+    head = template_to_head(deformation, template) * head_scale[:, None, :]
+    along = head[:, 6] - head[:, 5]
+    along /= np.linalg.norm(along, axis=-1, keepdims=True)
+    offset = head[:, 4] - head[:, 5]
+    across = offset - (offset * along).sum(-1, keepdims=True) * along
+    in_front = ((pons_front - skull.clivus_point) @ skull.clivus_normal) > 0
+    return {
+        SUPRASELLAR.name: np.maximum(0.0, head[:, 2, 2] - head[:, 3, 2]),
+        PREPONTINE.name: np.where(in_front, np.linalg.norm(across, axis=-1), 0.0),
+        MAMILLOPONTINE.name: np.maximum(0.0, head[:, 0, 2] - head[:, 1, 2]),
+    }
 
 
 def measure_distances(patient: Patient) -> dict[str, float]:
-    """The three Bern distances in mm (world), >= 0."""
-    pose, sag, skull = HeadPose.of(patient), SagMap.of(patient), SkullBase.of(patient)
-    brain = sag.forward(
-        torch.tensor(
-            np.stack(
-                [
-                    atlas.MAMILLARY_INFERIOR,
-                    atlas.PONS_SUPERIOR,
-                    atlas.CHIASM_FLOOR,
-                    atlas.PONS_ANTERIOR,
-                ]
-            ),
-            dtype=torch.float64,
-        )
-    ).numpy()
-    mamillary, pons_top, chiasm, pons_front = brain
-    pituitary_top = skull.pituitary_centre + np.array([0.0, 0.0, skull.pituitary_radii[2]])
-    depth = float(skull.clivus_normal @ (pons_front - skull.clivus_point))
-    clivus_foot = pons_front - depth * skull.clivus_normal
-    head = _to_head(
-        pose, np.stack([mamillary, pons_top, chiasm, pituitary_top, pons_front, clivus_foot])
+    """The three Bern distances of one patient in mm (world), >= 0."""
+    sag = SagMap.of_patient(patient)
+    skull = SkullBase.of_patient(patient)
+    batch = SagMap(
+        np.array([[sag.pons_descent]], dtype=float),
+        np.array([[sag.diencephalon_descent]], dtype=float),
     )
-    scale = pose.scale
+    one = SkullBase(
+        skull.pituitary_centre[None],
+        skull.pituitary_radii[None],
+        skull.clivus_point[None],
+        skull.clivus_normal,
+        skull.clivus_direction,
+    )
+    scale = np.asarray(patient.baseline.head_scale, dtype=np.float64)[None]
+    distances = bern_distances(batch, one, deformation_of(patient), scale)
+    return {name: float(value[0]) for name, value in distances.items()}
+
+
+def visible_signs(severities: np.ndarray) -> dict[str, np.ndarray]:
+    """Bern sign item -> 0/1 of (B, S) latent severities (visible at ``VISIBLE_SEVERITY``)."""
     return {
-        SUPRASELLAR.name: max(0.0, scale * float(head[2, 2] - head[3, 2])),
-        PREPONTINE.name: max(0.0, scale * float(np.linalg.norm(head[4] - head[5])))
-        if depth > 0
-        else 0.0,
-        MAMILLOPONTINE.name: max(0.0, scale * float(head[0, 2] - head[1, 2])),
+        item: (severities[..., SIGN_INDEX[sign]] >= VISIBLE_SEVERITY).astype(int)
+        for item, sign in SIGN_OF_ITEM.items()
     }
 
 
@@ -76,20 +111,15 @@ def measure_bern_fields(
             Binary signs within 0.1 of the visible threshold are also called at random then.
         rng: source of the reader noise.
     """
-    signs = patient.signs
+    severities = patient.signs.severities()
     rng = rng or np.random.default_rng(0)
     fields: dict[str, float | int] = {}
-
-    def call(severity: float, threshold: float, margin: float) -> int:
-        if reader_noise_mm > 0 and abs(severity - threshold) < margin:
-            return int(rng.random() < 0.5)
-        return int(severity >= threshold)
-
-    fields[PACHYMENINGEAL.name] = call(signs.pachymeningeal_enhancement, VISIBLE_SEVERITY, 0.1)
-    fields[VENOUS_SINUS.name] = call(signs.venous_engorgement, VISIBLE_SEVERITY, 0.1)
-    fields[SUBDURAL.name] = call(
-        signs.subdural_mm * patient.acquisition.head_scale, VISIBLE_SUBDURAL_MM, 0.5
-    )
+    for item, sign in SIGN_OF_ITEM.items():
+        severity = float(severities[SIGN_INDEX[sign]])
+        if reader_noise_mm > 0 and abs(severity - VISIBLE_SEVERITY) < 0.1:
+            fields[item] = int(rng.random() < 0.5)
+        else:
+            fields[item] = int(severity >= VISIBLE_SEVERITY)
     for name, value in measure_distances(patient).items():
         noisy = value + (rng.normal(0, reader_noise_mm) if reader_noise_mm > 0 else 0.0)
         fields[name] = round(max(0.0, noisy), 2)
