@@ -13,12 +13,13 @@ SRC = Path(sihnet.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "errors atomic hashing tables bern config_schema progress",
+        "errors atomic hashing tables bern landmarks config_schema progress",
         "config outputs schemas",
         "paths",
         "data synth",
         "ingest",
         "preprocessing",
+        "reader",
         "models",
         "inference",
         "training",

@@ -131,6 +131,54 @@ class CeilingFile(_Strict):
     cohort: CohortReaders
 
 
+Point = tuple[float, float, float]
+
+
+class ReadDistance(_Strict):
+    """One distance the reader measured: mm (None: not measured), its two ends in world mm."""
+
+    mm: float | None = None
+    start: Point | None = None
+    end: Point | None = None
+    reason: str = ""
+
+
+class ReadMeasure(_Strict):
+    """One continuous measure of a sign: its value (None: not measured) and unit."""
+
+    value: float | None = None
+    unit: str = ""
+    reason: str = ""
+
+
+class Reading(_Strict):
+    """What the automatic Bern reader read on one scan (``sihnet.reader``; cached as JSON).
+
+    Attributes:
+        problem: "not measured: why" when nothing could be read, else "".
+        items: the six Bern items (signs 0/1, distances mm; None: not measured).
+        bern_score_min, bern_score_max: the score (equal when every item was read).
+        distances, measures: the quantities behind the items.
+        landmarks: the template landmarks carried into the scan, world mm.
+    """
+
+    version: int
+    problem: str = ""
+    items: dict[str, float | None] = {}
+    bern_score_min: int | None = None
+    bern_score_max: int | None = None
+    distances: dict[str, ReadDistance] = {}
+    measures: dict[str, ReadMeasure] = {}
+    landmarks: dict[str, Point] = {}
+    alignment_correlation: float | None = None
+    warp_information: tuple[float, float] | None = (
+        None  # before, after the refinement (ITK: lower fits better)
+    )
+    white_matter_level: float | None = None
+    csf_level: float | None = None
+    seconds: float = 0.0
+
+
 def read_json(path: Path, model: type[Model], name: str | None = None) -> Model:
     """Read ``path`` and check it against ``model``.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sihnet.cli.options import app, echo
+from sihnet.cli.options import CacheOption, app, echo
 from sihnet.cli.summaries import ceiling_lines, convert_lines
 from sihnet.errors import SihnetError
 
@@ -113,3 +113,40 @@ def convert(
             err=True,
         )
         raise typer.Exit(3)
+
+
+@app.command()
+def measure(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="A manifest (CSV/TSV) or NIfTI files and DICOM folders."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    cache_dir: CacheOption = None,
+) -> None:
+    """The automatic Bern reader: the six Bern items of each scan measured without training
+    (distances in mm on the patient's own edges, continuous sign measures, the Bern score), with
+    a measurement picture and a 3D Slicer markups file per scan."""
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.reader.run import run_measure
+
+    scans = _measure_inputs(inputs)
+    summary = run_measure(scans, out, VolumeCache(cache_dir or default_cache_dir()))
+    typer.echo(
+        f"read {summary.read} of {summary.read + summary.not_measured + summary.failed} scans"
+        + (f"; not measured: {summary.not_measured}" if summary.not_measured else "")
+        + (f"; could not be read: {summary.failed}" if summary.failed else "")
+    )
+    typer.echo(f"table:    {summary.table}")
+    if summary.failed:
+        raise typer.Exit(2)
+
+
+def _measure_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
+    """``(patient_id, image)`` of a manifest's rows, or ``("", image)`` of each image given."""
+    if len(inputs) == 1 and inputs[0].suffix.lower() in (".csv", ".tsv"):
+        from sihnet.data.manifest import read_manifest
+
+        cohort = read_manifest(inputs[0], require_labels=False)
+        return [(scan.patient_id, scan.image) for scan in cohort.scans]
+    return [("", path) for path in inputs]

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
-ALIGNMENT_VERSION = 2  # 2: intensities clipped at the 90th percentile
+ALIGNMENT_VERSION = 3  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed
 Misaligned = Literal["refuse", "keep"]
 
 

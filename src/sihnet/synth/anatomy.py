@@ -18,19 +18,19 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-# Landmarks in template (MNI) mm, located on the template's mid-sagittal slice.
-MAMILLARY_INFERIOR = np.array([0.0, -7.0, -18.0])  # inferior aspect of the mamillary bodies
-PONS_SUPERIOR = np.array(
-    [0.0, -16.0, -22.5]
-)  # upper margin of the pons (pontomesencephalic junction)
-PONS_ANTERIOR = np.array([0.0, -13.0, -30.0])  # most anterior point of the pons, mid-pons level
-CHIASM_FLOOR = np.array([0.0, 4.0, -19.5])  # lowest point of the chiasm/hypothalamus over the sella
+from sihnet import landmarks
+
+# Landmarks in template (MNI) mm, on the template's tissue edges (sihnet.landmarks).
+MAMILLARY_INFERIOR = landmarks.MAMILLARY_BODY.point  # inferior aspect of the mamillary bodies
+PONS_SUPERIOR = landmarks.PONS_SUPERIOR.point  # upper margin of the pons
+PONS_ANTERIOR = landmarks.PONS_ANTERIOR.point  # most anterior point of the pons
+CHIASM_FLOOR = landmarks.CHIASM_FLOOR.point  # lowest point of the chiasm/hypothalamus
 BRAINSTEM_AXIS_YZ = (
     -12.0,
     -20.0,
 )  # (y, z) of the axis around which brain sag compresses the midbrain
-TEMPLATE_MPD_MM = float(MAMILLARY_INFERIOR[2] - PONS_SUPERIOR[2])  # 4.5 mm vertical in the template
-CLIVUS_ANGLE_DEG = 30.0  # clivus inclination from the vertical (top anterior, basion posterior)
+TEMPLATE_MPD_MM = float(MAMILLARY_INFERIOR[2] - PONS_SUPERIOR[2])  # 5.1 mm vertical in the template
+CLIVUS_ANGLE_DEG = landmarks.CLIVUS_ANGLE_DEG
 
 GRID_SPACING_MM = 1.0
 DISTANCE_SPACING_MM = 2.0

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from sihnet import landmarks
 from sihnet.synth import anatomy as atlas
 from sihnet.synth.field import SplineField
 from sihnet.synth.patient import Patient
@@ -203,8 +204,8 @@ class SkullBase:
     ) -> SkullBase:
         """Place the sella and clivus so that the patient's normal anatomy (``normal_anatomy``:
         its brain position without SIH signs) has its baseline cisterns."""
-        landmarks = normal_anatomy.forward(np.stack([atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]))
-        chiasm, pons_front = landmarks[..., 0, :], landmarks[..., 1, :]
+        moved = normal_anatomy.forward(np.stack([atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]))
+        chiasm, pons_front = moved[..., 0, :], moved[..., 1, :]
         top_baseline = chiasm[..., 2] - _flat(suprasellar_mm)
         bottom = top_baseline - _flat(pituitary_height_mm)
         engorgement = _flat(pituitary_mm) + np.zeros_like(top_baseline)
@@ -212,9 +213,7 @@ class SkullBase:
         zeros = np.zeros_like(top)
         centre = np.stack([zeros, zeros + 3.0, (top + bottom) / 2], -1)
         radii = np.stack([zeros + 6.0, 5.0 + 0.4 * engorgement, (top - bottom) / 2], -1)
-        angle = math.radians(atlas.CLIVUS_ANGLE_DEG)
-        normal = np.array([0.0, -math.cos(angle), math.sin(angle)])
-        direction = np.array([0.0, -math.sin(angle), -math.cos(angle)])
+        normal, direction = landmarks.CLIVUS_NORMAL, landmarks.CLIVUS_DIRECTION
         point = pons_front - _flat(prepontine_mm)[..., None] * normal
         return SkullBase(centre, radii, point, normal, direction)
 

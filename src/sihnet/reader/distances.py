@@ -1,0 +1,183 @@
+"""The three Bern distances measured on the patient's own edges (Dobrocky et al. 2019; docs/reader.md).
+
+Each starts from template landmarks carried into the scan by the refined alignment
+(:mod:`sihnet.reader.warp`) and is read along its measurement line, as a radiologist reads it:
+
+* **suprasellar cistern**: down the patient's vertical through the chiasm landmark, from the lower
+  edge of the chiasm/hypothalamus to the upper edge of the pituitary;
+* **prepontine cistern**: along the clivus' normal through the most anterior point of the pons,
+  from the pons' anterior edge to the clivus;
+* **mamillopontine distance**: the vertical distance between the lower edge of the mamillary
+  bodies and the upper edge of the pons, each found on a vertical through its landmark.
+
+The patient's vertical and the clivus' normal are the template's, turned by the alignment. An edge
+is looked for within ``SEARCH_MM`` of its landmark: further away, the measurement is refused
+("not measured") rather than read off another structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sihnet import landmarks
+from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
+from sihnet.reader.profiles import STEP_MM, Profile, Scan
+
+SEARCH_MM = 5.0  # how far from its landmark an edge may lie
+MAX_GAP_MM = 16.0  # the widest cistern looked for
+MIN_SLOPE = (
+    0.15  # an edge of the brainstem or diencephalon: this share of the tissue-CSF contrast per mm
+)
+FAR_SLOPE = 0.06  # the rise out of a cistern (a thin dura at coarse voxels is faint)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distance:
+    """One measured distance.
+
+    Attributes:
+        name: the Bern item.
+        mm: the distance, or None when not measured.
+        start, end: world mm of its two ends (the picture's and the markups' points), or None.
+        reason: why it was not measured ("" when it was).
+    """
+
+    name: str
+    mm: float | None
+    start: tuple[float, float, float] | None = None
+    end: tuple[float, float, float] | None = None
+    reason: str = ""
+
+
+def _point(vector: np.ndarray) -> tuple[float, float, float]:
+    return (float(vector[0]), float(vector[1]), float(vector[2]))
+
+
+def _not_measured(name: str, reason: str) -> Distance:
+    return Distance(name, None, reason=reason)
+
+
+def _gap(
+    profile: Profile, landmark_at: float, inward: float, csf: float
+) -> tuple[float, float] | str:
+    """The cistern on a profile that runs from a tissue (around ``landmark_at``; ``inward`` = +1
+    or -1, the direction into that tissue) across CSF to the next structure: the positions of its
+    two edges, or why they were not found.
+
+    From the brightest point of the tissue near the landmark the profile is followed outwards to
+    where it first gets close to CSF; the tissue's edge is the half-level crossing just before,
+    and the far edge the first rise after it (steeper than ``FAR_SLOPE`` of the contrast per mm: a thin
+    dura across the cistern is faint at coarse voxels). A cistern narrower than the blur never gets
+    close to CSF; its width is then the dip's area over the tissue-CSF contrast (a blur keeps the
+    area)."""
+    tissue = profile.level(landmark_at + inward * 1.0, landmark_at + inward * 4.0)
+    start = _argmax(profile, landmark_at + inward * SEARCH_MM, landmark_at - inward * 1.0)
+    deep = csf + 0.25 * (tissue - csf)
+    arrive = profile.crossing(deep, start, start - inward * 2 * SEARCH_MM)
+    if arrive is None:
+        return _narrow(profile, landmark_at, inward, tissue, csf)
+    # the tissue's edge: half-way between CSF and the tissue 2.5 mm in from where CSF begins (a
+    # dim, graded tissue such as the chiasm has no step, and brighter tissue further in is not it)
+    inner = profile.level(arrive + inward * 2.0, arrive + inward * 3.0)
+    near = profile.crossing((inner + csf) / 2, arrive + inward * 2.5, arrive)
+    if near is None:
+        return "the cistern's edge was not found near the landmark"
+    far = profile.first_edge(
+        arrive,
+        arrive - inward * MAX_GAP_MM,
+        rising=inward < 0,
+        min_slope=FAR_SLOPE * (tissue - csf),
+    )
+    if far is None:
+        return "the structure across the cistern was not found"
+    return near, far
+
+
+def _argmax(profile: Profile, start: float, stop: float) -> float:
+    inside = (profile.positions >= min(start, stop)) & (profile.positions <= max(start, stop))
+    values = np.where(inside & np.isfinite(profile.values), profile.values, -np.inf)
+    return float(profile.positions[int(np.argmax(values))])
+
+
+def _argmin(profile: Profile, start: float, stop: float) -> float:
+    inside = (profile.positions >= min(start, stop)) & (profile.positions <= max(start, stop))
+    values = np.where(inside & np.isfinite(profile.values), profile.values, np.inf)
+    return float(profile.positions[int(np.argmin(values))])
+
+
+def _narrow(
+    profile: Profile, landmark_at: float, inward: float, tissue: float, csf: float
+) -> tuple[float, float] | str:
+    """A cistern whose dip never gets close to CSF: its width from the dip's area, each side over
+    its own contrast (the brightest value within 3 mm of the dip on that side), centred on the
+    dip; 0 when there is no dip (the structures touch)."""
+    deepest = _argmin(profile, landmark_at + inward * SEARCH_MM, landmark_at - inward * SEARCH_MM)
+    width = 0.0
+    for side in (inward, -inward):
+        top_at = _argmax(profile, deepest, deepest + side * 3.0)
+        top = profile.level(top_at, top_at, "max")
+        low, high = sorted((deepest, top_at))
+        inside = (profile.positions >= low) & (profile.positions <= high)
+        values = profile.values[inside]
+        if not np.isfinite(values).all() or not top > csf:
+            return "the cistern's edges were not found near the landmark"
+        width += float(np.clip((top - values) / (top - csf), 0.0, 1.0).sum() * STEP_MM)
+    return deepest + inward * width / 2, deepest - inward * width / 2
+
+
+def suprasellar(scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float) -> Distance:
+    """Chiasm/hypothalamus to pituitary, down the vertical through ``chiasm`` (world mm)."""
+    name = SUPRASELLAR.name
+    profile = Profile.along(scan, chiasm, vertical, -MAX_GAP_MM - 6.0, 6.0)
+    found = _gap(profile, 0.0, +1.0, csf)
+    if isinstance(found, str):
+        return _not_measured(name, found)
+    near, far = found
+    return Distance(
+        name, float(near - far), _point(profile.point(near)), _point(profile.point(far))
+    )
+
+
+def prepontine(scan: Scan, pons: np.ndarray, normal: np.ndarray, csf: float) -> Distance:
+    """Pons to clivus along the clivus' normal (pointing into the pons) through ``pons``."""
+    name = PREPONTINE.name
+    profile = Profile.along(scan, pons, normal, -MAX_GAP_MM - 6.0, 6.0)
+    found = _gap(profile, 0.0, +1.0, csf)
+    if isinstance(found, str):
+        return _not_measured(name, found)
+    near, far = found
+    return Distance(
+        name, float(near - far), _point(profile.point(near)), _point(profile.point(far))
+    )
+
+
+def mamillopontine(
+    scan: Scan, mamillary: np.ndarray, pons_top: np.ndarray, vertical: np.ndarray, csf: float
+) -> Distance:
+    """Vertical distance from the mamillary bodies' lower edge to the pons' upper edge."""
+    name = MAMILLOPONTINE.name
+    contrast = MIN_SLOPE * _contrast(scan, mamillary, vertical, csf)
+    upper = Profile.along(scan, mamillary, vertical, -10.0, 10.0)
+    # from above, the first steep fall into the fossa: the mamillary bodies' lower edge
+    bottom = upper.first_edge(SEARCH_MM, -SEARCH_MM, rising=True, min_slope=contrast)
+    lower = Profile.along(scan, pons_top, vertical, -10.0, 10.0)
+    # from below, the first steep fall out of the pons: its upper edge
+    top = lower.first_edge(-SEARCH_MM, SEARCH_MM, rising=False, min_slope=contrast)
+    if bottom is None or top is None:
+        which = "mamillary bodies" if bottom is None else "pons"
+        return _not_measured(name, f"the edge of the {which} was not found near its landmark")
+    start, end = upper.point(bottom), lower.point(top)
+    return Distance(name, float((start - end) @ vertical), _point(start), _point(end))
+
+
+def _contrast(scan: Scan, inside: np.ndarray, vertical: np.ndarray, csf: float) -> float:
+    """Tissue minus CSF around a brain landmark (the median within 4 mm above it)."""
+    return Profile.along(scan, inside, vertical, 0.0, 4.0).level(0.0, 4.0) - csf
+
+
+def template_directions(rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The patient's vertical and the clivus' normal (world unit vectors) from the alignment's
+    rotation."""
+    return rotation @ landmarks.VERTICAL, rotation @ landmarks.CLIVUS_NORMAL

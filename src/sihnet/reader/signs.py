@@ -1,0 +1,159 @@
+"""Continuous measures of the Bern signs and of the pituitary, read on profiles across the
+template's regions carried into the scan (:mod:`sihnet.reader.regions`; docs/reader.md).
+
+* **dural enhancement**: across the convexity, the brightest value within 6 mm outside the brain's
+  edge (the dura), over the scan's white matter; the median over the profiles;
+* **superior sagittal sinus height**: on the midline over the vertex, the length of the bright run
+  of the sinus at half its peak over the dark around it; the median over the profiles;
+* **subdural fluid**: at the lateral convexities, the thickness of fluid (brighter than CSF,
+  darker than brain) within 4.5 mm outside the brain's edge; the 90th percentile over the profiles
+  (a collection lies where it lies);
+* **pituitary height**: down the suprasellar line, from the gland's upper edge to the sella's floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sihnet.reader.profiles import STEP_MM, Profile, Scan
+from sihnet.reader.regions import Surface
+
+
+@dataclasses.dataclass(frozen=True)
+class Measure:
+    """A continuous measure: its value (None when not measured), unit and why not."""
+
+    value: float | None
+    unit: str
+    reason: str = ""
+
+
+MIN_PROFILES = 20
+BRAIN_RUN_MM = 5.0
+
+
+def _profiles(
+    scan: Scan,
+    surface: Surface,
+    to_world: np.ndarray,
+    rotation: np.ndarray,
+    low: float,
+    high: float,
+) -> list[Profile]:
+    """Profiles along each surface point's outward normal, carried by the alignment; of a scan
+    with thick slices only those that run within the slices (across them a profile sees a blur
+    of the slice's thickness), when at least ``MIN_PROFILES`` do."""
+    normals = surface.normals @ rotation.T
+    finest = float(scan.spacing_mm.min())
+    fine = [scan.spacing_along(n) <= 1.5 * finest for n in normals]
+    keep = fine if sum(fine) >= MIN_PROFILES else [True] * len(normals)
+    return [
+        Profile.along(scan, p, n, low, high)
+        for p, n, kept in zip(to_world, normals, keep, strict=True)
+        if kept
+    ]
+
+
+def _brain_edge(profile: Profile, white_matter: float, csf: float) -> float | None:
+    """The brain's outer edge on a profile along an outward normal: the outer end of the outermost
+    run of brain-bright values at least ``BRAIN_RUN_MM`` long that ends within 12 mm of the
+    template's surface (a dura, however bright, is thinner), at its half level."""
+    bright = profile.values >= csf + 0.5 * (white_matter - csf)
+    ends = np.flatnonzero(bright[:-1] & ~bright[1:])
+    for end in ends[::-1]:
+        at = float(profile.positions[end])
+        if abs(at) > 12.0:
+            continue
+        run = profile.positions[
+            bright & (profile.positions <= at) & (profile.positions > at - BRAIN_RUN_MM)
+        ]
+        if run.size * STEP_MM >= BRAIN_RUN_MM - 2 * STEP_MM:
+            return profile.crossing(csf + 0.5 * (white_matter - csf), at - 1.0, at + 1.0)
+    return None
+
+
+def dural_enhancement(
+    scan: Scan,
+    surface: Surface,
+    to_world: np.ndarray,
+    rotation: np.ndarray,
+    white_matter: float,
+    csf: float,
+) -> Measure:
+    """Median over the convexity of the dura's brightest value, relative to white matter."""
+    values = []
+    for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
+        edge = _brain_edge(profile, white_matter, csf)
+        if edge is not None:
+            values.append(profile.level(edge + 0.3, edge + 6.0, "max"))
+    finite = np.asarray(values)[np.isfinite(values)] if values else np.array([])
+    if finite.size < MIN_PROFILES or white_matter <= 0:
+        return Measure(
+            None, "x white matter", "the convexity lies outside the scan or has no brain edge"
+        )
+    return Measure(float(np.median(finite) / white_matter), "x white matter")
+
+
+def sinus_height(
+    scan: Scan, surface: Surface, to_world: np.ndarray, rotation: np.ndarray
+) -> Measure:
+    """Median over the vertex of the superior sagittal sinus' height (mm)."""
+    heights = []
+    for profile in _profiles(scan, surface, to_world, rotation, -10.0, 20.0):
+        inside = (profile.positions >= -4.0) & (profile.positions <= 12.0)
+        if not np.isfinite(profile.values[inside]).all():
+            continue
+        peak_at = float(profile.positions[inside][np.argmax(profile.values[inside])])
+        peak = profile.level(peak_at - 0.2, peak_at + 0.2, "max")
+        base = profile.level(peak_at - 8.0, peak_at + 8.0, "min")
+        half = (peak + base) / 2
+        low, high = (
+            profile.crossing(half, peak_at, peak_at - 8.0),
+            profile.crossing(half, peak_at, peak_at + 8.0),
+        )
+        if low is not None and high is not None:
+            heights.append(high - low)
+    if len(heights) < 0.5 * len(surface.points) and len(heights) < MIN_PROFILES:
+        return Measure(None, "mm", "the vertex lies outside the scan or shows no sinus")
+    return Measure(float(np.median(heights)), "mm")
+
+
+def subdural_fluid(
+    scan: Scan,
+    surface: Surface,
+    to_world: np.ndarray,
+    rotation: np.ndarray,
+    white_matter: float,
+    csf: float,
+) -> Measure:
+    """90th percentile over the lateral convexities of the thickness (mm) of fluid - between
+    15% and 55% of the way from CSF to white matter - within 4.5 mm outside the brain's edge."""
+    contrast = white_matter - csf
+    low, high = csf + 0.15 * contrast, csf + 0.55 * contrast
+    widths = []
+    for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
+        edge = _brain_edge(profile, white_matter, csf)
+        if edge is None:
+            continue
+        inside = (profile.positions >= edge + 0.3) & (profile.positions <= edge + 4.5)
+        values = profile.values[inside]
+        if np.isfinite(values).all() and inside.any():
+            widths.append(float(((values > low) & (values < high)).sum() * STEP_MM))
+    if len(widths) < MIN_PROFILES:
+        return Measure(None, "mm", "the lateral convexities lie outside the scan")
+    return Measure(float(np.percentile(widths, 90)), "mm")
+
+
+def pituitary_height(profile: Profile, top: float, csf: float) -> Measure:
+    """The gland's height on the suprasellar line (running upwards), from its upper edge ``top``."""
+    gland = profile.level(top - 1.0, top - 3.0, "max")
+    if not np.isfinite(gland) or gland <= csf:
+        return Measure(None, "mm", "the pituitary was not found below the cistern")
+    # the profile runs upwards: under the gland the sella's floor is dark, so its edge rises with
+    # the position; searched from the gland downwards
+    floor = profile.first_edge(top - 1.0, top - 14.0, rising=True, min_slope=0.15 * (gland - csf))
+    if floor is None:
+        return Measure(None, "mm", "the sella's floor was not found")
+    return Measure(float(top - floor), "mm")

@@ -1,0 +1,135 @@
+"""The automatic Bern reader measures what is there: a known displacement of the brain as that
+displacement, its landmarks on the structures they name, and "not measured: why" for what it
+cannot read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sihnet import landmarks
+from sihnet.bern import DISTANCE_FIELDS
+from sihnet.schemas import Reading
+from sihnet.synth.geometry import SagMap, SkullBase
+from sihnet.synth.measure import measure_distances
+from sihnet.synth.patient import Acquisition, Baseline, Patient, Signs
+from sihnet.synth.render import render, template_to_world
+
+SPACING_MM = 2.0
+POSE = Acquisition(noise_sd=0.01, rotation_deg=(4.0, -2.0, 3.0), translation_mm=(2.0, -3.0, 1.0))
+ANATOMY = Baseline(
+    suprasellar_mm=6.0,
+    prepontine_mm=6.5,
+    mamillopontine_mm=8.0,
+    deformation_mm=2.0,
+    deformation_seed=3,
+    head_scale=(1.02, 0.98, 1.0),
+)
+CASES = {
+    "normal": Signs(),
+    "diencephalon 3 mm lower": Signs(midbrain_compression_mm=3.0),
+    "brain 4 mm lower": Signs(sag_mm=4.0),
+}
+
+
+def _read(signs: Signs) -> tuple[Patient, Reading]:
+    from sihnet.reader.reading import read_scan
+
+    patient = Patient(1, signs, ANATOMY, POSE)
+    data, affine = render(patient, SPACING_MM)
+    return patient, read_scan(data.astype(np.float32), affine)
+
+
+@pytest.fixture(scope="module")
+def readings() -> dict[str, tuple[Patient, Reading]]:
+    return {name: _read(signs) for name, signs in CASES.items()}
+
+
+def _changes(
+    readings: dict[str, tuple[Patient, Reading]], case: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    (normal, normal_read), (moved, moved_read) = readings["normal"], readings[case]
+    truth = {k: measure_distances(moved)[k] - measure_distances(normal)[k] for k in DISTANCE_FIELDS}
+    read = {}
+    for name in DISTANCE_FIELDS:
+        before, after = normal_read.items[name], moved_read.items[name]
+        assert before is not None and after is not None, (name, moved_read.distances[name].reason)
+        read[name] = after - before
+    return truth, read
+
+
+@pytest.mark.parametrize("case", ["diencephalon 3 mm lower", "brain 4 mm lower"])
+def test_a_known_displacement_changes_the_distances_by_that_amount(
+    readings: dict[str, tuple[Patient, Reading]], case: str
+) -> None:
+    truth, read = _changes(readings, case)
+    assert min(truth.values()) < -1.9  # the displacement moved at least one distance
+    for name in DISTANCE_FIELDS:
+        assert read[name] == pytest.approx(truth[name], abs=0.5), (name, truth, read)
+
+
+def test_without_the_deformable_step_the_displacement_is_missed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The similarity alignment alone puts the landmarks several mm off on a sagging brain: the
+    edges are then looked for in the wrong place (this is what the deformable step is for)."""
+    import SimpleITK as sitk
+
+    from sihnet.reader import reading as module
+    from sihnet.reader.warp import MESH, Warp, _box_reference
+
+    def similarity_only(volume: np.ndarray, affine: np.ndarray, alignment: object) -> Warp:
+        identity = sitk.BSplineTransformInitializer(_box_reference(), [MESH] * 3, order=3)
+        return Warp(
+            alignment,  # type: ignore[arg-type]
+            tuple(identity.GetFixedParameters()),
+            tuple(identity.GetParameters()),
+            0.0,
+            0.0,
+            1.0,
+        )
+
+    monkeypatch.setattr(module, "refine_alignment", similarity_only)
+    readings = {name: _read(CASES[name]) for name in ("normal", "brain 4 mm lower")}
+    truth, read = _changes(readings, "brain 4 mm lower")
+    assert max(abs(read[k] - truth[k]) for k in DISTANCE_FIELDS) > 1.0
+
+
+def test_the_landmarks_and_the_ends_lie_on_the_structures_they_name(
+    readings: dict[str, tuple[Patient, Reading]],
+) -> None:
+    patient, reading = readings["normal"]
+    sag = SagMap.of_patient(patient)
+    for landmark in landmarks.BRAIN_LANDMARKS:
+        truth = template_to_world(patient, sag.forward(landmark.point[None]))[0]
+        assert np.linalg.norm(np.asarray(reading.landmarks[landmark.name]) - truth) < 3.0
+    skull = SkullBase.of_patient(patient)
+    pituitary_top = skull.pituitary_centre + skull.pituitary_radii * np.array([0.0, 0.0, 1.0])
+    chiasm = template_to_world(patient, sag.forward(landmarks.CHIASM_FLOOR.point[None]))[0]
+    pons = template_to_world(patient, sag.forward(landmarks.PONS_ANTERIOR.point[None]))[0]
+    suprasellar = reading.distances["suprasellar_cistern_mm"]
+    prepontine = reading.distances["prepontine_cistern_mm"]
+    assert suprasellar.end is not None and prepontine.start is not None
+    # the pituitary's top and the pons' front, within a voxel along their measurement lines
+    assert (
+        np.linalg.norm(
+            np.asarray(suprasellar.end) - template_to_world(patient, pituitary_top[None])[0]
+        )
+        < 2.0
+    )
+    assert np.linalg.norm(np.asarray(prepontine.start) - pons) < 2.0
+    assert (
+        suprasellar.start is not None
+        and np.linalg.norm(np.asarray(suprasellar.start) - chiasm) < 2.0
+    )
+
+
+def test_what_is_not_a_head_is_not_measured_and_says_why() -> None:
+    from sihnet.reader.reading import read_scan
+
+    noise = np.random.default_rng(0).random((40, 48, 44)).astype(np.float32)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = [-80.0, -110.0, -80.0]
+    reading = read_scan(noise, affine)
+    assert reading.problem.startswith("not measured: ")
+    assert reading.items == {} and reading.bern_score_min is None
