@@ -22,13 +22,14 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 1
-# A sign is called present at or above these (docs/reader.md: where they come from).
-PACHYMENINGEAL_RATIO = 0.8  # the dura's brightest value over white matter
-SINUS_HEIGHT_MM = 7.0  # the superior sagittal sinus' height
-SUBDURAL_FLUID_MM = 2.0  # fluid between brain and dura at the lateral convexities
+READER_VERSION = 2  # part of the cache key: raise it with any change of what is read
+# A sign is called present at or above these: Youden's point on the development cohorts dev1 and
+# dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
+DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
+SINUS_HEIGHT_MM = 6.0  # the superior sagittal sinus' height
+SUBDURAL_FLUID_MM = 1.65  # fluid outside the brain's edge at the lateral convexities
 SIGN_RULES = {
-    PACHYMENINGEAL.name: ("dural_enhancement", PACHYMENINGEAL_RATIO),
+    PACHYMENINGEAL.name: ("dural_enhancement", DURAL_ENHANCEMENT),
     VENOUS_SINUS.name: ("sinus_height_mm", SINUS_HEIGHT_MM),
     SUBDURAL.name: ("subdural_fluid_mm", SUBDURAL_FLUID_MM),
 }

@@ -1,13 +1,13 @@
 """Continuous measures of the Bern signs and of the pituitary, read on profiles across the
 template's regions carried into the scan (:mod:`sihnet.reader.regions`; docs/reader.md).
 
-* **dural enhancement**: across the convexity, the brightest value within 6 mm outside the brain's
-  edge (the dura), over the scan's white matter; the median over the profiles;
+* **dural enhancement**: across the convexity, the intensity above CSF from 2 mm inside to 5 mm
+  outside the brain's edge, integrated, over white matter (mm); the median over the profiles;
 * **superior sagittal sinus height**: on the midline over the vertex, the length of the bright run
   of the sinus at half its peak over the dark around it; the median over the profiles;
-* **subdural fluid**: at the lateral convexities, the thickness of fluid (brighter than CSF,
-  darker than brain) within 4.5 mm outside the brain's edge; the 90th percentile over the profiles
-  (a collection lies where it lies);
+* **subdural fluid**: at the lateral convexities, the intensity above CSF within 6 mm outside the
+  brain's edge, capped half-way to white matter, integrated over the contrast (mm); the 90th
+  percentile over the profiles (a collection lies where it lies);
 * **pituitary height**: down the suprasellar line, from the gland's upper edge to the sella's floor.
 """
 
@@ -82,18 +82,23 @@ def dural_enhancement(
     white_matter: float,
     csf: float,
 ) -> Measure:
-    """Median over the convexity of the dura's brightest value, relative to white matter."""
+    """Median over the convexity of the enhancement across the brain's edge: the integral from
+    2 mm inside to 5 mm outside it of the intensity above CSF, over white matter (mm). A blur keeps
+    the integral: a thin bright dura counts at any voxel size."""
     values = []
     for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
         edge = _brain_edge(profile, white_matter, csf)
-        if edge is not None:
-            values.append(profile.level(edge + 0.3, edge + 6.0, "max"))
-    finite = np.asarray(values)[np.isfinite(values)] if values else np.array([])
-    if finite.size < MIN_PROFILES or white_matter <= 0:
+        if edge is None:
+            continue
+        inside = (profile.positions >= edge - 2.0) & (profile.positions <= edge + 5.0)
+        above = np.clip(profile.values[inside] - csf, 0.0, None)
+        if np.isfinite(above).all():
+            values.append(float(above.sum() * STEP_MM / white_matter))
+    if len(values) < MIN_PROFILES or white_matter <= 0:
         return Measure(
-            None, "x white matter", "the convexity lies outside the scan or has no brain edge"
+            None, "mm x white matter", "the convexity lies outside the scan or has no brain edge"
         )
-    return Measure(float(np.median(finite) / white_matter), "x white matter")
+    return Measure(float(np.median(values)), "mm x white matter")
 
 
 def sinus_height(
@@ -128,19 +133,20 @@ def subdural_fluid(
     white_matter: float,
     csf: float,
 ) -> Measure:
-    """90th percentile over the lateral convexities of the thickness (mm) of fluid - between
-    15% and 55% of the way from CSF to white matter - within 4.5 mm outside the brain's edge."""
+    """90th percentile over the lateral convexities of the fluid outside the brain's edge: the
+    integral over 6 mm of the intensity above CSF, capped at 55% of the way to white matter (a
+    bright dura counts no more than fluid), over the white matter-CSF contrast (mm)."""
     contrast = white_matter - csf
-    low, high = csf + 0.15 * contrast, csf + 0.55 * contrast
+    cap = csf + 0.55 * contrast
     widths = []
     for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
         edge = _brain_edge(profile, white_matter, csf)
         if edge is None:
             continue
-        inside = (profile.positions >= edge + 0.3) & (profile.positions <= edge + 4.5)
-        values = profile.values[inside]
-        if np.isfinite(values).all() and inside.any():
-            widths.append(float(((values > low) & (values < high)).sum() * STEP_MM))
+        inside = (profile.positions >= edge + 0.3) & (profile.positions <= edge + 6.0)
+        fluid = np.clip(np.minimum(profile.values[inside], cap) - csf, 0.0, None)
+        if np.isfinite(fluid).all() and inside.any():
+            widths.append(float(fluid.sum() * STEP_MM / contrast))
     if len(widths) < MIN_PROFILES:
         return Measure(None, "mm", "the lateral convexities lie outside the scan")
     return Measure(float(np.percentile(widths, 90)), "mm")
