@@ -22,8 +22,9 @@ def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_pat
     external = run_synth(tmp_path / "external", n=10, seed=11, spacing_mm=8.0, workers=1)
     result = sihnet("evaluate", run, "--manifest", external, cache=tmp_path / "c")
     assert result.returncode == 0, result.stderr
-    assert "external cohort cohort: 10 patients, AUROC" in result.stdout
-    folder = run / "external" / "cohort"
+    assert "external cohort cohort-" in result.stdout and ": 10 patients, AUROC" in result.stdout
+    (folder,) = (run / "external").iterdir()
+    assert folder.name.startswith("cohort-")
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["n_patients"] == 10 and len(metrics["auroc_fold_models"]) == 2
     assert metrics["auroc_ci95"][0] <= metrics["auroc"] <= metrics["auroc_ci95"][1]
@@ -41,3 +42,11 @@ def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_pat
     assert (folder / "roc.png").is_file() and (folder / "reliability.png").is_file()
     for name, before in development.items():  # the development results are untouched
         assert (run / name).read_bytes() == before, name
+    # a second site whose manifest has the same file name keeps the first site's results whole
+    first = {p.name: p.read_bytes() for p in folder.iterdir()}
+    second = run_synth(tmp_path / "site_b" / "external", n=10, seed=12, spacing_mm=8.0, workers=1)
+    assert second.name == external.name
+    result = sihnet("evaluate", run, "--manifest", second, cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert len(list((run / "external").iterdir())) == 2
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == first

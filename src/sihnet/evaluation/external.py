@@ -3,7 +3,8 @@
 External validation (the paper's stated next step). Each scan gets the mean fistula probability
 of the fold models, a patient the mean of their scans. Nothing is refitted on the external cohort:
 the operating point is the Youden threshold of the development cohort's out-of-fold predictions.
-Writes ``RUN/external/<name>/{predictions.csv, metrics.json, roc.png, reliability.png}``.
+Writes ``RUN/external/<name>-<id>/{predictions.csv, metrics.json, roc.png, reliability.png}``
+(:func:`external_name`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.config import InferenceConfig
 from sihnet.data.manifest import Cohort, read_manifest
 from sihnet.errors import SihnetError
+from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
 from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
@@ -124,6 +126,16 @@ def _metrics(
     }
 
 
+def external_name(manifest: Path, cohort: Cohort, cache: VolumeCache) -> str:
+    """The folder name of an external cohort's results: the manifest's name and its identity (the
+    manifest's bytes and every image's content), so that two sites whose manifests share a file
+    name never share a folder, and the same cohort evaluated again replaces its own results."""
+    stem = Path(manifest).stem if Path(manifest).is_file() else Path(manifest).name
+    images = "|".join(sorted(cache.content_hash(scan.image) for scan in cohort.scans))
+    identity = text_sha256(f"{tree_sha256(Path(manifest))}|{images}")
+    return f"{stem}-{identity[:10]}"
+
+
 def run_external(
     run: Path,
     manifest: Path,
@@ -139,7 +151,7 @@ def run_external(
     paths = RunPaths(run)
     ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cohort = read_manifest(manifest)
-    name = Path(manifest).stem if Path(manifest).is_file() else Path(manifest).name
+    name = external_name(manifest, cohort, cache)
     development = paths.read_cohort().get("labels", {})
     shared = sorted(set(development) & set(cohort.patient_labels()))
     if shared:

@@ -31,6 +31,7 @@ MIN_SLOPE = (
     0.15  # an edge of the brainstem or diencephalon: this share of the tissue-CSF contrast per mm
 )
 FAR_SLOPE = 0.06  # the rise out of a cistern (a thin dura at coarse voxels is faint)
+MIN_DIP = 0.15  # a dip shallower than this share of the tissue-CSF contrast is no cistern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,21 +111,22 @@ def _argmin(profile: Profile, start: float, stop: float) -> float:
 def _narrow(
     profile: Profile, landmark_at: float, inward: float, tissue: float, csf: float
 ) -> tuple[float, float] | str:
-    """A cistern whose dip never gets close to CSF: its width from the dip's area, each side over
-    its own contrast (the brightest value within 3 mm of the dip on that side), centred on the
-    dip; 0 when there is no dip (the structures touch)."""
+    """A cistern whose dip never gets close to CSF: twice the dip's area on the tissue's side, over
+    the tissue-CSF contrast (a blur keeps the area; the far side may be a brighter structure, whose
+    own blurred rise is no cistern), centred on the dip; 0 when the profile does not dip below the
+    tissue by ``MIN_DIP`` of the contrast (the structures touch)."""
     deepest = _argmin(profile, landmark_at + inward * SEARCH_MM, landmark_at - inward * SEARCH_MM)
-    width = 0.0
-    for side in (inward, -inward):
-        top_at = _argmax(profile, deepest, deepest + side * 3.0)
-        top = profile.level(top_at, top_at, "max")
-        low, high = sorted((deepest, top_at))
-        inside = (profile.positions >= low) & (profile.positions <= high)
-        values = profile.values[inside]
-        if not np.isfinite(values).all() or not top > csf:
-            return "the cistern's edges were not found near the landmark"
-        width += float(np.clip((top - values) / (top - csf), 0.0, 1.0).sum() * STEP_MM)
-    return deepest + inward * width / 2, deepest - inward * width / 2
+    depth = (tissue - profile.level(deepest, deepest, "min")) / (tissue - csf)
+    if not np.isfinite(depth) or tissue <= csf:
+        return "the cistern's edges were not found near the landmark"
+    if depth < MIN_DIP:
+        return deepest, deepest
+    low, high = sorted((deepest, deepest + inward * 3.0))
+    inside = (profile.positions >= low) & (profile.positions <= high)
+    half = float(
+        np.clip((tissue - profile.values[inside]) / (tissue - csf), 0.0, 1.0).sum() * STEP_MM
+    )
+    return deepest + inward * half, deepest - inward * half
 
 
 def suprasellar(scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float) -> Distance:

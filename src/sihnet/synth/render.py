@@ -92,11 +92,13 @@ def _sinuses(
 
 
 def _skull_base(
-    points: torch.Tensor, skull: SkullBase, venous: float, soft: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intensity and coverage of the midline skull base: a block of bone anterior to the clivus
-    surface and below the sella (marrow, cortical rim, the sphenoid sinus as air), the clival dura
-    (basilar venous plexus, fuller with venous engorgement), the sella's floor and the pituitary.
+    image: torch.Tensor, points: torch.Tensor, skull: SkullBase, venous: float, soft: float
+) -> torch.Tensor:
+    """The midline skull base painted over ``image`` (N,) at ``points``: a block of bone anterior to
+    the clivus surface and below the sella (marrow, cortical rim, the sphenoid sinus as air), the
+    clival dura (basilar venous plexus, fuller with venous engorgement), the sella's floor and the
+    pituitary. Each layer is painted with its own partial-volume edge (painting a mix of the layers
+    again by their joint coverage would count an edge twice and shift it inwards).
     """
     p = points.double()
     x, y, z = p.unbind(-1)
@@ -135,7 +137,7 @@ def _skull_base(
     clival_dura = _band(across, -dural, 0.0, soft) * _band(along, dorsum_top, 45.0, soft) * lateral
     ellipsoid = torch.sqrt((((p - centre) / radii) ** 2).sum(-1))
     gland = _step((1 - ellipsoid) * float(radii.min()), soft)
-    value, cover = torch.zeros_like(x), torch.zeros_like(x)
+    value = image.double()
     layers = (
         (bone, CORTICAL_BONE),
         (marrow, MARROW),
@@ -146,8 +148,7 @@ def _skull_base(
     )
     for mask, level in layers:
         value = _paint(value, mask, level)
-        cover = torch.maximum(cover, mask)
-    return value.float(), cover.float()
+    return value.float()
 
 
 def tissue_intensity(
@@ -190,10 +191,13 @@ def tissue_intensity(
         ).all(-1)
     ).squeeze(1)
     if near.numel():
-        value, cover = _skull_base(
-            template[near], SkullBase.of_patient(patient), signs.venous_engorgement, soft
+        image[near] = _skull_base(
+            image[near],
+            template[near],
+            SkullBase.of_patient(patient),
+            signs.venous_engorgement,
+            soft,
         )
-        image[near] = _paint(image[near], cover, value)
     return image
 
 
