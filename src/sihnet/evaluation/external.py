@@ -20,11 +20,11 @@ from sihnet.atomic import write_json_atomic
 from sihnet.config import InferenceConfig
 from sihnet.data.manifest import Cohort, read_manifest
 from sihnet.errors import SihnetError
-from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
 from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
 from sihnet.evaluation.statistics import auroc_ci
+from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
