@@ -194,6 +194,27 @@ class BernHeadsConfig:
     weight: float = 0.5
 
 
+Fusion = Literal["mean_logit", "measured_only"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredConfig:
+    """The model of the measured Bern quantities (:mod:`sihnet.models.measured`); off in ``paper``.
+
+    Attributes:
+        enabled: read every scan with the automatic Bern reader (``sihnet.reader``) and fit, on
+            each fold's training patients only, a logistic regression on its measures.
+        penalty_c: inverse L2 strength of the logistic regression (scikit-learn's ``C``).
+        fusion: the run's probability: ``mean_logit`` (the mean of the network's and the
+            measured model's logits; nothing fitted) or ``measured_only`` (the network trained
+            and kept for maps, its probability reported beside).
+    """
+
+    enabled: bool = False
+    penalty_c: float = 0.3
+    fusion: Fusion = "mean_logit"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything needed to reproduce a run; written resolved to ``RUN/config.yaml``."""
@@ -205,6 +226,7 @@ class ExperimentConfig:
     training: TrainingConfig = TrainingConfig()
     cross_validation: CrossValidationConfig = CrossValidationConfig()
     bern_heads: BernHeadsConfig = BernHeadsConfig()
+    measured: MeasuredConfig = MeasuredConfig()
 
     def fold_seed(self, fold: int) -> int:
         """Seed of fold ``fold``'s initialisation, augmentation, loader and inner split."""

@@ -106,6 +106,15 @@ class RunPaths:
     def fold_summary(self, fold: int) -> Path:
         return self.fold_dir(fold) / "summary.json"
 
+    def fold_measured_model(self, fold: int) -> Path:
+        """The fold's model of the measured Bern quantities (runs with ``measured.enabled``)."""
+        return self.fold_dir(fold) / "measured_model.json"
+
+    @property
+    def measurements(self) -> Path:
+        """What the automatic Bern reader measured, one row per patient (``measured`` runs)."""
+        return self.root / "measurements.csv"
+
     @property
     def oof_predictions(self) -> Path:
         return self.root / "oof_predictions.csv"

@@ -91,15 +91,43 @@ def prediction_lines(records: list[dict[str, Any]]) -> list[str]:
             f"{record['image']}: P(fistula) = {record['probability']:.3f} "
             f"(SD over {len(record['fold_probabilities'])} fold models {record['probability_sd']:.3f})"
         )
+        if "probability_network" in record:
+            lines.append(
+                f"  network {record['probability_network']:.3f}, measured items "
+                f"{record['probability_measured']:.3f} (fused: the mean of their logits)"
+            )
         for name, point in record.get("operating_points", {}).items():
             verdict = "fistula" if point["fistula"] else "no fistula"
             lines.append(f"  {name} (threshold {point['threshold']:.3f}): {verdict}")
+        lines += measured_lines(record.get("measured"))
         lines += bern_lines(record.get("bern"))
         lines += [f"  warning: {text}" for text in record.get("warnings", [])]
     model = next((r["model_sha256"] for r in records if "model_sha256" in r), None)
     if model:
         lines.append(f"model SHA-256 {model[:16]}…")
     return [*lines, "research use only; not a medical device; not for clinical decisions"]
+
+
+def measured_lines(measured: dict[str, Any] | None) -> list[str]:
+    """The automatic Bern reader's items of one image against their thresholds."""
+    from sihnet.bern import ITEMS
+
+    if not measured or not measured.get("items"):
+        return []
+    parts = []
+    for item in ITEMS:
+        value = measured["items"].get(item.name)
+        label = item.description
+        if value is None:
+            parts.append(f"{label}: not measured")
+        elif item.kind == "sign":
+            parts.append(f"{label}: {'yes' if value >= 0.5 else 'no'}")
+        else:
+            mark = "meets" if item.meets(value) else "above"
+            parts.append(f"{label} {value:.1f} mm ({mark} ≤ {item.threshold_mm:g})")
+    low, high = measured.get("bern_score_min"), measured.get("bern_score_max")
+    score = f"{low}" if low == high else f"{low}–{high}"
+    return [f"  measured Bern score {score}: " + "; ".join(parts)]
 
 
 def bern_lines(bern: dict[str, Any] | None) -> list[str]:

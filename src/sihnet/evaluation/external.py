@@ -58,10 +58,23 @@ def score_cohort(
         probabilities = ensemble.probabilities(read_cached(entries[scan.image]).model_input())
         for k, probability in probabilities.items():
             per_fold[k][scan.patient_id].append(probability)
-    return {
+    network = {
         k: np.array([np.mean(values[p]) for p in cohort.patient_ids])
         for k, values in per_fold.items()
     }
+    if not ensemble.measured:
+        return network
+    from sihnet.training.measured import measure_patients_in_memory
+
+    measures = measure_patients_in_memory(cohort, cache)
+    fused: dict[int, np.ndarray] = {k: np.zeros(len(cohort.patient_ids)) for k in network}
+    for i, patient in enumerate(cohort.patient_ids):
+        per_patient = ensemble.fused(
+            {k: float(v[i]) for k, v in network.items()}, measures[patient]
+        )
+        for k, value in per_patient["probability"].items():
+            fused[k][i] = value
+    return fused
 
 
 def _write_outputs(

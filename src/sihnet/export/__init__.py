@@ -70,6 +70,8 @@ def _copy_folds(paths: RunPaths, staging: Path, folds: list[int]) -> list[FoldSu
         target.fold_dir(k).mkdir(parents=True)
         shutil.copyfile(paths.best_weights(k), target.best_weights(k))
         shutil.copyfile(paths.fold_summary(k), target.fold_summary(k))
+        if paths.fold_measured_model(k).is_file():
+            shutil.copyfile(paths.fold_measured_model(k), target.fold_measured_model(k))
         summaries.append(summary)
     return summaries
 

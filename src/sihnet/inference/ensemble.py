@@ -18,6 +18,7 @@ from sihnet.hashing import file_sha256, text_sha256
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
+from sihnet.models.measured import MeasuredModel, fuse, sigmoid
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
 from sihnet.schemas import FoldSummary, OperatingPoints, ReferenceFile, read_json, read_json_as
@@ -73,6 +74,7 @@ def identity_files(paths: RunPaths, folds: list[int]) -> list[Path]:
     files = [
         paths.config,
         *(f for k in folds for f in (paths.best_weights(k), paths.fold_summary(k))),
+        *(paths.fold_measured_model(k) for k in folds if paths.fold_measured_model(k).is_file()),
     ]
     if paths.reference.is_file():
         files.append(paths.reference)
@@ -134,6 +136,30 @@ def verify_exported(
     return identity
 
 
+def read_measured_models(
+    paths: RunPaths, config: ExperimentConfig, folds: list[int]
+) -> dict[int, MeasuredModel]:
+    """The folds' measured models of a ``measured`` run ({} for a run without them).
+
+    Raises:
+        SihnetError: a fold's model missing or damaged (named).
+    """
+    if not config.measured.enabled:
+        return {}
+    models = {}
+    for k in folds:
+        path = paths.fold_measured_model(k)
+        try:
+            models[k] = MeasuredModel.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise SihnetError(
+                f"fold {k}: measured_model.json is missing (train the run again)"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SihnetError(f"fold {k}: measured_model.json is damaged") from None
+    return models
+
+
 def load_fold_model(
     paths: RunPaths, fold: int, device: torch.device, config: ExperimentConfig | None = None
 ) -> torch.nn.Module:
@@ -180,6 +206,7 @@ class FoldEnsemble:
     reference: dict[str, dict[str, float]] | None = None
     thresholds: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     model_sha256: str = ""  # the model's identity (:func:`model_identity`)
+    measured: dict[int, MeasuredModel] = dataclasses.field(default_factory=dict)
 
     @property
     def inference(self) -> Inference:
@@ -231,7 +258,24 @@ class FoldEnsemble:
             )
         models = {k: load_fold_model(paths, k, inferences[k].device, config) for k in folds}
         reference = read_reference(paths)
-        return cls(config, models, inferences, summaries, reference, thresholds, identity)
+        measured = read_measured_models(paths, config, folds)
+        return cls(config, models, inferences, summaries, reference, thresholds, identity, measured)
+
+    def fused(
+        self, network: dict[int, float], measures: dict[str, float | None]
+    ) -> dict[str, dict[int, float]]:
+        """Per fold: the fused probability, the network's and the measured model's, for a run
+        with measured models (:mod:`sihnet.models.measured`)."""
+        out: dict[str, dict[int, float]] = {"probability": {}, "network": {}, "measured": {}}
+        for k, p in network.items():
+            logit = float(self.measured[k].logits([measures])[0])
+            alone = float(sigmoid(np.array([logit]))[0])
+            both = float(fuse(np.array([p]), np.array([logit]))[0])
+            out["probability"][k] = (
+                alone if self.config.measured.fusion == "measured_only" else both
+            )
+            out["network"][k], out["measured"][k] = p, alone
+        return out
 
     def probabilities(self, image: Any) -> dict[int, float]:
         """Fistula probability of one preprocessed volume (1, X, Y, Z) per fold model.

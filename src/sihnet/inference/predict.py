@@ -56,9 +56,18 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
     entry = cache.get(image, ensemble.config.preprocessing, misaligned="keep")
     prepared = read_cached(entry)
     probabilities = ensemble.probabilities(prepared.model_input())
+    warnings: list[str] = []
+    measured = measured_record(image, cache, warnings)
+    parts: dict[str, float] = {}
+    if ensemble.measured:
+        fused = ensemble.fused(probabilities, measured.get("features", {}))
+        probabilities = fused["probability"]
+        parts = {
+            f"probability_{name}": float(np.mean(list(fused[name].values())))
+            for name in ("network", "measured")
+        }
     values = np.array(list(probabilities.values()))
     probability = float(values.mean())
-    warnings = []
     if len(probabilities) < ensemble.folds_total:
         warnings.append(
             f"only {len(probabilities)} of the run's {ensemble.folds_total} fold models are finished"
@@ -75,15 +84,39 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         )
     record = {
         "probability": probability,
+        **parts,
         "probability_sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         "fold_probabilities": probabilities,
         "operating_points": classes(probability, ensemble.thresholds),
         "warnings": warnings,
         "model_sha256": ensemble.model_sha256,
+        "measured": measured,
         "notice": NOTICE,
     }
     bern = bern_of(ensemble, prepared.model_input())
     return record if bern is None else {**record, "bern": bern}
+
+
+def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dict[str, Any]:
+    """What the automatic Bern reader measured on the image: the six items, the Bern score (a
+    range when an item was not measured), the continuous features, and why not where not."""
+    from sihnet.reader.reading import features_of
+    from sihnet.reader.run import reading_of
+
+    try:
+        reading, _ = reading_of(image, cache)
+    except SihnetError as error:
+        warnings.append(f"the automatic Bern reader could not read the image: {error}")
+        return {"problem": str(error)}
+    if reading.problem:
+        warnings.append(f"the automatic Bern reader: {reading.problem}")
+    return {
+        "problem": reading.problem,
+        "items": reading.items,
+        "bern_score_min": reading.bern_score_min,
+        "bern_score_max": reading.bern_score_max,
+        "features": features_of(reading),
+    }
 
 
 def bern_of(ensemble: FoldEnsemble, image: Any) -> dict[str, Any] | None:

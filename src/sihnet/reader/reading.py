@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from sihnet import landmarks
-from sihnet.bern import PACHYMENINGEAL, SUBDURAL, VENOUS_SINUS, score_fields
+from sihnet.bern import DISTANCE_FIELDS, PACHYMENINGEAL, SUBDURAL, VENOUS_SINUS, score_fields
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.reader import distances, signs
@@ -22,17 +22,33 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 3  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 4  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
 DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
 SINUS_HEIGHT_MM = 6.0  # the superior sagittal sinus' height
 SUBDURAL_FLUID_MM = 1.65  # fluid outside the brain's edge at the lateral convexities
+MAX_DISTANCE_MM = 12.0  # the largest Bern distance of an adult (normal ranges: docs/synthetic.md)
+SIGN_MEASURES = ("dural_enhancement", "sinus_height_mm", "subdural_fluid_mm", "pituitary_height_mm")
+# The reader's continuous quantities: what a model of the measured items weighs.
+FEATURES: tuple[str, ...] = (*SIGN_MEASURES, *DISTANCE_FIELDS)
 SIGN_RULES = {
     PACHYMENINGEAL.name: ("dural_enhancement", DURAL_ENHANCEMENT),
     VENOUS_SINUS.name: ("sinus_height_mm", SINUS_HEIGHT_MM),
     SUBDURAL.name: ("subdural_fluid_mm", SUBDURAL_FLUID_MM),
 }
+
+
+def features_of(reading: Reading) -> dict[str, float | None]:
+    """A reading's continuous quantities (:data:`FEATURES`; None where not measured)."""
+    values: dict[str, float | None] = {}
+    for name in SIGN_MEASURES:
+        measure = reading.measures.get(name)
+        values[name] = None if measure is None else measure.value
+    for name in DISTANCE_FIELDS:
+        distance = reading.distances.get(name)
+        values[name] = None if distance is None else distance.mm
+    return values
 
 
 def _not_read(reason: str, seconds: float, alignment: Alignment | None = None) -> Reading:
@@ -113,6 +129,7 @@ def read_scan(
             csf,
         ),
     ]
+    read = [_plausible(d) for d in read]
     measures = _sign_measures(scan, alignment, rotation, white, csf)
     if supra.end is not None:
         line = Profile.along(scan, points[landmarks.CHIASM_FLOOR.name], vertical, -30.0, 6.0)
@@ -124,6 +141,19 @@ def read_scan(
         )
     return _reading(
         read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
+    )
+
+
+def _plausible(distance: distances.Distance) -> distances.Distance:
+    """A distance beyond any adult's (over ``MAX_DISTANCE_MM``, or below -1 mm) was read off the
+    wrong structures: not measured, with the value in the reason."""
+    if distance.mm is None or -1.0 <= distance.mm <= MAX_DISTANCE_MM:
+        return distance
+    return distances.Distance(
+        distance.name,
+        None,
+        reason=f"{distance.mm:.1f} mm is beyond any head's: the landmarks were not where the "
+        "anatomy puts them",
     )
 
 

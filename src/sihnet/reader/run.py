@@ -34,13 +34,12 @@ from sihnet.preprocessing.volume import load_volume
 from sihnet.reader.markups import markups_of
 from sihnet.reader.picture import write_picture
 from sihnet.reader.profiles import Scan
-from sihnet.reader.reading import READER_VERSION, read_scan
+from sihnet.reader.reading import READER_VERSION, SIGN_MEASURES, read_scan
 from sihnet.schemas import Reading
 from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
-MEASURES = ("dural_enhancement", "sinus_height_mm", "subdural_fluid_mm", "pituitary_height_mm")
 COLUMNS = (
     "name",
     "patient_id",
@@ -49,7 +48,7 @@ COLUMNS = (
     "bern_score",
     "bern_score_min",
     "bern_score_max",
-    *MEASURES,
+    *SIGN_MEASURES,
     "alignment_correlation",
     "seconds",
 )
@@ -99,7 +98,7 @@ def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     row["bern_score"] = reading.bern_score_min if complete else ""
     row["bern_score_min"] = "" if reading.bern_score_min is None else reading.bern_score_min
     row["bern_score_max"] = "" if reading.bern_score_max is None else reading.bern_score_max
-    for measure in MEASURES:
+    for measure in SIGN_MEASURES:
         value = reading.measures[measure].value if measure in reading.measures else None
         row[measure] = "" if value is None else round(value, 3)
     row["alignment_correlation"] = (

@@ -299,12 +299,18 @@ def run_training(
     requested = _requested(config, folds)
     _check_memory(config, world)
     entries, groups, assignment, fingerprints = _prepared(config, cohort, paths, cache, world)
+    measures = None
+    if config.measured.enabled and world.main:
+        from sihnet.training.measured import measure_patients
+
+        measures = measure_patients(cohort, cache, paths)
     if config.training.deterministic:
         use_deterministic_algorithms()
     summaries = []
     for fold in requested:
         if paths.fold_summary(fold).is_file():
             log.info("fold %d is already complete; skipped", fold)
+            _fuse(fold, paths, config, measures, cohort, assignment)
             continue
         if paths.last_state(fold).is_file() and not resume:
             raise SihnetError(
@@ -321,7 +327,25 @@ def run_training(
             len(set(data.validation.patient_ids)),
         )
         summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world))
+        _fuse(fold, paths, config, measures, cohort, assignment)
     return summaries
+
+
+def _fuse(
+    fold: int,
+    paths: RunPaths,
+    config: ExperimentConfig,
+    measures: dict[str, dict[str, float | None]] | None,
+    cohort: Cohort,
+    assignment: dict[str, int],
+) -> None:
+    """A measured run's fold: its measured model and fused predictions (rank 0)."""
+    if measures is None:
+        return
+    from sihnet.training.measured import fuse_fold
+
+    labels = {p: int(v or 0) for p, v in cohort.patient_labels().items()}
+    fuse_fold(fold, paths, config, measures, labels, assignment)
 
 
 def _check_memory(config: ExperimentConfig, world: World) -> None:

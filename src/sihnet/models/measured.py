@@ -1,0 +1,113 @@
+"""A model of the measured Bern quantities: scikit-learn's logistic regression on what the automatic
+reader measured (:mod:`sihnet.reader`), and its fusion with the network.
+
+Fitted on a fold's training patients only (missing measures filled with their training medians,
+each standardised with the training mean and SD, L2-penalised, classes weighted by their inverse
+frequency), stored as plain numbers in JSON (no pickle) and applied by the same arithmetic
+scikit-learn uses, so that a stored model gives what the fitted one gave.
+
+The fusion is the mean of the two logits: nothing is fitted for it, so nothing can see a
+validation fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sihnet.reader.reading import FEATURES
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredModel:
+    """A fitted logistic regression on measured quantities.
+
+    Attributes:
+        features: names, in order.
+        medians, means, scales: (F,) the training patients' medians (for missing values), means
+            and standard deviations.
+        coefficients: (F,) on the standardised features; intercept: the logit at the means.
+    """
+
+    features: tuple[str, ...]
+    medians: tuple[float, ...]
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+
+    @staticmethod
+    def fit(
+        rows: Sequence[Mapping[str, float | None]],
+        labels: np.ndarray,
+        features: tuple[str, ...] = FEATURES,
+        penalty_c: float = 0.3,
+    ) -> MeasuredModel:
+        """Fit on training patients: ``rows[i]`` their measures (None or NaN: not measured),
+        ``labels`` (P,) 0/1."""
+        from sklearn.linear_model import LogisticRegression
+
+        values = _matrix(rows, features)
+        medians = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
+        medians = np.where(np.isfinite(medians), medians, 0.0)
+        filled = np.where(np.isfinite(values), values, medians)
+        means, scales = filled.mean(axis=0), filled.std(axis=0)
+        scales = np.where(scales > 1e-9, scales, 1.0)
+        model = LogisticRegression(C=penalty_c, class_weight="balanced", max_iter=1000)
+        model.fit((filled - means) / scales, np.asarray(labels, dtype=int))
+        return MeasuredModel(
+            features,
+            tuple(float(v) for v in medians),
+            tuple(float(v) for v in means),
+            tuple(float(v) for v in scales),
+            tuple(float(v) for v in model.coef_[0]),
+            float(model.intercept_[0]),
+        )
+
+    def logits(self, rows: Sequence[Mapping[str, float | None]]) -> np.ndarray:
+        """(P,) logits of the fistula for each patient's measures."""
+        values = _matrix(rows, self.features)
+        filled = np.where(np.isfinite(values), values, np.asarray(self.medians))
+        standard = (filled - np.asarray(self.means)) / np.asarray(self.scales)
+        return standard @ np.asarray(self.coefficients) + self.intercept
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_json(values: Mapping[str, Any]) -> MeasuredModel:
+        def numbers(key: str) -> tuple[float, ...]:
+            return tuple(float(v) for v in values[key])
+
+        return MeasuredModel(
+            tuple(str(v) for v in values["features"]),
+            numbers("medians"),
+            numbers("means"),
+            numbers("scales"),
+            numbers("coefficients"),
+            float(values["intercept"]),
+        )
+
+
+def _matrix(rows: Sequence[Mapping[str, float | None]], features: tuple[str, ...]) -> np.ndarray:
+    def number(value: float | None) -> float:
+        return float("nan") if value is None else float(value)
+
+    return np.array([[number(row.get(f)) for f in features] for row in rows], dtype=np.float64)
+
+
+def logit(probability: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probability, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped))
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(values, dtype=np.float64)))
+
+
+def fuse(network: np.ndarray, measured_logits: np.ndarray) -> np.ndarray:
+    """The fused probability: the mean of the network's and the measured model's logits."""
+    return sigmoid((logit(network) + np.asarray(measured_logits)) / 2)
