@@ -50,3 +50,26 @@ def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     assert len(list((run / "external").iterdir())) == 2
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first
+
+
+def test_an_external_cohort_with_one_negative_patient_is_refused_in_one_line(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    rows = list(csv.DictReader(tiny_cohort.open()))
+    negative = next(r for r in rows if r["label"] == "0")
+    positives = [r for r in rows if r["label"] == "1"][:3]
+    manifest = tmp_path / "site.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["patient_id", "image", "label"])
+        writer.writeheader()
+        for i, row in enumerate([negative, *positives]):
+            image = str(tiny_cohort.parent / row["image"])
+            writer.writerow({"patient_id": f"x{i}", "image": image, "label": row["label"]})
+    result = sihnet("evaluate", tiny_run, "--manifest", manifest, cache=tmp_path / "c")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "needs at least two patients with and two without fistula (it has 3 and 1)" in result.stderr
+    )
+    assert [line for line in result.stderr.splitlines() if "error" in line] == [
+        line for line in result.stderr.splitlines() if line.startswith("sihnet: error: external")
+    ]

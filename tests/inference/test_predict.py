@@ -32,3 +32,12 @@ def test_predict_scores_good_images_and_names_the_bad_one(
     folds = list(first["fold_probabilities"].values())
     assert first["probability"] == sum(folds) / 2
     assert "cannot read NIfTI" in records[1]["error"] and 0 <= records[2]["probability"] <= 1
+    # the automatic Bern reader's reading beside the probability, or why it has none
+    assert first["measured"]["problem"] or set(first["measured"]["items"]) >= {
+        "prepontine_cistern_mm"
+    }
+    warnings = " ".join(w for r in records if "warnings" in r for w in r["warnings"])
+    assert "the probability is not reliable: it does not align" in warnings  # the DICOM toy
+    assert "the image it" not in warnings and "the image its" not in warnings
+    text = sihnet("predict", tiny_run, images / "synth-001.nii.gz", cache=tmp_path / "c")
+    assert "measured Bern score" in text.stdout or "automatic Bern reader" in text.stdout

@@ -171,8 +171,11 @@ def run_external(
         log.warning("%d external patient IDs also appear in the development cohort", len(shared))
     patients = cohort.patient_ids
     labels = np.array([int(cohort.patient_labels()[p] or 0) for p in patients])
-    if len(set(labels.tolist())) < 2:
-        raise SihnetError(f"external cohort {name}: needs patients with and without fistula")
+    if min(int(labels.sum()), int((1 - labels).sum())) < 2:
+        raise SihnetError(
+            f"external cohort {name}: needs at least two patients with and two without fistula "
+            f"(it has {int(labels.sum())} and {int((1 - labels).sum())})"
+        )
     by_fold = score_cohort(ensemble, cohort, cache)
     metrics = _metrics(name, cohort, labels, by_fold, len(shared), ensemble.precision)
     probabilities = np.mean(list(by_fold.values()), axis=0)

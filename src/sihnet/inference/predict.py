@@ -74,7 +74,7 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
         )
     alignment = prepared.alignment or cache.alignment(image)  # where the head is, either way
     if alignment.problem:
-        warnings.append(f"the image {alignment.problem}; the probability is not reliable")
+        warnings.append(f"the probability is not reliable: {alignment.problem}")
     if ensemble.reference is not None:
         properties = image_properties(cache.nifti_of(image), prepared)
         warnings += input_warnings(properties, ensemble.reference)
