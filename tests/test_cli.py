@@ -174,7 +174,8 @@ def test_user_errors_are_one_line_without_traceback(
 
 
 COMMANDS = (
-    "synth", "convert", "train", "evaluate", "predict", "occlusion", "bern", "report", "export", "demo",
+    "synth", "convert", "measure", "train", "evaluate", "predict", "occlusion", "bern", "report",
+    "export", "demo",
 )  # fmt: skip
 
 

@@ -108,3 +108,24 @@ def test_onnxruntime_gives_pytorchs_logits(model: Path, tiny_cohort: Path, tmp_p
             expected = network(torch.from_numpy(canvas)).numpy()
         np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert "onnxruntime" in (model / "MODEL_CARD.md").read_text()
+
+
+def test_the_bundles_output_step_overwrites_nothing_it_must_not(
+    model: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 31, rows 2 and 10: a user's own predictions.json, the model folder itself and a
+    read-only default place are refused in one line, nothing written."""
+    image = tiny_cohort.parent / "images" / "synth-004.nii.gz"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "predictions.json").write_text('{"my": "results"}\n')
+    result = bundle_run(model, image, mine, tmp_path / "c")
+    assert (
+        result.returncode != 0 and (mine / "predictions.json").read_text() == '{"my": "results"}\n'
+    )
+    assert "exists and is not an earlier 'sihnet bundle' output" in result.stderr
+    assert "Traceback" not in result.stderr
+    before = sorted(p.name for p in model.rglob("*"))
+    result = bundle_run(model, image, model, tmp_path / "c")
+    assert result.returncode != 0 and "inside the model folder" in result.stderr
+    assert sorted(p.name for p in model.rglob("*")) == before

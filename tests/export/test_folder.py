@@ -37,7 +37,7 @@ def test_an_exported_model_elsewhere_predicts_what_the_run_predicts(
             and b["model_sha256"] == a["model_sha256"]
         )
         assert set(b) == {"image", "probability", "probability_sd", "fold_probabilities",
-                          "operating_points", "warnings", "model_sha256", "notice"}  # fmt: skip
+                          "operating_points", "warnings", "model_sha256", "measured", "notice"}  # fmt: skip
     card = (moved / "MODEL_CARD.md").read_text()
     for section in ("## Intended use", "## Out-of-scope use", "## Training data", "## Metrics",
                     "## Calibration", "## Factors and subgroups", "not a medical model"):  # fmt: skip

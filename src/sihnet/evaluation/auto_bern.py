@@ -18,6 +18,7 @@ from sihnet.bern import HEAD_ITEMS
 from sihnet.evaluation.bern_comparison import bern_scores_for
 from sihnet.evaluation.statistics import auroc_ci, delong_test
 from sihnet.paths import RunPaths
+from sihnet.schemas import PredictionTable
 from sihnet.tables import read_rows, write_table
 from sihnet.training.bern import BERN_PREDICTION_COLUMNS
 
@@ -48,7 +49,7 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
 
 def _sign(predicted: np.ndarray, reader: np.ndarray) -> dict[str, Any]:
     known = np.isfinite(reader)
-    truth, p = reader[known].astype(int), predicted[known]
+    truth, p = reader[known].astype(int), np.asarray(predicted, dtype=float)[known]
     kappa = cohen_kappa_score(truth, (p >= 0.5).astype(int)) if len(set(truth)) > 1 else math.nan
     return {"n": int(known.sum()), **_auroc(truth, p), "kappa": float(kappa)}
 
@@ -84,6 +85,48 @@ def _fistula(rows: list[dict[str, str]], reader_fields: dict[str, Any]) -> dict[
             "delong_p": p,
         }
     return out
+
+
+def reader_section(
+    paths: RunPaths, pooled: PredictionTable, reader_fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A ``measured`` run's automatic Bern reader: each item's agreement with the manifest's
+    readers (per sign the AUROC of the reader's continuous measure and Cohen's κ of its call; per
+    distance MAE, Bland-Altman, ICC(2,1)), and the AUROC of the network alone and of the measured
+    model alone beside the fused one; None for a run without ``RUN/measurements.csv``."""
+    if not paths.measurements.is_file():
+        return None
+    from sihnet.reader.reading import SIGN_RULES
+    from sihnet.training.measured import read_measurements
+
+    measures = read_measurements(paths)
+    patients = [p for p in pooled.patient_ids if p in measures]
+    section: dict[str, Any] = {"n_patients": len(patients), "signs": {}, "distances": {}}
+
+    def column(name: str, values: dict[str, dict[str, Any]]) -> np.ndarray:
+        return np.array([float(values.get(p, {}).get(name, "") or "nan") for p in patients])
+
+    reader = {p: reader_fields.get(p, {}) for p in patients}
+    features = {p: {k: ("" if v is None else v) for k, v in measures[p].items()} for p in patients}
+    for item in HEAD_ITEMS:
+        truth = column(item.name, reader)
+        if item.kind == "sign":
+            measure, threshold = SIGN_RULES[item.name]
+            value = column(measure, features)
+            known = np.isfinite(truth) & np.isfinite(value)
+            entry = {"measure": measure, **_sign(value[known] >= threshold, truth[known])}
+            entry.update({f"measure_{k}": v for k, v in _auroc(truth[known].astype(int), value[known]).items()}
+                         if len(set(truth[known].tolist())) == 2 else {})  # fmt: skip
+            section["signs"][item.name] = entry
+        else:
+            section["distances"][item.name] = _distance(column(item.name, features), truth)
+    labels = pooled.labels
+    for name in ("probability_network", "probability_measured"):
+        if name in pooled.scores and len(set(labels.tolist())) == 2:
+            section[f"auroc_{name.removeprefix('probability_')}"] = _auroc(
+                labels, pooled.scores[name]
+            )
+    return section
 
 
 def auto_bern_section(

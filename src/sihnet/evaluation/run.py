@@ -20,7 +20,7 @@ from sklearn.metrics import brier_score_loss, roc_curve
 
 from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.errors import SihnetError
-from sihnet.evaluation.auto_bern import auto_bern_section
+from sihnet.evaluation.auto_bern import auto_bern_section, reader_section
 from sihnet.evaluation.bern_comparison import (
     BernComparison,
     bern_scores_for,
@@ -83,6 +83,9 @@ class RunMetrics:
     bern: BernComparison | None
     notes: dict[str, str]
     auto_bern: dict[str, Any] | None = None  # multi-task runs (sihnet.evaluation.auto_bern)
+    reader: dict[str, Any] | None = (
+        None  # measured runs (sihnet.evaluation.auto_bern.reader_section)
+    )
 
     @property
     def folds_missing(self) -> list[int]:
@@ -226,6 +229,7 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
         bern=_bern_section(paths, pooled, cohort.get("bern", {}), config.seed),
         notes=NOTES,
         auto_bern=auto_bern_section(paths, present, cohort.get("bern", {})),
+        reader=reader_section(paths, pooled, cohort.get("bern", {})),
         **_fold_metrics(folds, pooled, config.seed),
     )
     plot_reliability(paths.reliability_plot, metrics.calibration)

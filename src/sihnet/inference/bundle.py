@@ -76,6 +76,7 @@ def predict_to(bundle_root: str, image: str, output_dir: str, device: str = "cpu
     ``output_dir/predictions.json``; returns its path. A bad image or model is one line, exit 2."""
     from sihnet.atomic import strict_json
     from sihnet.inference.predict import run_predict
+    from sihnet.outputs import check_output_file, starts_with
 
     if not image:
         _refuse(SihnetError("give the image: --image IMAGE.nii.gz"))
@@ -86,5 +87,11 @@ def predict_to(bundle_root: str, image: str, output_dir: str, device: str = "cpu
     if "error" in records[0]:
         _refuse(SihnetError(records[0]["error"]))
     target = Path(output_dir) / "predictions.json"
-    write_text_atomic(target, strict_json(records[0]) + "\n")
+    try:  # the checks every sihnet writer makes: never into a model or run, never over a user's file
+        check_output_file(target, "bundle", earlier=starts_with('"notice": "research use only'))
+        write_text_atomic(target, strict_json(records[0]) + "\n")
+    except SihnetError as error:
+        _refuse(error)
+    except OSError as error:
+        _refuse(SihnetError(f"cannot write predictions.json in --output_dir: {error.strerror}"))
     return target

@@ -51,8 +51,9 @@ class MeasuredModel:
         from sklearn.linear_model import LogisticRegression
 
         values = _matrix(rows, features)
-        medians = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=0)
-        medians = np.where(np.isfinite(medians), medians, 0.0)
+        medians = np.array(
+            [np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else 0.0 for c in values.T]
+        )
         filled = np.where(np.isfinite(values), values, medians)
         means, scales = filled.mean(axis=0), filled.std(axis=0)
         scales = np.where(scales > 1e-9, scales, 1.0)

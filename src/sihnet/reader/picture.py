@@ -8,17 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from sihnet.atomic import write_atomic
-from sihnet.bern import MAMILLOPONTINE, PREPONTINE
+from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
 from sihnet.reader.profiles import Scan
 from sihnet.schemas import Reading
 
 HALF_WIDTH_MM = 40.0  # around the landmarks' centre, along the anterior and vertical axes
 STEP_MM = 0.25
-COLOURS = {
-    "suprasellar_cistern_mm": "#ffcc00",
-    "prepontine_cistern_mm": "#33ddff",
-    "mamillopontine_distance_mm": "#ff66cc",
-}
+COLOURS = {SUPRASELLAR.name: "#ffcc00", PREPONTINE.name: "#33ddff", MAMILLOPONTINE.name: "#ff66cc"}
 
 
 def _plane(reading: Reading, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
