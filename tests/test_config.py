@@ -43,6 +43,11 @@ def test_yaml_file_overrides(tmp_path: Path) -> None:
         ("preprocessing:\n  size: [16, 16, 16]\n", "at least 32"),
         ("cross_validation:\n  folds: 1\n", "folds must be >= 2"),
         ("- a\n- b\n", "mapping"),
+        (  # issue 31 row 7: ONNX would rename the whole head's input and lose its batch axis
+            "preprocessing:\n  align: mni152\n  views:\n  - {name: image}\n",
+            "none of \\['image', 'main'\\]",
+        ),
+        ("measured:\n  fusion: vote\n", "must be one of"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

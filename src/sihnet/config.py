@@ -372,17 +372,22 @@ def _validate(config: ExperimentConfig) -> None:
         raise SihnetError(f"config: bern_heads.weight must be a non-negative number, got {weight}")
 
 
+# The whole-head input is 'main' in the weights and 'image' in the ONNX graph and the bundle.
+RESERVED_VIEW_NAMES = frozenset({"main", "image"})
+
+
 def _validate_views(prep: PreprocessingConfig) -> None:
     if prep.views and prep.align != "mni152":
         raise SihnetError("config: preprocessing.views need preprocessing.align: mni152")
     names = [view.name for view in prep.views]
     if (
         len(set(names)) != len(names)
-        or "main" in names
+        or set(names) & RESERVED_VIEW_NAMES
         or not all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
     ):
         raise SihnetError(
-            f"config: preprocessing.views need distinct lower-case names (not 'main'), got {names}"
+            "config: preprocessing.views need distinct lower-case names, none of "
+            f"{sorted(RESERVED_VIEW_NAMES)} (the whole head's input names), got {names}"
         )
     low, high = SPACING_RANGE_MM
     for view in prep.views:

@@ -37,6 +37,7 @@ def test_predict_equals_out_of_fold_fp32(tiny_run: Path, tiny_cohort: Path, tmp_
     assert_predict_equals_out_of_fold(tiny_run, tiny_cohort, VolumeCache(tmp_path / "cache"))
 
 
+@pytest.mark.slow  # a bf16 training (about a minute): make test-slow, run by CI
 def test_predict_equals_out_of_fold_bf16(tiny_cohort: Path, tmp_path: Path) -> None:
     """A bf16 fold, on a CPU with native bf16 (oneDNN's kernels) or emulated. The grid is 48x32x32,
     not the tests' 32^3: there dense block 3 sees depth 2, where native bf16 weight gradients are

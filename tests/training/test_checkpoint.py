@@ -79,6 +79,7 @@ def stopped(stopped_once: Stopped, tmp_path: Path) -> Stopped:
     return Stopped(manifest, tmp_path / "run", tmp_path / "c.yaml", stopped_once.result)
 
 
+@pytest.mark.slow  # a process boundary (minutes): make test-slow, run by CI
 def test_sigterm_then_resume_equals_a_straight_run(stopped: Stopped, tmp_path: Path) -> None:
     cache, config = tmp_path / "cache", stopped.config
     straight = run(["train", stopped.manifest, "--out", tmp_path / "a", "--config", config], cache)

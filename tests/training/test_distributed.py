@@ -27,6 +27,7 @@ def torchrun(
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a process boundary (minutes): make test-slow, run by CI
 def test_two_processes_of_batch_two_train_what_one_process_of_batch_four_trains(
     tmp_path: Path,
 ) -> None:
@@ -46,6 +47,7 @@ def test_two_processes_of_batch_two_train_what_one_process_of_batch_four_trains(
     assert double["checksums"][0] == pytest.approx(single["checksums"][0], rel=1e-10)
 
 
+@pytest.mark.slow  # a process boundary (minutes): make test-slow, run by CI
 def test_torchrun_trains_a_tiny_cohort_and_only_rank_0_writes(
     tiny_cohort: Path, tmp_path: Path
 ) -> None:

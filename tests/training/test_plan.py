@@ -80,3 +80,23 @@ def test_plan_and_the_gpu_benchmark_time_the_step_training_takes() -> None:
     assert plan.train_step is fold.train_step is ddp_check.train_step is step.train_step
     script = Path(__file__).parents[2] / "benchmarks" / "gpu_benchmark.py"
     assert "from sihnet.training.step import Batch, StepSettings, train_step" in script.read_text()
+
+
+def test_plan_times_a_network_with_views() -> None:
+    """Issue 31 row 8: ``--plan`` with views timed the validation scan with the whole head only
+    (an internal zip() error)."""
+    from sihnet.config import load_config
+    from sihnet.training.plan import plan_run
+
+    config = load_config(
+        "quick",
+        overrides={
+            "preprocessing": {
+                "align": "mni152", "spacing_mm": 8.0, "size": [32, 32, 32],
+                "views": [{"name": "midline", "spacing_mm": 2.0, "size": [48, 40, 40]}],
+            },
+            "training": {"epochs": 1, "precision": "fp32", "batch_size": 2},
+        },
+    )  # fmt: skip
+    plan = plan_run(config, n_patients=10)
+    assert all(cost["scan_seconds"] > 0 for cost in plan["costs"] if cost["fits"])

@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import one_line_error, sihnet, start, train_tiny, write_config
 
 
+@pytest.mark.slow  # a process boundary (minutes): make test-slow, run by CI
 def test_two_fold_jobs_at_once_and_a_writer_held_mid_write(
     tiny_cohort: Path, tmp_path: Path
 ) -> None:

@@ -19,10 +19,10 @@ from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.reader import distances, signs
 from sihnet.reader.profiles import Profile, Scan
 from sihnet.reader.regions import template_regions
-from sihnet.reader.warp import Warp, refine_alignment
+from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 4  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 5  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
 DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
@@ -97,12 +97,9 @@ def read_scan(
         return _not_read(
             f"not measured: {alignment.problem}", time.perf_counter() - started, alignment
         )
-    try:
-        warp = refine_alignment(volume, affine, alignment)
-    except SihnetError as error:
-        return _not_read(f"not measured: {error}", time.perf_counter() - started, alignment)
-    if warp.problem:
-        return _not_read(f"not measured: {warp.problem}", time.perf_counter() - started, alignment)
+    warp, problem = _refined(volume, affine, alignment)
+    if warp is None:
+        return _not_read(f"not measured: {problem}", time.perf_counter() - started, alignment)
     scan = Scan(volume, affine)
     rotation = alignment.rotation_matrix
     vertical, normal = distances.template_directions(rotation)
@@ -142,6 +139,24 @@ def read_scan(
     return _reading(
         read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
     )
+
+
+def _refined(
+    volume: np.ndarray, affine: np.ndarray, alignment: Alignment
+) -> tuple[Warp | None, str]:
+    """The deformable refinement, tried again with one B-spline cell per axis (stiffer) when it
+    folds, diverges or fits worse; ``(None, why)`` when neither is usable."""
+    problem = ""
+    for mesh in (MESH, 1):
+        try:
+            warp = refine_alignment(volume, affine, alignment, mesh)
+        except SihnetError as error:
+            problem = str(error)
+            continue
+        if not warp.problem:
+            return warp, ""
+        problem = warp.problem
+    return None, problem
 
 
 def _plausible(distance: distances.Distance) -> distances.Distance:

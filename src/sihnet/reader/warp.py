@@ -158,13 +158,19 @@ def _mutual_information(fixed: Any, moving: Any, mask: Any, transform: Any) -> f
     return float(method.MetricEvaluate(fixed, moving))
 
 
-def refine_alignment(volume: np.ndarray, affine: np.ndarray, alignment: Alignment) -> Warp:
+def refine_alignment(
+    volume: np.ndarray, affine: np.ndarray, alignment: Alignment, mesh: int = MESH
+) -> Warp:
     """Refine a scan's similarity alignment on the midline box (module docstring).
 
     Args:
         volume: (I, J, K) the scan's intensities.
         affine: its voxel -> world (RAS mm) matrix.
         alignment: its similarity alignment to the template.
+        mesh: B-spline cells per axis over the box.
+
+    Raises:
+        SihnetError: the registration diverged.
     """
     import SimpleITK as sitk
 
@@ -174,7 +180,7 @@ def refine_alignment(volume: np.ndarray, affine: np.ndarray, alignment: Alignmen
     upper = float(np.percentile(head, CLIP_PERCENTILE)) if head.size else 1.0
     moving = _sitk_image(np.minimum(scan / max(upper, 1e-12), 1.0), affine)
     resampled = sitk.Resample(moving, box, _similarity(alignment), sitk.sitkLinear, 0.0)
-    refinement = sitk.BSplineTransformInitializer(box, [MESH] * 3, order=3)
+    refinement = sitk.BSplineTransformInitializer(box, [mesh] * 3, order=3)
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricFixedMask(mask)

@@ -21,6 +21,7 @@ import torch
 
 from sihnet.config import ExperimentConfig
 from sihnet.inference import Inference
+from sihnet.models.inputs import map_views
 from sihnet.models.memory import available_bytes, check_fits, training_bytes
 from sihnet.training.step import Batch, StepSettings, train_step
 
@@ -128,8 +129,9 @@ def measure(
         else step_memory_bytes(config, batch, precision, checkpointing) / 1024**3
     )
     started = time.perf_counter()
+    one_scan = map_views(data.images, lambda view: view[:1])  # every view's first scan
     for _ in range(TIMED):
-        inference.logits(network, data.images[:1])
+        inference.logits(network, one_scan)
     if cuda:
         torch.cuda.synchronize(device)
     return {"step": step_seconds, "scan": (time.perf_counter() - started) / TIMED, "peak_gb": peak}
