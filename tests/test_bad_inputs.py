@@ -160,6 +160,9 @@ def test_train_names_a_bad_row_and_keeps_the_good_images(tiny_cohort: Path, tmp_
     for row in rows:
         row["image"] = str(tiny_cohort.parent / row["image"])
     rows.append(dict(rows[0], patient_id="ROOT", image="/"))
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not an image")
+    rows.append(dict(rows[0], patient_id="BROKEN", image=str(broken)))
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -175,4 +178,7 @@ def test_train_names_a_bad_row_and_keeps_the_good_images(tiny_cohort: Path, tmp_
         cache=tmp_path / "c",
     )
     assert "row 14: / is the file-system root, not a folder of one study" in one_line_error(result)
+    assert "(+1 more, named above)" in result.stderr
+    assert "row 15: broken.nii.gz" in result.stderr  # every bad row is named (issue 31 row 13)
+    assert "row 15: broken.nii.gz" in (tmp_path / "r" / "train.log").read_text()
     assert len(list((tmp_path / "c" / "volumes").rglob("*.safetensors"))) == 12  # the good ones

@@ -261,3 +261,48 @@ def test_an_implausible_distance_names_its_row(tiny_cohort: Path, tmp_path: Path
         SihnetError, match=r"row 5: prepontine_cistern_mm 1e9 is outside the plausible range 0–30"
     ):
         read_manifest(manifest)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["evaluate", "{m}"], ["export", "{m}", "--out", "{t}/x"], ["report", "{m}"]],
+    ids=["evaluate", "export", "report"],
+)
+def test_a_model_folder_where_a_run_is_needed_is_named_as_such(
+    model: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """Issue 31 row 12: the advice was "run 'sihnet evaluate' first" or a missing fold file."""
+    before = folder_hashes(model)
+    filled = [a.format(m=model, t=tmp_path) for a in args]
+    line = one_line_error(sihnet(*filled, cache=tmp_path / "c"))
+    assert "is an exported model folder" in line and "needs the run folder" in line
+    assert folder_hashes(model) == before
+
+
+def test_training_into_a_model_folder_writes_nothing(
+    model: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 31 row 6: it wrote cohort.json and splits.json (patient IDs) into the shared folder."""
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    before = folder_hashes(copy)
+    line = one_line_error(sihnet("train", tiny_cohort, "--out", copy, cache=tmp_path / "c"))
+    assert "is an exported model folder" in line
+    assert folder_hashes(copy) == before
+
+
+def test_missing_weights_name_their_fold(run: Path, tmp_path: Path) -> None:
+    """Issue 31 row 14: "cannot write or read best.safetensors" named no fold."""
+    (run / "fold_1" / "best.safetensors").unlink()
+    line = one_line_error(sihnet("export", run, "--out", tmp_path / "m", cache=tmp_path / "c"))
+    assert "fold 1: its weights (fold_1/best.safetensors) are missing" in line
+
+
+def test_a_dead_exports_staging_folder_is_removed(run: Path, tmp_path: Path) -> None:
+    """Issue 31 row 16: kill -9 mid-export left a hidden staging folder no later export removed."""
+    stale = tmp_path / ".m.staging-999999"  # no process has this id
+    (stale / "models").mkdir(parents=True)
+    (stale / "models" / "fold_0.safetensors").write_bytes(b"\0" * 1024)
+    result = sihnet("export", run, "--out", tmp_path / "m", cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and (tmp_path / "m" / "model.json").is_file()

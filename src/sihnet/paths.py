@@ -149,6 +149,11 @@ class RunPaths:
         """
         if self.root.exists() and not self.root.is_dir():
             raise SihnetError(f"--out {self.root.name} is a file; give a folder for the run")
+        if self.model_record.is_file():
+            raise SihnetError(
+                f"--out {self.root.name} is an exported model folder (it is shared: no patient IDs "
+                "go into it); give a new or empty folder for the run"
+            )
         from sihnet.outputs import enclosing_folder
 
         owner = enclosing_folder(self.root.parent)
@@ -168,6 +173,18 @@ class RunPaths:
                     f"--out {self.root.name} is not empty and not a sihnet run (no config.yaml); "
                     "give a new or empty folder"
                 )
+
+    def require_run(self, command: str) -> None:
+        """Refuse an exported model folder where a run folder is needed.
+
+        Raises:
+            SihnetError: naming the folder and what the command needs.
+        """
+        if self.model_record.is_file():
+            raise SihnetError(
+                f"{self.root.name} is an exported model folder; sihnet {command} needs the run "
+                "folder it was exported from (written by sihnet train)"
+            )
 
     def fold_started(self, n_folds: int) -> bool:
         """Whether any fold has saved a resume state or finished (the run has begun training)."""

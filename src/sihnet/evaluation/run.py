@@ -198,6 +198,7 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
 
     Folds not finished yet are left out and named (``folds_missing``; a warning).
     """
+    paths.require_run("evaluate")
     config = paths.read_config()
     n_folds = config.cross_validation.folds
     present = paths.finished_folds(n_folds)

@@ -17,6 +17,7 @@ Nothing that names a patient leaves the run: no predictions, splits, histories o
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from importlib.metadata import version
@@ -29,6 +30,7 @@ from sihnet.export import bundle
 from sihnet.hashing import file_sha256
 from sihnet.inference.ensemble import (
     available_folds,
+    check_weights_present,
     load_fold_model,
     model_identity,
     read_thresholds,
@@ -38,6 +40,7 @@ from sihnet.paths import RunPaths
 from sihnet.report.model_card import model_card_text, subgroup_aurocs
 from sihnet.schemas import FoldSummary, MetricsFile, PredictionTable, read_json_as
 
+log = logging.getLogger(__name__)
 NOTICE = "research use only; not a medical device; not for clinical decisions"
 
 
@@ -64,6 +67,7 @@ def _copy_folds(paths: RunPaths, staging: Path, folds: list[int]) -> list[FoldSu
     summaries = []
     for k in folds:
         summary = FoldSummary.read(paths.fold_summary(k))
+        check_weights_present(paths, k)
         if file_sha256(paths.best_weights(k)) != summary.weights_sha256:
             raise SihnetError(f"fold {k}: weights do not match the SHA-256 recorded in the run")
         target = RunPaths(staging)
@@ -76,6 +80,21 @@ def _copy_folds(paths: RunPaths, staging: Path, folds: list[int]) -> list[FoldSu
     return summaries
 
 
+def _remove_dead_staging(out: Path) -> None:
+    """Remove the staging folders of exports to ``out`` whose process is gone (a kill -9)."""
+    for staging in out.parent.glob(f".{out.name}.staging-*"):
+        pid = staging.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+            log.info("removed the staging folder of an export that did not finish")
+        except PermissionError:
+            continue  # another user's live process
+
+
 def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bool = False) -> Path:
     """Write the model folder (module docstring) through a staging folder renamed at the end.
 
@@ -84,6 +103,7 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
             predictions, or ``out`` not a new or empty folder.
     """
     paths, out = RunPaths(Path(run)), Path(out)
+    paths.require_run("export")
     config = paths.read_config()
     _check_out(out, paths.root)
     folds = available_folds(
@@ -93,6 +113,7 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         raise SihnetError(
             f"{paths.root.name} has no metrics.json / oof_predictions.csv: run 'sihnet evaluate' first"
         )
+    _remove_dead_staging(out)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

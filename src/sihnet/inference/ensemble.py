@@ -160,6 +160,19 @@ def read_measured_models(
     return models
 
 
+def check_weights_present(paths: RunPaths, fold: int) -> None:
+    """A finished fold's weights must be there.
+
+    Raises:
+        SihnetError: naming the fold and how to get its weights back.
+    """
+    if not paths.best_weights(fold).is_file():
+        raise SihnetError(
+            f"fold {fold}: its weights (fold_{fold}/best.safetensors) are missing; train the fold "
+            f"again (sihnet train ... --fold {fold}) or restore the file"
+        )
+
+
 def load_fold_model(
     paths: RunPaths, fold: int, device: torch.device, config: ExperimentConfig | None = None
 ) -> torch.nn.Module:
@@ -170,6 +183,7 @@ def load_fold_model(
             weights that are not a DenseNet-121's float tensors.
     """
     summary = FoldSummary.read(paths.fold_summary(fold))
+    check_weights_present(paths, fold)
     state = load_weights(paths.best_weights(fold), expected_sha256=summary.weights_sha256)
     bad = sorted(
         k

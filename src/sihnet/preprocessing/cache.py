@@ -203,7 +203,9 @@ class VolumeCache:
             except SihnetError as error:
                 failures.append(f"row {row}: {error}")
         if failures:
-            more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+            for failure in failures[1:]:  # every bad row named (the log and train.log)
+                log.error("%s", failure)
+            more = f" (+{len(failures) - 1} more, named above)" if len(failures) > 1 else ""
             raise SihnetError(f"{failures[0]}{more}")
         log.info("preprocessed %d scans (%d from cache)", len(entries), self.hits)
         return entries

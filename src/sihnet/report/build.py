@@ -277,6 +277,7 @@ def run_report(
 ) -> Path:
     """Write the report (default ``RUN/report.html``) and return its path."""
     paths = RunPaths(Path(run))
+    paths.require_run("report")
     target = Path(out) if out is not None else paths.root / "report.html"
     check_output_file(
         target, "report", own=paths.root / "report.html", earlier=starts_with(GENERATOR)
