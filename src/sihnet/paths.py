@@ -111,6 +111,12 @@ class RunPaths:
         return self.fold_dir(fold) / "measured_model.json"
 
     @property
+    def image_identities(self) -> Path:
+        """The training images' identities (voxels and geometry; no paths): an external cohort
+        that reuses one is warned about."""
+        return self.root / "image_identities.json"
+
+    @property
     def measurements(self) -> Path:
         """What the automatic Bern reader measured, one row per patient (``measured`` runs)."""
         return self.root / "measurements.csv"

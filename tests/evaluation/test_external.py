@@ -73,3 +73,24 @@ def test_an_external_cohort_with_one_negative_patient_is_refused_in_one_line(
     assert [line for line in result.stderr.splitlines() if "error" in line] == [
         line for line in result.stderr.splitlines() if line.startswith("sihnet: error: external")
     ]
+
+
+def test_an_external_cohort_of_development_images_is_warned_about(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 31 row 4: the training images under new patient IDs ran as an "external" cohort with
+    no warning (reused IDs were warned about, reused images were not)."""
+    rows = list(csv.DictReader(tiny_cohort.open()))
+    manifest = tmp_path / "renamed.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["patient_id", "image", "label"])
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            image = str(tiny_cohort.parent / row["image"])
+            writer.writerow({"patient_id": f"new{i}", "image": image, "label": row["label"]})
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = sihnet("evaluate", run, "--manifest", manifest, cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert "12 external image(s) are development images" in result.stderr
+    assert "not an external validation" in result.stderr

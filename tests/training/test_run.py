@@ -68,13 +68,25 @@ def test_a_folder_that_is_not_a_run_is_never_taken_over(tiny_cohort: Path, tmp_p
     assert "is a file" in one_line_error(result)
 
 
-def _manifest_with_a_copy(tiny_cohort: Path, folder: Path) -> Path:
+def _manifest_with_a_copy(tiny_cohort: Path, folder: Path, how: str = "bytes") -> Path:
+    """The tiny cohort with its first scan again under another ID and label: the same bytes, or
+    (issue 31 row 5) re-saved as .nii, or with only its header's description changed."""
+    import nibabel as nib
+
     rows = list(csv.DictReader(tiny_cohort.open()))
     for row in rows:
         row["image"] = str(tiny_cohort.parent / row["image"])
     copy = dict(rows[0], patient_id="synth-copy", label=str(1 - int(rows[0]["label"])))
-    copy["image"] = str(folder / "copy.nii.gz")
-    shutil.copy(rows[0]["image"], copy["image"])  # the same scan under another ID and label
+    folder.mkdir(parents=True, exist_ok=True)
+    if how == "bytes":
+        copy["image"] = str(folder / "copy.nii.gz")
+        shutil.copy(rows[0]["image"], copy["image"])
+    else:
+        image = nib.load(rows[0]["image"])
+        if how == "header":
+            image.header["descrip"] = b"another description"
+        copy["image"] = str(folder / ("copy.nii" if how == "nii" else "copy.nii.gz"))
+        nib.save(image, copy["image"])
     manifest = folder / "m.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -94,6 +106,10 @@ def test_the_same_scan_under_two_ids_is_refused_or_grouped(
     assert grouped.returncode == 0, grouped.stderr
     splits = json.loads((tmp_path / "g" / "run" / "splits.json").read_text())["assignment"]
     assert splits["synth-001"] == splits["synth-copy"]
+    for how in ("nii", "header"):  # the same scan by content, not by bytes
+        manifest = _manifest_with_a_copy(tiny_cohort, tmp_path / how, how)
+        line = one_line_error(train_tiny(manifest, tmp_path / how))
+        assert "rows 2 and 14 hold identical images under two patient IDs" in line, how
 
 
 def test_a_corrected_rerun_after_a_failure_starts_cleanly(

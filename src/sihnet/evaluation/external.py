@@ -9,6 +9,7 @@ Writes ``RUN/external/<name>-<id>/{predictions.csv, metrics.json, roc.png, relia
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -139,6 +140,18 @@ def _metrics(
     }
 
 
+def reused_images(paths: RunPaths, cohort: Cohort, cache: VolumeCache) -> int:
+    """How many of a cohort's scans are images the run was developed on (by content; 0 for a run
+    trained before identities were kept)."""
+    if not paths.image_identities.is_file():
+        return 0
+    try:
+        development = set(json.loads(paths.image_identities.read_text())["identities"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SihnetError(f"{paths.root.name}/image_identities.json is damaged") from None
+    return sum(cache.image_identity(scan.image) in development for scan in cohort.scans)
+
+
 def external_name(manifest: Path, cohort: Cohort, cache: VolumeCache) -> str:
     """The folder name of an external cohort's results: the manifest's name and its identity (the
     manifest's bytes and every image's content), so that two sites whose manifests share a file
@@ -169,6 +182,13 @@ def run_external(
     shared = sorted(set(development) & set(cohort.patient_labels()))
     if shared:
         log.warning("%d external patient IDs also appear in the development cohort", len(shared))
+    reused = reused_images(paths, cohort, cache)
+    if reused:
+        log.warning(
+            "%d external image(s) are development images (the same voxels and geometry): this is "
+            "not an external validation",
+            reused,
+        )
     patients = cohort.patient_ids
     labels = np.array([int(cohort.patient_labels()[p] or 0) for p in patients])
     if min(int(labels.sum()), int((1 - labels).sum())) < 2:

@@ -24,7 +24,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from sihnet.atomic import write_atomic, write_json_atomic
+from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
 from sihnet.config import PreprocessingConfig
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256, tree_sha256
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
+IDENTITY_VERSION = 1  # of image_identity
 ALIGNMENT_VERSION = 3  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed
 Misaligned = Literal["refuse", "keep"]
 
@@ -132,6 +133,28 @@ class VolumeCache:
         settings = json.dumps(dataclasses.asdict(config), sort_keys=True)
         key = text_sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
         return self.root / "volumes" / key[:2] / f"{key}.safetensors"
+
+    def image_identity(self, path: Path) -> str:
+        """SHA-256 of a scan's voxels and geometry (in the closest canonical orientation, the affine
+        to 1e-3 mm), computed once per file content (``identity/``): the same scan saved in another
+        format, another orientation or with another header is the same image."""
+        import nibabel as nib
+
+        key = text_sha256(f"{self.content_hash(path)}|identity v{IDENTITY_VERSION}")
+        record = self.root / "identity" / key[:2] / f"{key}.txt"
+        if record.is_file():
+            text = record.read_text().strip()
+            if len(text) == 64:
+                return text
+        volume, affine = load_volume(self.nifti_of(path))
+        canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), affine))
+        data = np.ascontiguousarray(np.asarray(canonical.dataobj, dtype=np.float32))
+        geometry = np.round(np.asarray(canonical.affine, dtype=np.float64), 3) + 0.0  # no -0.0
+        digest = text_sha256(
+            f"{data.shape}|{geometry.tobytes().hex()}|{text_sha256(data.tobytes().hex())}"
+        )
+        write_text_atomic(record, digest + "\n")
+        return digest
 
     def alignment(self, path: Path) -> Alignment:
         """The scan's registration to the MNI152 template, computed once per content

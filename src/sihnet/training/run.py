@@ -231,10 +231,9 @@ def prepare_run(
     if stop is not None:
         raise TrainingInterrupted(stop, False, "stopped while preprocessing; nothing was trained")
     write_reference(paths, cohort, cache, entries)
-    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
-    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
+    groups = _identical_groups(cohort, cache, config, paths)
     assignment = prepare_splits(paths, cohort, config, groups)
-    fingerprints = _fingerprints(paths, cohort, [h for _, _, h in hashes])
+    fingerprints = _fingerprints(paths, cohort, [cache.content_hash(s.image) for s in cohort.scans])
     return entries, groups, assignment, fingerprints
 
 
@@ -244,10 +243,24 @@ def attach_run(
     """What :func:`prepare_run` returns, read from the files rank 0 prepared (no writes)."""
     torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
     entries = {scan.image: cache.entry(scan.image, config.preprocessing) for scan in cohort.scans}
-    hashes = [(scan.row, scan.patient_id, cache.content_hash(scan.image)) for scan in cohort.scans]
-    groups = patient_groups(hashes, config.cross_validation.identical_images == "group")
+    groups = _identical_groups(cohort, cache, config)
     assignment, _ = load_splits(paths.splits)
-    return entries, groups, assignment, _fingerprints(paths, cohort, [h for _, _, h in hashes])
+    hashes = [cache.content_hash(scan.image) for scan in cohort.scans]
+    return entries, groups, assignment, _fingerprints(paths, cohort, hashes)
+
+
+def _identical_groups(
+    cohort: Cohort, cache: VolumeCache, config: ExperimentConfig, paths: RunPaths | None = None
+) -> dict[str, str]:
+    """Patients sharing an image by content (voxels and geometry, not file bytes: a copy saved as
+    .nii or with another header is the same scan), refused or grouped by the configuration; the
+    identities kept in ``image_identities.json`` (when ``paths`` is given)."""
+    identities = [(s.row, s.patient_id, cache.image_identity(s.image)) for s in cohort.scans]
+    groups = patient_groups(identities, config.cross_validation.identical_images == "group")
+    if paths is not None:
+        kept = sorted({identity for _, _, identity in identities})
+        write_json_atomic(paths.image_identities, {"identities": kept})
+    return groups
 
 
 def _prepared(
