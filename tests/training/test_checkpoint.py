@@ -217,3 +217,22 @@ def test_resume_refuses_an_image_replaced_since_the_start(stopped: Stopped, tmp_
     resumed = run([*args, "--resume"], cache)
     assert resumed.returncode == 2
     assert "the content of an image changed since it was started" in resumed.stderr
+
+
+def test_a_comment_added_to_the_runs_config_does_not_stop_a_resume(
+    stopped: Stopped, tmp_path: Path
+) -> None:
+    """Issue 31 row 11: "the configuration changed", naming no key, for a comment."""
+    config_file = stopped.run / "config.yaml"
+    config_file.write_text("# a note of the team\n" + config_file.read_text())
+    args: list[str | Path] = [
+        "train",
+        stopped.manifest,
+        "--out",
+        stopped.run,
+        "--config",
+        stopped.config,
+    ]
+    resumed = run([*args, "--resume"], tmp_path / "cache")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (stopped.run / "fold_0" / "summary.json").is_file()

@@ -319,7 +319,10 @@ def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold
         stored = state.get("fingerprints", {})
         if key == "images" and key not in stored:
             continue  # a resume state written before image contents were recorded
-        if stored.get(key) != fingerprints.get(key):
+        accepted = {fingerprints.get(key)}
+        if key == "config":  # a state of an older version holds the file's bytes' hash
+            accepted.add(fingerprints.get("config_file"))
+        if stored.get(key) not in accepted:
             raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")
 
 

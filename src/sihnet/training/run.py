@@ -182,9 +182,13 @@ def _requested(config: ExperimentConfig, folds: list[int] | None) -> list[int]:
 
 
 def _fingerprints(paths: RunPaths, cohort: Cohort, image_hashes: list[str]) -> dict[str, str]:
-    """What a resumed fold must find unchanged: configuration, manifest, splits and every image."""
+    """What a resumed fold must find unchanged: configuration (its values: a comment added to
+    ``config.yaml`` changes nothing), manifest, splits and every image. ``config_file`` (the file's
+    bytes) lets a fold interrupted by an older version resume."""
+    values = read_yaml_mapping(paths.config, "run configuration")
     return {
-        "config": file_sha256(paths.config),
+        "config": text_sha256(json.dumps(values, sort_keys=True)),
+        "config_file": file_sha256(paths.config),
         "manifest": file_sha256(cohort.source),
         "splits": file_sha256(paths.splits),
         "images": text_sha256("|".join(image_hashes)),
