@@ -44,9 +44,14 @@ def test_monai_runs_the_bundle_and_gets_predicts_probability(
     for name in ("configs/metadata.json", "configs/inference.json", "models/fold_0.safetensors",
                  "models/fold_1.safetensors", "docs/README.md", "LICENSE"):  # fmt: skip
         assert (model / name).is_file(), name
-    image = tiny_cohort.parent / "images" / "synth-004.nii.gz"
+    patient = tmp_path / "DOE^JANE_19610401"  # a folder named after the patient (issue 31, row 17)
+    patient.mkdir()
+    image = Path(
+        shutil.copy(tiny_cohort.parent / "images" / "synth-004.nii.gz", patient / "t1.nii.gz")
+    )
     result = bundle_run(model, image, tmp_path / "out", tmp_path / "c1")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "DOE^JANE" not in result.stdout + result.stderr  # MONAI's input summary is not logged
     from_bundle = json.loads((tmp_path / "out" / "predictions.json").read_text())
     expected = json.loads(sihnet("predict", model, image, "--json", cache=tmp_path / "c2").stdout)[
         0
@@ -129,3 +134,28 @@ def test_the_bundles_output_step_overwrites_nothing_it_must_not(
     result = bundle_run(model, image, model, tmp_path / "c")
     assert result.returncode != 0 and "inside the model folder" in result.stderr
     assert sorted(p.name for p in model.rglob("*")) == before
+
+
+def test_every_file_of_the_model_is_its_identity(
+    model: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 31 row 3: model.json did not cover the bundle's configs, the model card or added
+    files; an inference.json pointing at another model made the bundle score that one."""
+    image = tiny_cohort.parent / "images" / "synth-004.nii.gz"
+    for change in ("added", "card removed", "inference.json"):
+        copy = tmp_path / change.replace(" ", "_") / "model"
+        shutil.copytree(model, copy)
+        if change == "added":
+            (copy / "notes.txt").write_text("a file nobody exported\n")
+        elif change == "card removed":
+            (copy / "MODEL_CARD.md").unlink()
+        else:
+            config = json.loads((copy / "configs" / "inference.json").read_text())
+            config["bundle_root"] = str(model)  # another, intact model folder
+            (copy / "configs" / "inference.json").write_text(json.dumps(config))
+        line = one_line_error(sihnet("predict", copy, image, cache=tmp_path / "c"))
+        assert "refused" in line, change
+        if change == "inference.json":
+            result = bundle_run(copy, image, tmp_path / "out", tmp_path / "c")
+            assert result.returncode != 0 and "points at another model folder" in result.stderr
+            assert not (tmp_path / "out" / "predictions.json").exists()

@@ -78,7 +78,9 @@ def test_without_the_deformable_step_the_displacement_is_missed(
     from sihnet.reader import reading as module
     from sihnet.reader.warp import MESH, Warp, _box_reference
 
-    def similarity_only(volume: np.ndarray, affine: np.ndarray, alignment: object) -> Warp:
+    def similarity_only(
+        volume: np.ndarray, affine: np.ndarray, alignment: object, mesh: int = MESH
+    ) -> Warp:
         identity = sitk.BSplineTransformInitializer(_box_reference(), [MESH] * 3, order=3)
         return Warp(
             alignment,  # type: ignore[arg-type]

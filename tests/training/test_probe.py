@@ -218,3 +218,28 @@ def test_auto_writes_the_probe_into_the_fold_summary(tmp_path: Path) -> None:
     assert probed["precision"] == summary["precision"] and probed["reason"]
     assert "fp32+channels_last" in probed["seconds"] or "bf16+channels_last" in probed["seconds"]
     assert summary["channels_last"] == probed["channels_last"]
+
+
+def test_a_decision_is_measured_once_per_machine_and_job_whatever_the_load(
+    bf16_candidate: None, tmp_path: Path
+) -> None:
+    """Issue 31 row 19: the same machine and job train with the same choice when the machine's
+    load has changed the timings; another job, or a damaged store, is measured again."""
+    from sihnet.training.probe import decide
+
+    store, job = tmp_path / "precision_decisions.json", {"shapes": [[4, 1, 8, 8, 8]]}
+    quiet = decide(TinyNet(slow_fp32=0.05), _batch(), StepSettings(), torch.device("cpu"),
+                   "auto", False, job, store)  # fmt: skip
+    assert quiet.precision == "bf16" and not quiet.reused and quiet.measured_at
+    loaded = TinyNet()  # now bf16 is no faster: measured afresh, the probe would keep fp32
+    again = decide(loaded, _batch(), StepSettings(), torch.device("cpu"), "auto", False, job, store)
+    assert again.reused and again.precision == "bf16" and again.measured_at == quiet.measured_at
+    other = decide(loaded, _batch(), StepSettings(), torch.device("cpu"), "auto", False,
+                   {**job, "bern": True}, store)  # fmt: skip
+    assert not other.reused and other.precision == "fp32"
+    store.write_text("{not json")
+    damaged = decide(
+        loaded, _batch(), StepSettings(), torch.device("cpu"), "auto", False, job, store
+    )
+    assert not damaged.reused and damaged.precision == "fp32"
+    assert json.loads(store.read_text())  # written again, whole

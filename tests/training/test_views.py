@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +112,28 @@ def test_a_scan_that_does_not_align_is_refused_for_training(
     )
     line = one_line_error(result)
     assert "row 4: noise.nii.gz: refused: it does not align to a head" in line
+
+
+def test_the_model_cards_onnx_recipe_runs_on_an_aligned_model_with_views(
+    views_run: tuple[Path, Path], tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 31 row 15: the model card's onnxruntime snippet, run as written on an aligned model
+    with a view and the Bern heads, gives predict's fold-0 probability."""
+    pytest.importorskip("onnxruntime", reason="pip install 'sihnet[onnx]'")
+    run, cache = views_run
+    model = tmp_path / "model"
+    result = sihnet("export", run, "--out", model, "--onnx", cache=cache)
+    assert result.returncode == 0, result.stderr
+    card = (model / "MODEL_CARD.md").read_text()
+    snippet = textwrap.dedent(card.split("```python\n")[1].split("```")[0])
+    image = tiny_cohort.parent / "images" / "synth-004.nii.gz"
+    code = snippet.replace("MODEL_DIR", str(model)).replace("IMAGE.nii.gz", str(image))
+    environment = {**os.environ, "SIHNET_CACHE_DIR": str(cache)}
+    ran = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(float(probability[0]))"],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    expected = json.loads(sihnet("predict", model, image, "--json", cache=cache).stdout)[0]
+    probability = float(ran.stdout.strip().splitlines()[-1])
+    assert probability == pytest.approx(expected["fold_probabilities"]["0"], abs=1e-4)

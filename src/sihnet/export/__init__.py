@@ -128,11 +128,7 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         bundle.write_bundle_files(staging, exported)
         if onnx:
             _write_onnx(staging, config, exported)
-        model_sha256, files = model_identity(RunPaths(staging), exported, thresholds)
-        write_json_atomic(staging / "model.json", {
-            "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
-            "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
-        })  # fmt: skip
+        model_sha256, _ = model_identity(RunPaths(staging), exported, thresholds)
         bundle.write_metadata(staging, config, model_sha256)
         metrics = read_json_as(paths.metrics, MetricsFile)
         subgroups = subgroup_aurocs(
@@ -141,6 +137,12 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256, onnx)
         write_text_atomic(staging / "MODEL_CARD.md", card)
         write_text_atomic(staging / "docs" / "README.md", card)
+        # model.json last: it covers every other file of the folder (issue 31 row 3)
+        _, files = model_identity(RunPaths(staging), exported, thresholds, every_file=True)
+        write_json_atomic(staging / "model.json", {
+            "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
+            "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
+        })  # fmt: skip
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

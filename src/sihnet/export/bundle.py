@@ -2,6 +2,8 @@
 
     MODEL_DIR/configs/metadata.json    MONAI's bundle metadata (its schema's keys)
     MODEL_DIR/configs/inference.json   the runnable config: sihnet's preprocessing and the ensemble
+    MODEL_DIR/configs/logging.conf     MONAI's runner's logging: its input summary (which names the
+                                       --image path, often a folder named after the patient) is not logged
     MODEL_DIR/models/fold_K.safetensors  the weights (safetensors: no pickle to run)
     MODEL_DIR/docs/README.md           the model card
     MODEL_DIR/LICENSE
@@ -105,6 +107,40 @@ def metadata(config: ExperimentConfig, model_sha256: str) -> dict[str, Any]:
     }
 
 
+# The bundle logging config MONAI's runner applies by default (``configs/logging.conf``). It logs at
+# INFO as the model zoo's bundles do, except ``monai.bundle.scripts``, whose input summary lists every
+# argument given on the command line: ``--image`` is a path, and a DICOM folder is often named after the
+# patient, which sihnet writes nowhere.
+LOGGING_CONF = """[loggers]
+keys=root,summary
+
+[handlers]
+keys=console
+
+[formatters]
+keys=plain
+
+[logger_root]
+level=INFO
+handlers=console
+
+[logger_summary]
+level=WARNING
+handlers=console
+propagate=0
+qualname=monai.bundle.scripts
+
+[handler_console]
+class=StreamHandler
+level=INFO
+formatter=plain
+args=(sys.stdout,)
+
+[formatter_plain]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+
 def inference_config() -> dict[str, Any]:
     """``configs/inference.json``: config ids ``image`` and ``output_dir`` set on the command line."""
     module = "sihnet.inference.bundle"
@@ -140,6 +176,7 @@ def write_bundle_files(folder: Path, folds: list[int]) -> None:
         source = folder / f"fold_{k}" / "best.safetensors"
         link_or_copy(source, folder / "models" / f"fold_{k}.safetensors")
     write_json_atomic(folder / "configs" / "inference.json", inference_config())
+    write_text_atomic(folder / "configs" / "logging.conf", LOGGING_CONF)
     write_text_atomic(folder / "LICENSE", LICENSE_TEXT)
 
 

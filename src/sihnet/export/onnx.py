@@ -5,7 +5,8 @@ view, named after it) with a dynamic batch, and returns ``logits`` (N × 2) and,
 Bern heads, ``bern`` (N × 6, raw: sign logits, standardised distances). Opset 17. PyTorch's
 TorchScript-based exporter is used (``dynamo=False``): it writes DenseNet-121 in seconds where the
 ``torch.export``-based one took half a minute per fold here; both give the same graph to 1e-7.
-The preprocessing (the canvas) stays sihnet's: ``sihnet.preprocessing.preprocess_file``.
+The preprocessing stays sihnet's: :func:`onnx_inputs` gives a scan's inputs as ``predict`` makes
+them (aligned to MNI152 where the model is, one array per view), after checking the model folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sihnet.config import ExperimentConfig
@@ -23,6 +25,35 @@ OPSET = 17
 
 def input_names(config: ExperimentConfig) -> list[str]:
     return ["image", *(view.name for view in config.preprocessing.views)]
+
+
+def onnx_inputs(
+    model: str | Path, image: str | Path, cache: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """The ONNX graphs' inputs for one scan, as ``sihnet predict`` makes them.
+
+    Args:
+        model: an exported model folder (checked against its ``model.json`` first) or a run.
+        image: a NIfTI file or a DICOM folder.
+        cache: the preprocessed-volume cache [default: ``$SIHNET_CACHE_DIR`` or ~/.cache/sihnet].
+
+    Returns:
+        ``{"image": (1, 1, X, Y, Z) float32, VIEW: (1, 1, ...) float32 per view}``, named as the
+        graphs' inputs.
+
+    Raises:
+        SihnetError: the model folder fails its checks, or the scan cannot be read or aligned.
+    """
+    from sihnet.inference.ensemble import FoldEnsemble
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
+
+    config = FoldEnsemble.load(Path(model)).config
+    volumes = VolumeCache(Path(cache) if cache is not None else default_cache_dir())
+    prepared = read_cached(volumes.get(Path(image), config.preprocessing))
+    parts = prepared.model_input()
+    arrays = parts if isinstance(parts, tuple) else (parts,)
+    names = input_names(config)
+    return {n: np.asarray(a, np.float32)[None] for n, a in zip(names, arrays, strict=True)}
 
 
 def export_fold(network: torch.nn.Module, config: ExperimentConfig, target: Path) -> None:

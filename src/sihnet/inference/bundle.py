@@ -44,6 +44,26 @@ def _refuse(error: SihnetError) -> NoReturn:
     raise SystemExit(2)
 
 
+def check_bundle_root(root: str) -> None:
+    """The model folder a bundle's ``inference.json`` names must be the folder the configuration
+    was given from (``--config_file``): an edited ``bundle_root`` would score another model.
+
+    Raises:
+        SystemExit: one line and exit 2 when they differ.
+    """
+    arguments = sys.argv
+    if "--config_file" not in arguments[:-1]:
+        return
+    running = Path(bundle_root()).resolve()
+    if Path(root).resolve() != running:
+        _refuse(
+            SihnetError(
+                f"{running.name}/configs/inference.json points at another model folder "
+                f"({Path(root).name}); refused"
+            )
+        )
+
+
 class EnsembleNetwork(nn.Module):
     """The exported fold models as one network: (N, 1, X, Y, Z) canvas -> (N, 2) class
     probabilities, the mean of the fold models' softmax (what ``predict`` reports as the
@@ -53,6 +73,7 @@ class EnsembleNetwork(nn.Module):
         from sihnet.inference.ensemble import FoldEnsemble
 
         super().__init__()
+        check_bundle_root(bundle_root)
         try:
             ensemble = FoldEnsemble.load(
                 Path(bundle_root), settings=InferenceConfig(device, "fp32")
@@ -78,6 +99,7 @@ def predict_to(bundle_root: str, image: str, output_dir: str, device: str = "cpu
     from sihnet.inference.predict import run_predict
     from sihnet.outputs import check_output_file, starts_with
 
+    check_bundle_root(bundle_root)
     if not image:
         _refuse(SihnetError("give the image: --image IMAGE.nii.gz"))
     try:

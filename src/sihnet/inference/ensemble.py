@@ -85,15 +85,34 @@ def identity_files(paths: RunPaths, folds: list[int]) -> list[Path]:
 
 
 def model_identity(
-    paths: RunPaths, folds: list[int], thresholds: dict[str, dict[str, float]]
+    paths: RunPaths,
+    folds: list[int],
+    thresholds: dict[str, dict[str, float]],
+    every_file: bool = False,
 ) -> tuple[str, dict[str, str]]:
     """One SHA-256 for a model, over what changes a prediction (:func:`identity_files` and the
     operating thresholds), and the per-file hashes (names relative to the folder). The copies an
     exported model carries for other runtimes (``models/``, ``onnx/``) are hashed and checked but
-    not part of the identity: a run and its export print the same model SHA-256."""
-    hashes = {str(f.relative_to(paths.root)): file_sha256(f) for f in identity_files(paths, folds)}
+    not part of the identity: a run and its export print the same model SHA-256.
+
+    Args:
+        every_file: hash every file of the folder but ``model.json`` (an exported model: its
+            bundle configs, model card and licence too, so that an added, missing or edited file
+            is refused)."""
+    files = identity_files(paths, folds)
+    if every_file:
+        files = sorted(
+            {*files, *(p for p in paths.root.rglob("*") if p.is_file() and p != paths.model_record)}
+        )
+    hashes = {str(f.relative_to(paths.root)): file_sha256(f) for f in files}
     hashes["operating thresholds"] = text_sha256(json.dumps(thresholds, sort_keys=True))
-    core = sorted((k, v) for k, v in hashes.items() if not k.startswith(("models/", "onnx/")))
+    core_files = {str(f.relative_to(paths.root)) for f in identity_files(paths, folds)}
+    core = sorted(
+        (k, v)
+        for k, v in hashes.items()
+        if (k in core_files or k == "operating thresholds")
+        and not k.startswith(("models/", "onnx/"))
+    )
     return text_sha256("\n".join(f"{k}:{v}" for k, v in core)), hashes
 
 
@@ -115,7 +134,7 @@ def verify_exported(
         raise SihnetError(
             f"{where} is damaged or from an older sihnet (export the run again)"
         ) from None
-    found, hashes = model_identity(paths, folds, thresholds)
+    found, hashes = model_identity(paths, folds, thresholds, every_file=True)
     for name in sorted(set(expected) | set(hashes)):
         if name not in expected:
             raise SihnetError(

@@ -20,6 +20,7 @@ from sihnet.models.inputs import map_views, shapes
 from sihnet.models.sync_batchnorm import global_batchnorm
 from sihnet.models.weights import save_weights
 from sihnet.paths import RunPaths
+from sihnet.preprocessing.cache import default_cache_dir
 from sihnet.training.augmentation import augment_batch, build_view_augmentations
 from sihnet.training.checkpoint import (
     capture_rng,
@@ -40,7 +41,7 @@ from sihnet.training.distributed import (
     per_rank_batch,
     shard,
 )
-from sihnet.training.probe import ProbeResult, describe, kernel_defect, probe
+from sihnet.training.probe import DECISIONS_FILE, ProbeResult, decide, describe, kernel_defect
 from sihnet.training.records import (
     FoldSummary,
     TrainedFold,
@@ -291,14 +292,19 @@ def probe_settings(
     config: ExperimentConfig,
     world: World,
 ) -> ProbeResult:
-    """The probe's choice for this fold: measured by rank 0 on the first fold of this process
-    that needs it (later folds of the same grid, batch and network reuse it), taken by all ranks."""
+    """The probe's choice for this fold: decided by rank 0 on the first fold of this process
+    that needs it (later folds of the same grid, batch and network reuse it), taken by all ranks;
+    measured once per machine and job, then reused (:func:`sihnet.training.probe.decide`)."""
     settings = config.training
     key = (str(device), shapes(batch.images), settings.precision, settings.channels_last,
            step.bern_weight > 0, settings.activation_checkpointing)  # fmt: skip
     result = _PROBED.get(key)
     if result is None and world.main:
-        result = probe(network, batch, step, device, settings.precision, settings.channels_last)
+        job = dict(zip(("device", "shapes", "precision", "channels_last", "bern", "checkpointing"),
+                       key, strict=True))  # fmt: skip
+        store = default_cache_dir() / DECISIONS_FILE
+        result = decide(network, batch, step, device, settings.precision, settings.channels_last,
+                        job, store)  # fmt: skip
         _PROBED[key] = result
     elif result is not None:
         log.info("precision probe (as measured for an earlier fold): %s", describe(result))

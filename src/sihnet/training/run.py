@@ -18,7 +18,7 @@ from sihnet.atomic import (
     write_text_atomic,
     write_text_once,
 )
-from sihnet.config import ExperimentConfig, config_to_dict, read_yaml_mapping
+from sihnet.config import ExperimentConfig, config_from_dict, config_to_dict, read_yaml_mapping
 from sihnet.data.manifest import Cohort, Scan
 from sihnet.data.splits import (
     check_no_leakage,
@@ -54,6 +54,10 @@ def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
     if write_text_once(paths.config, text):
         return
     stored = read_yaml_mapping(paths.config, "run configuration")
+    # a key added since the run was written takes its default (what the run trained with);
+    # a file that does not parse is compared as written: the differences name the keys
+    with contextlib.suppress(SihnetError):
+        stored = config_to_dict(config_from_dict(stored))
     changed = _differences(stored, yaml.safe_load(text))
     if not changed:
         return
