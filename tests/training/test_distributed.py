@@ -70,7 +70,7 @@ def test_a_fold_is_resumed_by_as_many_processes_as_trained_it() -> None:
     from sihnet.config import load_config
     from sihnet.errors import SihnetError
     from sihnet.inference import Inference
-    from sihnet.training.fold import FoldState
+    from sihnet.training.state import FoldState
 
     config = load_config(
         "quick", overrides={"preprocessing": {"spacing_mm": 8.0, "size": [32, 32, 32]}}

@@ -68,6 +68,7 @@ def test_non_finite_gradients_never_reach_the_weights(
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training import fold as fold_module
+    from sihnet.training import state as state_module
     from tests.helpers import TINY_CONFIG, brain_like, write_nifti
 
     config = load_config("quick", overrides=TINY_CONFIG)
@@ -77,7 +78,7 @@ def test_non_finite_gradients_never_reach_the_weights(
         for i in range(4)
     ]
     samples = Samples(["a", "b", "c", "d"], entries, [0, 1, 0, 1])
-    monkeypatch.setattr(fold_module, "build_model", NanModel)
+    monkeypatch.setattr(state_module, "build_model", NanModel)
     with pytest.raises(SihnetError, match="non-finite gradients"):
         data = fold_module.FoldData(samples, None, samples)
         fold_module.train_fold(0, data, config, RunPaths(tmp_path / "run"))
@@ -85,7 +86,7 @@ def test_non_finite_gradients_never_reach_the_weights(
 
 def test_one_cycle_rises_to_the_learning_rate_then_falls_and_resumes() -> None:
     from sihnet.config import load_config
-    from sihnet.training.fold import build_scheduler
+    from sihnet.training.state import build_scheduler
 
     settings = load_config(
         "quick",

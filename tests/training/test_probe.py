@@ -165,11 +165,11 @@ def _tiny_fold(
 def test_a_fold_whose_bf16_steps_go_non_finite_finishes_in_fp32(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from sihnet.training import fold as fold_module
+    from sihnet.training import state as state_module
 
     network = TinyNet()
     network.nan_after = 2  # epoch 1 (two steps of four scans) is fine, epoch 2 goes non-finite
-    monkeypatch.setattr(fold_module, "build_model", lambda *args: network)
+    monkeypatch.setattr(state_module, "build_model", lambda *args: network)
     with caplog.at_level(logging.WARNING):
         summary = json.loads(_tiny_fold(tmp_path, "bf16", epochs=3).read_text())
     assert summary["precision"] == "fp32"
@@ -183,11 +183,10 @@ def test_a_fold_whose_bf16_steps_go_non_finite_finishes_in_fp32(
 def test_a_configured_bf16_with_wrong_kernels_trains_in_fp32_from_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from sihnet.training import fold as fold_module
+    from sihnet.training import precision as precision_module
 
     reason = "bf16 3x3x3 convolution weight gradients are wrong on this cpu at a 2x2x2 feature map"
-    monkeypatch.setattr(fold_module, "kernel_defect", lambda *args: reason)
-    monkeypatch.setattr(fold_module, "_KERNELS", {})
+    monkeypatch.setattr(precision_module, "kernel_defect", lambda *args: reason)
     with caplog.at_level(logging.WARNING):
         summary = json.loads(_tiny_fold(tmp_path, "bf16", epochs=1).read_text())
     assert summary["precision"] == "fp32"
@@ -201,13 +200,13 @@ def test_an_fp32_fold_that_keeps_skipping_steps_stops_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sihnet.errors import SihnetError
-    from sihnet.training import fold as fold_module
+    from sihnet.training import state as state_module
 
     class NanNet(TinyNet):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return super().forward(x) * float("nan")
 
-    monkeypatch.setattr(fold_module, "build_model", lambda *args: NanNet())
+    monkeypatch.setattr(state_module, "build_model", lambda *args: NanNet())
     with pytest.raises(SihnetError, match=r"2 of 2 steps had non-finite gradients .*even in fp32"):
         _tiny_fold(tmp_path, "fp32", epochs=1)
 
@@ -225,7 +224,7 @@ def test_a_decision_is_measured_once_per_machine_and_job_whatever_the_load(
 ) -> None:
     """Issue 31 row 19: the same machine and job train with the same choice when the machine's
     load has changed the timings; another job, or a damaged store, is measured again."""
-    from sihnet.training.probe import decide
+    from sihnet.training.precision import decide
 
     store, job = tmp_path / "precision_decisions.json", {"shapes": [[4, 1, 8, 8, 8]]}
     quiet = decide(TinyNet(slow_fp32=0.05), _batch(), StepSettings(), torch.device("cpu"),

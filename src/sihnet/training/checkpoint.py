@@ -138,3 +138,22 @@ def load_state(path: Path) -> dict[str, Any]:
             f"{Path(path).parent.name}/{Path(path).name} is not a sihnet resume state"
         )
     return state
+
+
+def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold: int) -> None:
+    """A resumed fold must have been started with the same configuration, manifest, splits and
+    image contents (an image replaced before resuming is refused)."""
+    for key, what in (
+        ("config", "configuration"),
+        ("manifest", "manifest"),
+        ("splits", "splits.json"),
+        ("images", "content of an image"),
+    ):
+        stored = state.get("fingerprints", {})
+        if key == "images" and key not in stored:
+            continue  # a resume state written before image contents were recorded
+        accepted = {fingerprints.get(key)}
+        if key == "config":  # a state of an older version holds the file's bytes' hash
+            accepted.add(fingerprints.get("config_file"))
+        if stored.get(key) not in accepted:
+            raise SihnetError(f"cannot resume fold {fold}: the {what} changed since it was started")

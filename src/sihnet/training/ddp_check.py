@@ -30,8 +30,8 @@ from sihnet.training.distributed import (
     process_group,
     world_from_environment,
 )
-from sihnet.training.fold import FoldState
 from sihnet.training.samples import class_weights
+from sihnet.training.state import FoldState
 from sihnet.training.step import Batch, StepSettings, train_step
 
 

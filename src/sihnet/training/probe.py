@@ -10,14 +10,8 @@ agrees with fp32's (cosine >= ``MIN_COSINE``) and a step is faster by ``SPEEDUP_
 the chosen precision, the same for the ``channels_last_3d`` memory format. Weights and batch-norm
 statistics are restored afterwards: a probed fold starts where an unprobed one would.
 
-Both choices change the numbers a run computes, and a timing taken on a shared machine depends on
-its load (the same 2-core machine chose ``channels_last_3d`` at 1.08x when quiet and refused it at
-0.40x beside another job). So a decision is measured once per machine and job and then reused
-(:func:`decide`): it is kept in ``precision_decisions.json`` of the preprocessed-volume cache
-(``$SIHNET_CACHE_DIR``), keyed by the processor, core and thread counts, the torch build, the
-device, the network and its input shapes, and the settings probed. Every later run with the same key
-trains with the same choice whatever the load; ``summary.json`` says when the choice was measured
-and whether it was reused. Deleting the file measures again.
+Both choices change the numbers a run computes; :mod:`sihnet.training.precision` makes them once
+per machine and job.
 
 Whatever chose the reduced precision (the probe or the configuration), :func:`kernel_defect`
 first checks the convolution kernels themselves on the network's real feature-map shapes: a
@@ -32,19 +26,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import json
 import logging
 import math
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from sihnet.atomic import write_json_atomic
-from sihnet.hashing import text_sha256
 from sihnet.inference import Inference, Resolved, bf16_native
 from sihnet.models.inputs import map_views
 from sihnet.training.step import Batch, StepSettings, backward, step_loss
@@ -55,8 +43,6 @@ MAX_KERNEL_ERROR = 0.05  # relative error of a weight gradient (sound kernels: ~
 MIN_COSINE = 0.99  # gradients of the candidate precision must point where fp32's do
 SPEEDUP_MARGIN = 1.10  # a choice must make a step at least 10% faster
 TIMED_STEPS = 2  # after one warm-up step
-DECISIONS_FILE = "precision_decisions.json"
-DECISIONS_VERSION = 1  # bump when the probe's rule changes: older decisions are measured again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,83 +216,6 @@ def probe(
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = ProbeResult(chosen, use_channels_last, seconds, cosine, reason, now)
     log.info("precision probe: %s", describe(result))
-    return result
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """What a timing depends on besides the job: processor, cores, torch threads, torch build and,
-    on a GPU, the device's name."""
-    processor = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            names = [
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            ]
-        processor = names[0] if names else processor
-    except OSError:
-        pass
-    described = {
-        "processor": processor or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": device.type,
-    }
-    if device.type == "cuda":
-        described["gpu"] = torch.cuda.get_device_name(device)
-    return described
-
-
-def decision_key(network: torch.nn.Module, device: torch.device, job: dict[str, Any]) -> str:
-    """The key of a decision: :func:`machine`, the network (class and parameter count) and ``job``
-    (input shapes and the settings probed), hashed."""
-    described = {
-        "version": DECISIONS_VERSION,
-        "machine": machine(device),
-        "network": [type(network).__name__, sum(p.numel() for p in network.parameters())],
-        "job": job,
-    }
-    return text_sha256(json.dumps(described, sort_keys=True, default=str))
-
-
-def decide(
-    network: torch.nn.Module,
-    batch: Batch,
-    settings: StepSettings,
-    device: torch.device,
-    precision: str,
-    channels_last: bool | str,
-    job: dict[str, Any],
-    store: Path,
-) -> ProbeResult:
-    """:func:`probe`'s choice, measured once per machine and job and then reused from ``store``
-    (a JSON file; module docstring), so that the machine's load cannot flip it between runs.
-
-    Args:
-        job: what else the decision depends on (input shapes, loss and memory settings); JSON-able.
-        store: ``precision_decisions.json``; unreadable or damaged, it is measured again (and a
-            file that cannot be written only loses the reuse, with a warning).
-    """
-    key = decision_key(network, device, job)
-    decisions: dict[str, Any] = {}
-    try:
-        loaded = json.loads(store.read_text())
-        decisions = loaded if isinstance(loaded, dict) else {}
-        kept = decisions.get(key)
-        if isinstance(kept, dict):
-            result = dataclasses.replace(ProbeResult(**kept), reused=True)
-            log.info(
-                "precision probe (measured on this machine at %s and reused; delete %s to measure "
-                "again): %s", result.measured_at, store.name, describe(result),
-            )  # fmt: skip
-            return result
-    except (OSError, ValueError, TypeError):
-        pass  # none yet, or damaged: measured now
-    result = probe(network, batch, settings, device, precision, channels_last)
-    try:
-        write_json_atomic(store, {**decisions, key: result.as_json()})
-    except OSError as error:
-        log.warning("the precision decision is not kept for later runs: %s", error.strerror)
     return result
 
 

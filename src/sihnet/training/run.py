@@ -38,6 +38,7 @@ from sihnet.schemas import FoldSummary
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.distributed import World, broadcast_error
 from sihnet.training.fold import FoldData, train_fold
+from sihnet.training.precision import DECISIONS_FILE, PrecisionPolicy
 from sihnet.training.samples import Samples
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ def run_training(
         measures = measure_patients(cohort, cache, paths)
     if config.training.deterministic:
         use_deterministic_algorithms()
-    summaries = []
+    summaries, policy = [], PrecisionPolicy(cache.root / DECISIONS_FILE)
     for fold in requested:
         if paths.fold_summary(fold).is_file():
             log.info("fold %d is already complete; skipped", fold)
@@ -347,7 +348,8 @@ def run_training(
             len(set(data.inner_validation.patient_ids)) if data.inner_validation else 0,
             len(set(data.validation.patient_ids)),
         )
-        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world))
+        trained = train_fold(fold, data, config, paths, fingerprints, resume, world, policy)
+        summaries.append(trained)
         _fuse(fold, paths, config, measures, cohort, assignment)
     return summaries
 
