@@ -14,8 +14,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         "errors atomic hashing tables bern landmarks config_schema progress",
-        "config outputs schemas",
-        "paths",
+        "config schemas",
+        "paths outputs",
         "data synth",
         "ingest",
         "preprocessing",

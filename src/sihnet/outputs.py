@@ -14,30 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sihnet.errors import SihnetError
+from sihnet.paths import enclosing_folder, folder_kind
 
 _OWN_NAMES = re.compile(
     r"fold_\d+|external|configs|models|onnx|docs"
 )  # a run's or model's own folders
-
-
-def is_sihnet_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a sihnet run folder or an exported model folder."""
-    if not (folder / "config.yaml").is_file():
-        return False
-    return any((folder / name).is_file() for name in ("splits.json", "cohort.json", "model.json"))
-
-
-def enclosing_folder(path: Path) -> Path | None:
-    """The nearest run or model folder at or above ``path`` (resolved), or None."""
-    resolved = Path(path).resolve()
-    for folder in (resolved, *resolved.parents):
-        if is_sihnet_folder(folder):
-            return folder
-    return None
-
-
-def _kind(folder: Path) -> str:
-    return "model" if (folder / "model.json").is_file() else "run"
 
 
 def check_output_file(
@@ -64,7 +45,7 @@ def check_output_file(
     owner = enclosing_folder(target.parent)
     if owner is not None and (own is None or target.resolve() != Path(own).resolve()):
         raise SihnetError(
-            f"--out {target.name} is inside the {_kind(owner)} folder {owner.name}: sihnet {command} "
+            f"--out {target.name} is inside the {folder_kind(owner)} folder {owner.name}: sihnet {command} "
             "never writes over a run's or a model's files; give a place outside it"
         )
     if target.exists() and not (earlier is not None and earlier(target)):
@@ -94,7 +75,7 @@ def check_output_folder(target: Path, command: str, inside: Path | None = None) 
     if not allowed:
         where = "is" if owner == target.resolve() else "is inside"
         raise SihnetError(
-            f"--out {target.name} {where} the {_kind(owner)} folder {owner.name}: sihnet {command} "
+            f"--out {target.name} {where} the {folder_kind(owner)} folder {owner.name}: sihnet {command} "
             "never writes into a run's or a model's own files; give a place outside it"
         )
 

@@ -80,6 +80,15 @@ class RunPaths:
         """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
         return self.root / "external" / name
 
+    def external(self, name: str) -> ExternalPaths:
+        """The files of :meth:`external_dir`."""
+        return ExternalPaths(self.external_dir(name))
+
+    def external_results(self) -> list[ExternalPaths]:
+        """The external cohorts evaluated so far (those with their metrics), by name."""
+        found = [ExternalPaths(d) for d in sorted(self.external_dir("x").parent.glob("*"))]
+        return [e for e in found if e.metrics.is_file()]
+
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold_{fold}"
 
@@ -160,8 +169,6 @@ class RunPaths:
                 f"--out {self.root.name} is an exported model folder (it is shared: no patient IDs "
                 "go into it); give a new or empty folder for the run"
             )
-        from sihnet.outputs import enclosing_folder
-
         owner = enclosing_folder(self.root.parent)
         if owner is not None:
             raise SihnetError(
@@ -201,3 +208,49 @@ class RunPaths:
     def finished_folds(self, n_folds: int) -> list[int]:
         """Folds of ``0..n_folds-1`` whose training finished (their ``summary.json`` exists)."""
         return [k for k in range(n_folds) if self.fold_summary(k).is_file()]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalPaths:
+    """A run's results on an external cohort (``RUN/external/<name>/``): predictions.csv,
+    metrics.json, roc.png, reliability.png."""
+
+    root: Path
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def roc_plot(self) -> Path:
+        return self.root / "roc.png"
+
+    @property
+    def reliability_plot(self) -> Path:
+        return self.root / "reliability.png"
+
+
+def is_sihnet_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a sihnet run folder or an exported model folder."""
+    paths = RunPaths(Path(folder))
+    if not paths.config.is_file():
+        return False
+    return any(p.is_file() for p in (paths.splits, paths.cohort, paths.model_record))
+
+
+def enclosing_folder(path: Path) -> Path | None:
+    """The nearest run or model folder at or above ``path`` (resolved), or None."""
+    resolved = Path(path).resolve()
+    for folder in (resolved, *resolved.parents):
+        if is_sihnet_folder(folder):
+            return folder
+    return None
+
+
+def folder_kind(folder: Path) -> str:
+    """``model`` for an exported model folder, else ``run``."""
+    return "model" if RunPaths(Path(folder)).model_record.is_file() else "run"

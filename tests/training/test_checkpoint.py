@@ -135,7 +135,7 @@ def test_resume_refuses_changed_config_manifest_or_splits(stopped: Stopped, tmp_
     splits["assignment"][a], splits["assignment"][b] = 1, 0
     (out / "splits.json").write_text(json.dumps(splits))
     changed_splits = run([*args, "--resume"], cache)
-    assert changed_splits.returncode == 2 and "the splits.json changed" in changed_splits.stderr
+    assert changed_splits.returncode == 2 and "the splits changed" in changed_splits.stderr
     edited = tmp_path / "edited.csv"
     edited.write_text(tiny_cohort.read_text().replace("synthetic", "site-b"))
     rows = edited.read_text().replace("images/", f"{tiny_cohort.parent}/images/")

@@ -66,7 +66,7 @@ def external_lines(metrics: dict[str, Any], paths: RunPaths) -> list[str]:
             f"at the development Youden threshold: sensitivity {point['sensitivity']:.3f}, "
             f"specificity {point['specificity']:.3f}"
         )
-    lines.append(f"metrics: {paths.external_dir(metrics['cohort']) / 'metrics.json'}")
+    lines.append(f"metrics: {paths.external(metrics['cohort']).metrics}")
     return lines
 
 

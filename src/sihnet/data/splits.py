@@ -146,7 +146,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
         duplicated = next(k for k in keys if keys.count(k) > 1)
-        raise SihnetError(f"splits.json: patient {duplicated!r} is assigned to more than one fold")
+        raise ValueError(f"patient {duplicated!r} is assigned to more than one fold")
     return dict(pairs)
 
 
@@ -179,5 +179,5 @@ def load_splits(path: Path) -> tuple[dict[str, int], int]:
         raise SihnetError(f"cannot read {Path(path).name}: {error}") from None
     bad = [p for p, f in assignment.items() if not 0 <= f < folds]
     if bad:
-        raise SihnetError(f"splits.json: a patient has a fold outside 0..{folds - 1}")
+        raise SihnetError(f"{Path(path).name}: a patient has a fold outside 0..{folds - 1}")
     return assignment, folds

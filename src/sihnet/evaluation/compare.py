@@ -30,7 +30,7 @@ def compare_runs(run: RunPaths, other: RunPaths, seed: int = 0) -> dict[str, Any
                 f"{paths.root.name} is not evaluated yet (run 'sihnet evaluate' on it)"
             )
     if not run.splits.is_file() or not other.splits.is_file():
-        raise SihnetError("both runs need their splits.json for a paired comparison")
+        raise SihnetError(f"both runs need their {run.splits.name} for a paired comparison")
     if run.splits.read_bytes() != other.splits.read_bytes():
         raise SihnetError(
             f"{run.root.name} and {other.root.name} were not trained on the same splits; "

@@ -27,7 +27,7 @@ from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
 from sihnet.evaluation.statistics import auroc_ci
 from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.inference.ensemble import FoldEnsemble
-from sihnet.paths import RunPaths
+from sihnet.paths import ExternalPaths, RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.schemas import PredictionTable
 from sihnet.tables import write_table
@@ -79,7 +79,7 @@ def score_cohort(
 
 
 def _write_outputs(
-    out: Path,
+    out: ExternalPaths,
     patients: list[str],
     labels: np.ndarray,
     by_fold: dict[int, np.ndarray],
@@ -96,11 +96,11 @@ def _write_outputs(
         }
         for i, patient in enumerate(patients)
     ]
-    write_table(out / "predictions.csv", columns, rows)
-    write_json_atomic(out / "metrics.json", metrics)
+    write_table(out.predictions, columns, rows)
+    write_json_atomic(out.metrics, metrics)
 
     plot_roc(
-        out / "roc.png",
+        out.roc_plot,
         {k: (labels, values) for k, values in by_fold.items()},
         (labels, probabilities),
         "fold ensemble",
@@ -148,7 +148,7 @@ def reused_images(paths: RunPaths, cohort: Cohort, cache: VolumeCache) -> int:
     try:
         development = set(json.loads(paths.image_identities.read_text())["identities"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise SihnetError(f"{paths.root.name}/image_identities.json is damaged") from None
+        raise SihnetError(f"{paths.root.name}/{paths.image_identities.name} is damaged") from None
     return sum(cache.image_identity(scan.image) in development for scan in cohort.scans)
 
 
@@ -209,7 +209,7 @@ def run_external(
     )
     if bern is not None:
         metrics["bern"] = bern.as_json()
-    out = paths.external_dir(name)
+    out = paths.external(name)
     _write_outputs(out, patients, labels, by_fold, metrics)
-    plot_reliability(out / "reliability.png", calibration(labels, probabilities))
+    plot_reliability(out.reliability_plot, calibration(labels, probabilities))
     return metrics

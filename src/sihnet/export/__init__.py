@@ -111,24 +111,26 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
     )
     if not paths.metrics.is_file() or not paths.oof_predictions.is_file():
         raise SihnetError(
-            f"{paths.root.name} has no metrics.json / oof_predictions.csv: run 'sihnet evaluate' first"
+            f"{paths.root.name} has no {paths.metrics.name} / {paths.oof_predictions.name}: run "
+            "'sihnet evaluate' first"
         )
     _remove_dead_staging(out)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        shutil.copyfile(paths.config, staging / "config.yaml")
+        staged = RunPaths(staging)
+        shutil.copyfile(paths.config, staged.config)
         summaries = _copy_folds(paths, staging, folds)
         if paths.reference.is_file():
-            shutil.copyfile(paths.reference, staging / "reference.json")
+            shutil.copyfile(paths.reference, staged.reference)
         thresholds = read_thresholds(paths)
-        write_json_atomic(staging / "operating_points.json", thresholds)
+        write_json_atomic(staged.operating_points, thresholds)
         exported = [s.fold for s in summaries]
         bundle.write_bundle_files(staging, exported)
         if onnx:
             _write_onnx(staging, config, exported)
-        model_sha256, _ = model_identity(RunPaths(staging), exported, thresholds)
+        model_sha256, _ = model_identity(staged, exported, thresholds)
         bundle.write_metadata(staging, config, model_sha256)
         metrics = read_json_as(paths.metrics, MetricsFile)
         subgroups = subgroup_aurocs(
@@ -138,8 +140,8 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         write_text_atomic(staging / "MODEL_CARD.md", card)
         write_text_atomic(staging / "docs" / "README.md", card)
         # model.json last: it covers every other file of the folder (issue 31 row 3)
-        _, files = model_identity(RunPaths(staging), exported, thresholds, every_file=True)
-        write_json_atomic(staging / "model.json", {
+        _, files = model_identity(staged, exported, thresholds, every_file=True)
+        write_json_atomic(staged.model_record, {
             "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
             "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
         })  # fmt: skip

@@ -26,6 +26,7 @@ import numpy as np
 
 from sihnet.atomic import write_json_atomic, write_text_atomic
 from sihnet.config import ExperimentConfig
+from sihnet.paths import RunPaths
 
 NOTICE = "research use only; not a medical device; not for clinical decisions"
 LICENSE_TEXT = """sihnet model weights and configuration
@@ -173,7 +174,7 @@ def write_bundle_files(folder: Path, folds: list[int]) -> None:
     """``models/``, ``configs/inference.json`` and ``LICENSE`` (the metadata and the model card are
     written once the model's identity is known)."""
     for k in folds:
-        source = folder / f"fold_{k}" / "best.safetensors"
+        source = RunPaths(folder).best_weights(k)
         link_or_copy(source, folder / "models" / f"fold_{k}.safetensors")
     write_json_atomic(folder / "configs" / "inference.json", inference_config())
     write_text_atomic(folder / "configs" / "logging.conf", LOGGING_CONF)

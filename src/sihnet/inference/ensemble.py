@@ -125,7 +125,7 @@ def verify_exported(
         SihnetError: a file edited, removed or added since the export (named), or a damaged
             ``model.json``.
     """
-    where = f"{paths.root.name}/model.json"
+    where = f"{paths.root.name}/{paths.model_record.name}"
     try:
         record = json.loads(paths.model_record.read_text())
         expected = {str(k): str(v) for k, v in dict(record["files"]).items()}
@@ -145,10 +145,10 @@ def verify_exported(
                 f"{paths.root.name}/{name} is missing from this exported model; refused"
             )
         if hashes[name] != expected[name]:
-            shown = "operating_points.json" if name == "operating thresholds" else name
+            shown = paths.operating_points.name if name == "operating thresholds" else name
             raise SihnetError(
                 f"{paths.root.name}/{shown} was changed after the export (its SHA-256 differs "
-                "from model.json); refused"
+                f"from {paths.model_record.name}); refused"
             )
     if found != identity:
         raise SihnetError(f"{where}: the model's SHA-256 does not match its files; refused")
@@ -171,11 +171,9 @@ def read_measured_models(
         try:
             models[k] = MeasuredModel.from_json(json.loads(path.read_text()))
         except FileNotFoundError:
-            raise SihnetError(
-                f"fold {k}: measured_model.json is missing (train the run again)"
-            ) from None
+            raise SihnetError(f"fold {k}: {path.name} is missing (train the run again)") from None
         except (OSError, ValueError, KeyError, TypeError):
-            raise SihnetError(f"fold {k}: measured_model.json is damaged") from None
+            raise SihnetError(f"fold {k}: {path.name} is damaged") from None
     return models
 
 
@@ -185,9 +183,10 @@ def check_weights_present(paths: RunPaths, fold: int) -> None:
     Raises:
         SihnetError: naming the fold and how to get its weights back.
     """
-    if not paths.best_weights(fold).is_file():
+    weights = paths.best_weights(fold)
+    if not weights.is_file():
         raise SihnetError(
-            f"fold {fold}: its weights (fold_{fold}/best.safetensors) are missing; train the fold "
+            f"fold {fold}: its weights ({weights.parent.name}/{weights.name}) are missing; train the fold "
             f"again (sihnet train ... --fold {fold}) or restore the file"
         )
 

@@ -29,6 +29,7 @@ from sihnet.bern import FIELDS
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256
 from sihnet.outputs import check_output_folder
+from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, check_input
 from sihnet.preprocessing.volume import load_volume
 from sihnet.reader.markups import markups_of
@@ -141,7 +142,7 @@ def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache
         else:
             _write_outputs(out, name, image, reading, scan, cache)
         rows.append(_row(name, patient, reading))
-    table = out / "measurements.csv"
+    table = RunPaths(out).measurements  # the name a measured run's table has too
     write_table(table, COLUMNS, rows)
     return MeasureSummary(table, len(rows) - failed - not_measured, not_measured, failed)
 

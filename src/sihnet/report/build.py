@@ -178,11 +178,11 @@ def shown_word(word: str) -> str:
 
 
 def _hashes(paths: RunPaths, cohort: dict[str, Any], folds: list[int]) -> list[dict[str, str]]:
-    rows = [{"what": "config.yaml", "sha256": file_sha256(paths.config)}]
+    rows = [{"what": paths.config.name, "sha256": file_sha256(paths.config)}]
     if cohort.get("manifest_sha256"):
         rows.append({"what": "manifest", "sha256": cohort["manifest_sha256"]})
     if paths.splits.is_file():
-        rows.append({"what": "splits.json", "sha256": file_sha256(paths.splits)})
+        rows.append({"what": paths.splits.name, "sha256": file_sha256(paths.splits)})
     for k in folds:
         rows.append(
             {
@@ -224,7 +224,9 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
     """Everything the template shows (see the module docstring)."""
     config = paths.read_config()
     if not paths.metrics.is_file():
-        raise SihnetError(f"{paths.root.name} has no metrics.json: run 'sihnet evaluate' first")
+        raise SihnetError(
+            f"{paths.root.name} has no {paths.metrics.name}: run 'sihnet evaluate' first"
+        )
     metrics, cohort = read_json_as(paths.metrics, MetricsFile), paths.read_cohort()
     folds = metrics["folds_evaluated"]
     oof = PredictionTable.read(paths.oof_predictions)
@@ -233,8 +235,8 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
         [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]
     )
     externals = [
-        read_json_as(p, MetricsFile, f"external/{p.parent.name}/metrics.json")
-        for p in sorted(paths.root.glob("external/*/metrics.json"))
+        read_json_as(e.metrics, MetricsFile, str(e.metrics.relative_to(paths.root)))
+        for e in paths.external_results()
     ]
     summary, subgroups = cohort_summary(paths, cohort), subgroup_aurocs(oof, cohort)
     available = {"bern"} if metrics.get("bern", {}).get("auroc_bern") is not None else set()
@@ -290,7 +292,7 @@ def run_report(
         html = template_environment().get_template("report.html.j2").render(**context)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, UndefinedError) as error:
         raise SihnetError(
-            f"{paths.root.name}: metrics.json or another run file is damaged "
+            f"{paths.root.name}: {paths.metrics.name} or another run file is damaged "
             f"({type(error).__name__}); run 'sihnet evaluate {paths.root.name}' again"
         ) from None
     write_text_atomic(target, html)

@@ -146,7 +146,7 @@ def check_fingerprints(state: dict[str, Any], fingerprints: dict[str, str], fold
     for key, what in (
         ("config", "configuration"),
         ("manifest", "manifest"),
-        ("splits", "splits.json"),
+        ("splits", "splits"),
         ("images", "content of an image"),
     ):
         stored = state.get("fingerprints", {})

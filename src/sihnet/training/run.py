@@ -63,11 +63,11 @@ def prepare_run_folder(paths: RunPaths, config: ExperimentConfig) -> None:
     if not changed:
         return
     if not paths.fold_started(config.cross_validation.folds):
-        log.info("%s had not trained yet: its config.yaml is replaced", paths.root.name)
+        log.info("%s had not trained yet: its %s is replaced", paths.root.name, paths.config.name)
         write_text_atomic(paths.config, text)
         return
     raise SihnetError(
-        f"{paths.root.name}/config.yaml differs from this configuration in {changed[0]}"
+        f"{paths.root.name}/{paths.config.name} differs from this configuration in {changed[0]}"
         + (f" (+{len(changed) - 1} more)" if len(changed) > 1 else "")
         + "; use the run's settings or a new --out folder"
     )
@@ -98,10 +98,11 @@ def prepare_splits(
     assignment, folds = load_splits(paths.splits)
     if set(assignment) != set(labels):
         raise SihnetError(
-            "the manifest's patients differ from those in splits.json; use a new --out folder"
+            f"the manifest's patients differ from those in {paths.splits.name}; use a new --out "
+            "folder"
         )
     if folds != cv.folds:
-        raise SihnetError(f"splits.json has {folds} folds, the configuration {cv.folds}")
+        raise SihnetError(f"{paths.splits.name} has {folds} folds, the configuration {cv.folds}")
     return assignment
 
 
