@@ -21,7 +21,8 @@ def test_an_exported_model_elsewhere_predicts_what_the_run_predicts(
     shutil.rmtree(tmp_path / "model")
     names = sorted(str(p.relative_to(moved)) for p in moved.rglob("*") if p.is_file())
     assert names == [
-        "LICENSE", "MODEL_CARD.md", "config.yaml", "configs/inference.json", "configs/metadata.json",
+        "LICENSE", "MODEL_CARD.md", "config.yaml", "configs/inference.json", "configs/logging.conf",
+        "configs/metadata.json",
         "docs/README.md", "fold_0/best.safetensors", "fold_0/summary.json", "fold_1/best.safetensors",
         "fold_1/summary.json", "model.json", "models/fold_0.safetensors", "models/fold_1.safetensors",
         "operating_points.json", "reference.json",

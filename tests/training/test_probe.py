@@ -144,6 +144,7 @@ def _tiny_fold(
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.fold import FoldData, train_fold
+    from sihnet.training.precision import PrecisionPolicy
     from sihnet.training.samples import Samples
     from tests.helpers import brain_like, tiny_config, write_nifti
 
@@ -158,7 +159,8 @@ def _tiny_fold(
     ]
     samples = Samples([f"p{i}" for i in range(8)], entries, [0, 1] * 4)
     paths = RunPaths(tmp_path / "run")
-    train_fold(0, FoldData(samples, None, samples), config, paths)
+    policy = PrecisionPolicy(tmp_path / "precision_decisions.json")  # this test's decisions only
+    train_fold(0, FoldData(samples, None, samples), config, paths, policy=policy)
     return paths.fold_summary(0)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,11 @@ from sihnet.cli.options import (
 from sihnet.cli.summaries import external_lines, metrics_lines, occlusion_lines, prediction_lines
 from sihnet.config import TARGETS, OcclusionConfig
 from sihnet.errors import SihnetError
+
+if TYPE_CHECKING:  # loaded when a command needs them: the CLI starts fast
+    from sihnet.config import ExperimentConfig
+    from sihnet.data.manifest import Cohort
+    from sihnet.paths import RunPaths
 
 log = logging.getLogger("sihnet")
 
@@ -118,6 +123,19 @@ def train(
         echo(plan_lines(plan_run(experiment, len(cohort.patient_ids), processes)))
         return
     paths.check_usable()
+    _train_and_evaluate(paths, experiment, cohort, cache_dir, fold, resume)
+
+
+def _train_and_evaluate(
+    paths: RunPaths,
+    experiment: ExperimentConfig,
+    cohort: Cohort,
+    cache_dir: Path | None,
+    fold: int | None,
+    resume: bool,
+) -> None:
+    """``train``'s work once its arguments are checked: every process trains its share (torchrun),
+    rank 0 writes, logs and evaluates the folds present."""
     from sihnet.evaluation.run import run_evaluation
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
     from sihnet.training.checkpoint import graceful_interrupt
@@ -219,6 +237,24 @@ def _voxels_text(voxels: tuple[int, int, int]) -> str:
     return ",".join(str(v) for v in voxels)
 
 
+def _occlusion_settings(
+    fold: str, patch: str, stride: str | None, target: str, batch_size: int | None, view: str
+) -> OcclusionConfig:
+    """The sweep's settings from ``occlusion``'s options (each checked, named when wrong)."""
+    if fold != "all" and not fold.isdigit():
+        raise SihnetError(f"--fold must be 'all' or a fold number, not {fold!r}")
+    patch_1mm = parse_voxels(patch, "--patch")
+    assert patch_1mm is not None
+    return OcclusionConfig(
+        patch_1mm=patch_1mm,
+        stride_1mm=parse_voxels(stride, "--stride"),
+        target=choice(target, TARGETS, "--target"),
+        fold=None if fold == "all" else int(fold),
+        batch_size=batch_size,
+        view=view,
+    )
+
+
 @app.command()
 def occlusion(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
@@ -262,18 +298,7 @@ def occlusion(
     require_all_folds: RequireAllOption = False,
 ) -> None:
     """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
-    if fold != "all" and not fold.isdigit():
-        raise SihnetError(f"--fold must be 'all' or a fold number, not {fold!r}")
-    patch_1mm = parse_voxels(patch, "--patch")
-    assert patch_1mm is not None
-    settings = OcclusionConfig(
-        patch_1mm=patch_1mm,
-        stride_1mm=parse_voxels(stride, "--stride"),
-        target=choice(target, TARGETS, "--target"),
-        fold=None if fold == "all" else int(fold),
-        batch_size=batch_size,
-        view=view,
-    )
+    settings = _occlusion_settings(fold, patch, stride, target, batch_size, view)
     inference = inference_options(device, precision)
     from sihnet.interpret.run import run_occlusion
     from sihnet.preprocessing.cache import VolumeCache, default_cache_dir

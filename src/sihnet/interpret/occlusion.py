@@ -133,6 +133,17 @@ def _scorer(model: nn.Module, target: Target) -> Callable[[Any], torch.Tensor]:
     return item
 
 
+def _clipped(
+    patch: Sequence[int], stride: Sequence[int] | None, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The window and its step on an image of ``shape``: a patch larger than the image occludes
+    the whole axis (one window there); a stride is at most the patch, so every voxel is covered
+    (OcclusionConfig refuses a larger one from users)."""
+    clipped = tuple(max(1, min(int(p), n)) for p, n in zip(patch, shape, strict=True))
+    step = tuple(max(1, min(int(s), p)) for s, p in zip(stride or clipped, clipped, strict=True))
+    return clipped, step
+
+
 def occlusion_map(
     model: nn.Module,
     image: torch.Tensor,
@@ -166,19 +177,12 @@ def occlusion_map(
     inference = inference or Inference(device, "fp32")
     x = image.reshape(1, 1, *image.shape[-3:]).to(device=device, dtype=torch.float32)
     shape = tuple(int(n) for n in x.shape[2:])
-    # A patch larger than the image occludes the whole axis (one window there); a stride is at
-    # most the patch, so every voxel is covered (OcclusionConfig refuses a larger one from users).
-    patch = tuple(max(1, min(int(p), n)) for p, n in zip(patch, shape, strict=True))
-    stride = tuple(max(1, min(int(s), p)) for s, p in zip(stride or patch, patch, strict=True))
+    patch, stride = _clipped(patch, stride, shape)
     starts, todo, count = _plan(x[0, 0].cpu().numpy(), patch, stride)
     total = np.zeros(shape, dtype=np.float64)
     batch = batch_size or default_batch_size(shape, device)
     score_of = _scorer(model, target)
-    with (
-        _relu_not_inplace(model),
-        torch.inference_mode(),
-        inference.autocast(),
-    ):
+    with _relu_not_inplace(model), torch.inference_mode(), inference.autocast():
         engine = OccludedForward(model, x, incremental)
         base = float(score_of(engine.prepare(patch))[0])
         for first in range(0, len(todo), batch):

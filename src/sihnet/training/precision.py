@@ -135,6 +135,35 @@ class PrecisionPolicy:
         self._probed: dict[tuple[Any, ...], ProbeResult] = {}
         self._kernels: dict[tuple[Any, ...], str | None] = {}
 
+    def settle(
+        self,
+        network: torch.nn.Module,
+        batch: Batch | None,
+        step: StepSettings,
+        inference: Inference,
+        config: ExperimentConfig,
+        world: World,
+        fold: int,
+    ) -> tuple[Inference, StepSettings, ProbeResult | None, dict[str, Any] | None]:
+        """A fold's precision and memory format before its first step: ``auto`` decided
+        (:meth:`choose`), a configured bf16/fp16 checked (:meth:`check_configured`); nothing is
+        decided without the first batch (a resumed fold keeps what its state says).
+
+        Returns:
+            ``(inference, step, what the probe chose or None, the fallback to fp32 or None)``.
+        """
+        settings, probed, fallback = config.training, None, None
+        if batch is None:
+            return inference, step, probed, fallback
+        if "auto" in (settings.precision, settings.channels_last):
+            probed = self.choose(network, batch, step, inference.device, config, world)
+            inference = Inference(inference.device, probed.precision)
+            step = dataclasses.replace(step, channels_last=probed.channels_last)
+        if settings.precision != "auto" and inference.precision != "fp32":
+            fallback = self.check_configured(network, batch, inference, step, fold)
+            inference = Inference(inference.device, "fp32") if fallback else inference
+        return inference, step, probed, fallback
+
     def choose(
         self,
         network: torch.nn.Module,

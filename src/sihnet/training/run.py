@@ -341,16 +341,12 @@ def run_training(
                 f"(or delete {paths.root.name}/fold_{fold} to start it over)"
             )
         data = fold_data(fold, assignment, cohort, entries, config, groups)
-        log.info(
-            "fold %d/%d: %d training, %d inner-validation, %d validation patients",
-            fold,
-            config.cross_validation.folds,
-            len(set(data.train.patient_ids)),
-            len(set(data.inner_validation.patient_ids)) if data.inner_validation else 0,
-            len(set(data.validation.patient_ids)),
-        )
-        trained = train_fold(fold, data, config, paths, fingerprints, resume, world, policy)
-        summaries.append(trained)
+        inner = data.inner_validation
+        log.info("fold %d/%d: %d training, %d inner-validation, %d validation patients", fold,
+                 config.cross_validation.folds, len(set(data.train.patient_ids)),
+                 len(set(inner.patient_ids)) if inner else 0,
+                 len(set(data.validation.patient_ids)))  # fmt: skip
+        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world, policy))
         _fuse(fold, paths, config, measures, cohort, assignment)
     return summaries
 

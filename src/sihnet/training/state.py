@@ -40,6 +40,21 @@ def build_scheduler(
     )
 
 
+def _distributed(
+    network: torch.nn.Module, device: torch.device, world: World
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The network and what steps it: itself with one process; with several, its BatchNorm made
+    to see the whole global batch (as one process would) and DistributedDataParallel around it."""
+    if not world.distributed:
+        return network, network
+    if device.type == "cuda":
+        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    else:  # PyTorch's SyncBatchNorm is GPU-only
+        network = global_batchnorm(network)
+    devices = [device] if device.type == "cuda" else None
+    return network, torch.nn.parallel.DistributedDataParallel(network, device_ids=devices)
+
+
 @dataclasses.dataclass
 class FoldState:
     """What a fold carries from epoch to epoch, and to and from its resume checkpoint.
@@ -103,29 +118,12 @@ class FoldState:
         network = network.to(inference.device)
         bern_weight = config.bern_heads.weight if bern_heads else 0.0
         step = StepSettings(weight, bern_weight, settings.channels_last is True)
-        probed = None
-        if probe_batch is not None and "auto" in (settings.precision, settings.channels_last):
-            probed = policy.choose(network, probe_batch, step, inference.device, config, world)
-            inference = Inference(inference.device, probed.precision)
-            step = dataclasses.replace(step, channels_last=probed.channels_last)
-        fallback = None
-        if (
-            probe_batch is not None
-            and settings.precision != "auto"
-            and inference.precision != "fp32"
-        ):
-            fallback = policy.check_configured(network, probe_batch, inference, step, fold)
-            inference = Inference(inference.device, "fp32") if fallback else inference
+        inference, step, probed, fallback = policy.settle(
+            network, probe_batch, step, inference, config, world, fold
+        )
         if step.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-        model = network
-        if world.distributed:  # BatchNorm sees the whole global batch, as one process would
-            if inference.device.type == "cuda":
-                network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-            else:  # PyTorch's SyncBatchNorm is GPU-only
-                network = global_batchnorm(network)
-            devices = [inference.device] if inference.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(network, device_ids=devices)
+        network, model = _distributed(network, inference.device, world)
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
