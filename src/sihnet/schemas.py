@@ -96,6 +96,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SplitsFile(_Strict):
+    """``splits.json``: the patient-level folds, made once and reused by every job of the run."""
+
+    folds: int = Field(ge=2)
+    splitter: str
+    seed: int
+    assignment: dict[str, int]
+
+
+class ImageIdentities(_Strict):
+    """``image_identities.json``: the training images' identities (voxels and geometry; no paths)."""
+
+    identities: list[str]
+
+
+class ModelRecord(_Strict):
+    """An exported model's ``model.json``: its identity and the SHA-256 of every other file."""
+
+    sihnet_version: str
+    folds: list[int]
+    model_sha256: str
+    files: dict[str, str]
+    exported_from_run: str
+    notice: str
+
+
 class Readers(_Strict):
     """AUROCs of the readers of a synthetic population (``ceiling.json``)."""
 

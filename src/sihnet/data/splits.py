@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from sihnet.atomic import write_text_atomic
 from sihnet.errors import SihnetError
+from sihnet.schemas import SplitsFile
 
 
 def make_splits(
@@ -151,9 +153,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def splits_text(assignment: Mapping[str, int], folds: int, splitter: str, seed: int) -> str:
-    """``splits.json``'s text: the settings and patient_id -> fold."""
-    value = {"folds": folds, "splitter": splitter, "seed": seed, "assignment": dict(assignment)}
-    return json.dumps(value, indent=2) + "\n"
+    """``splits.json``'s text (:class:`sihnet.schemas.SplitsFile`): the settings and
+    patient_id -> fold."""
+    value = SplitsFile(folds=folds, splitter=splitter, seed=seed, assignment=dict(assignment))
+    return json.dumps(value.model_dump(), indent=2) + "\n"
 
 
 def save_splits(
@@ -171,12 +174,16 @@ def load_splits(path: Path) -> tuple[dict[str, int], int]:
     """
     try:
         data = json.loads(Path(path).read_text(), object_pairs_hook=_no_duplicate_keys)
-        assignment = {str(k): int(v) for k, v in data["assignment"].items()}
-        folds = int(data["folds"])
+        record = SplitsFile.model_validate(data)
     except OSError as error:
         raise SihnetError(f"cannot read {Path(path).name}: {error.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise SihnetError(f"cannot read {Path(path).name}: {where}: {first['msg']}") from None
+    except ValueError as error:
         raise SihnetError(f"cannot read {Path(path).name}: {error}") from None
+    assignment, folds = record.assignment, record.folds
     bad = [p for p, f in assignment.items() if not 0 <= f < folds]
     if bad:
         raise SihnetError(f"{Path(path).name}: a patient has a fold outside 0..{folds - 1}")

@@ -9,7 +9,6 @@ Writes ``RUN/external/<name>-<id>/{predictions.csv, metrics.json, roc.png, relia
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +28,7 @@ from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.paths import ExternalPaths, RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
-from sihnet.schemas import PredictionTable
+from sihnet.schemas import ImageIdentities, PredictionTable, read_json
 from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
@@ -145,10 +144,7 @@ def reused_images(paths: RunPaths, cohort: Cohort, cache: VolumeCache) -> int:
     trained before identities were kept)."""
     if not paths.image_identities.is_file():
         return 0
-    try:
-        development = set(json.loads(paths.image_identities.read_text())["identities"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise SihnetError(f"{paths.root.name}/{paths.image_identities.name} is damaged") from None
+    development = set(read_json(paths.image_identities, ImageIdentities).identities)
     return sum(cache.image_identity(scan.image) in development for scan in cohort.scans)
 
 

@@ -38,7 +38,7 @@ from sihnet.inference.ensemble import (
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
 from sihnet.report.model_card import model_card_text, subgroup_aurocs
-from sihnet.schemas import FoldSummary, MetricsFile, PredictionTable, read_json_as
+from sihnet.schemas import FoldSummary, MetricsFile, ModelRecord, PredictionTable, read_json_as
 
 log = logging.getLogger(__name__)
 NOTICE = "research use only; not a medical device; not for clinical decisions"
@@ -141,10 +141,11 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
         write_text_atomic(staging / "docs" / "README.md", card)
         # model.json last: it covers every other file of the folder (issue 31 row 3)
         _, files = model_identity(staged, exported, thresholds, every_file=True)
-        write_json_atomic(staged.model_record, {
-            "sihnet_version": version("sihnet"), "folds": folds, "model_sha256": model_sha256,
-            "files": files, "exported_from_run": paths.root.name, "notice": NOTICE,
-        })  # fmt: skip
+        record = ModelRecord(
+            sihnet_version=version("sihnet"), folds=folds, model_sha256=model_sha256,
+            files=files, exported_from_run=paths.root.name, notice=NOTICE,
+        )  # fmt: skip
+        write_json_atomic(staged.model_record, record.model_dump())
         if out.exists():
             out.rmdir()
         os.replace(staging, out)

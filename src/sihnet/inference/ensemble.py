@@ -21,7 +21,14 @@ from sihnet.models.densenet import build_model
 from sihnet.models.measured import MeasuredModel, fuse, sigmoid
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
-from sihnet.schemas import FoldSummary, OperatingPoints, ReferenceFile, read_json, read_json_as
+from sihnet.schemas import (
+    FoldSummary,
+    ModelRecord,
+    OperatingPoints,
+    ReferenceFile,
+    read_json,
+    read_json_as,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +134,9 @@ def verify_exported(
     """
     where = f"{paths.root.name}/{paths.model_record.name}"
     try:
-        record = json.loads(paths.model_record.read_text())
-        expected = {str(k): str(v) for k, v in dict(record["files"]).items()}
-        identity = str(record["model_sha256"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        record = ModelRecord.model_validate_json(paths.model_record.read_bytes())
+        expected, identity = record.files, record.model_sha256
+    except (OSError, ValueError):
         raise SihnetError(
             f"{where} is damaged or from an older sihnet (export the run again)"
         ) from None

@@ -34,7 +34,7 @@ from sihnet.models.bern_heads import bern_targets
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
-from sihnet.schemas import FoldSummary
+from sihnet.schemas import FoldSummary, ImageIdentities
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.distributed import World, broadcast_error
 from sihnet.training.fold import FoldData, train_fold
@@ -269,7 +269,8 @@ def _identical_groups(
     groups = patient_groups(identities, config.cross_validation.identical_images == "group")
     if paths is not None:
         kept = sorted({identity for _, _, identity in identities})
-        write_json_atomic(paths.image_identities, {"identities": kept})
+        record = ImageIdentities(identities=kept)
+        write_json_atomic(paths.image_identities, record.model_dump())
     return groups
 
 
