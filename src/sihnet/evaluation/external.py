@@ -10,7 +10,6 @@ Writes ``RUN/external/<name>-<id>/{predictions.csv, metrics.json, roc.png, relia
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 from sihnet.atomic import write_json_atomic
 from sihnet.config import InferenceConfig
 from sihnet.data.manifest import Cohort, read_manifest
+from sihnet.data.patients import patient_means
 from sihnet.errors import SihnetError
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
@@ -53,15 +53,15 @@ def score_cohort(
     """
     images = [(scan.row, scan.image) for scan in cohort.scans]
     entries = cache.cache_images(images, ensemble.config.preprocessing)
-    per_fold: dict[int, dict[str, list[float]]] = {k: defaultdict(list) for k in ensemble.models}
-    for scan in cohort.scans:
-        probabilities = ensemble.probabilities(read_cached(entries[scan.image]).model_input())
-        for k, probability in probabilities.items():
-            per_fold[k][scan.patient_id].append(probability)
-    network = {
-        k: np.array([np.mean(values[p]) for p in cohort.patient_ids])
-        for k, values in per_fold.items()
-    }
+    folds = list(ensemble.models)
+    per_scan = [
+        ensemble.probabilities(read_cached(entries[scan.image]).model_input())
+        for scan in cohort.scans
+    ]
+    scans = np.array([[probabilities[k] for k in folds] for probabilities in per_scan])
+    order, means = patient_means([scan.patient_id for scan in cohort.scans], scans)
+    rows = [order.index(p) for p in cohort.patient_ids]
+    network = {k: means[rows, j] for j, k in enumerate(folds)}
     if not ensemble.measured:
         return network
     from sihnet.training.measured import measure_patients_in_memory

@@ -10,6 +10,7 @@ import numpy as np
 
 from sihnet.bern import HEAD_FIELDS
 from sihnet.config import ViewConfig
+from sihnet.data.patients import patient_means
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import auto_bern
 from sihnet.models.densenet import build_model
@@ -30,17 +31,16 @@ BERN_PREDICTION_COLUMNS = [
 
 def bern_rows(fold: int, samples: Samples, components: np.ndarray) -> list[dict[str, object]]:
     """One row per patient (first-seen order): components (n_scans, 6) averaged over scans."""
-    rows: dict[str, dict[str, object]] = {}
-    sums: dict[str, list[np.ndarray]] = {}
-    for patient, label, values in zip(samples.patient_ids, samples.labels, components, strict=True):
-        rows.setdefault(patient, {"patient_id": patient, "fold": fold, "label": label})
-        sums.setdefault(patient, []).append(values)
-    for patient, row in rows.items():
-        mean = np.mean(sums[patient], axis=0)
+    labels = dict(zip(samples.patient_ids, samples.labels, strict=True))
+    rows = []
+    for patient, mean in zip(*patient_means(samples.patient_ids, components), strict=True):
         score, expected = auto_bern(mean)
-        row.update({name: f"{v:.6f}" for name, v in zip(HEAD_FIELDS, mean, strict=True)})
-        row.update({"auto_bern": score, "expected_bern": f"{expected:.6f}"})
-    return list(rows.values())
+        rows.append({
+            "patient_id": patient, "fold": fold, "label": labels[patient],
+            **{name: f"{v:.6f}" for name, v in zip(HEAD_FIELDS, mean, strict=True)},
+            "auto_bern": score, "expected_bern": f"{expected:.6f}",
+        })  # fmt: skip
+    return rows
 
 
 def write_bern_predictions(

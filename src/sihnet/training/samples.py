@@ -16,6 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
 
 from sihnet.config import ExperimentConfig
+from sihnet.data.patients import patient_means
 from sihnet.models.inputs import map_views
 from sihnet.training.dataset import CachedVolumeDataset
 from sihnet.training.distributed import EpochPermutation, World, per_rank_batch
@@ -46,17 +47,9 @@ def patient_level(
     Returns:
         ``(patient_ids, labels (P,), probabilities (P,))`` in first-seen order.
     """
-    order = list(dict.fromkeys(samples.patient_ids))
-    index = {p: i for i, p in enumerate(order)}
-    sums, counts = np.zeros(len(order)), np.zeros(len(order))
-    labels = np.zeros(len(order), dtype=int)
-    for patient, label, probability in zip(
-        samples.patient_ids, samples.labels, probabilities, strict=True
-    ):
-        sums[index[patient]] += probability
-        counts[index[patient]] += 1
-        labels[index[patient]] = label
-    return order, labels, sums / np.maximum(counts, 1)
+    order, means = patient_means(samples.patient_ids, probabilities)
+    labels = dict(zip(samples.patient_ids, samples.labels, strict=True))
+    return order, np.array([labels[p] for p in order], dtype=int), means
 
 
 def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
