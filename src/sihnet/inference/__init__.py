@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from sihnet.bern import HEAD_ITEMS
 from sihnet.config import Precision
 from sihnet.errors import SihnetError
 
@@ -144,7 +145,7 @@ class Inference:
             if raw is None:
                 raise TypeError("the network has no Bern heads")
             rows.append(network.components(raw)[0].cpu().double().numpy())  # type: ignore[operator]
-        return np.asarray(rows).reshape(-1, 6)
+        return np.asarray(rows).reshape(-1, len(HEAD_ITEMS))
 
     def probabilities(self, model: torch.nn.Module, volumes: Iterable[Any]) -> np.ndarray:
         """Fistula probability of each volume (1, X, Y, Z), one at a time: (n,) float64."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from sihnet.bern import HEAD_ITEMS
 from sihnet.config import ExperimentConfig
 from sihnet.inference import Inference
 from sihnet.models.inputs import map_views
@@ -103,7 +104,7 @@ def measure(
         network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate)
     scaler = inference.grad_scaler()
-    bern = torch.rand(batch, 6, device=device) if heads else None
+    bern = torch.rand(batch, len(HEAD_ITEMS), device=device) if heads else None
     views = [
         torch.rand(batch, 1, *size, device=device)
         for size in (prep.size, *(v.size for v in prep.views))
