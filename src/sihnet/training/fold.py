@@ -214,6 +214,7 @@ def train_fold(
     resume: bool = False,
     world: World = World(),
     policy: PrecisionPolicy | None = None,
+    device: torch.device | None = None,
 ) -> FoldSummary:
     """Train one fold and write ``fold_K/{best.safetensors,last.pt,history.csv,predictions.csv,summary.json}``.
 
@@ -230,9 +231,10 @@ def train_fold(
         resume: continue from ``last.pt`` (the last complete epoch) when it exists.
         world: the processes training this fold together (one without torchrun).
         policy: the run's precision decisions, shared by its folds (a fresh one when not given).
+        device: the run's device, resolved once per run (resolved here when not given).
     """
     settings, fingerprints = config.training, fingerprints or {}
-    device = resolve_device(device_for(world, settings.device))
+    device = device or resolve_device(device_for(world, settings.device))
     context = (device, world, policy if policy is not None else PrecisionPolicy())
     loaders = fold_loaders(data, config, device, world, config.fold_seed(fold))
     resuming = resume and paths.last_state(fold).is_file()

@@ -30,13 +30,14 @@ from sihnet.data.splits import (
 )
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.hashing import file_sha256, text_sha256
+from sihnet.inference import resolve_device
 from sihnet.models.bern_heads import bern_targets
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
 from sihnet.schemas import FoldSummary, ImageIdentities
 from sihnet.training.checkpoint import stop_requested
-from sihnet.training.distributed import World, broadcast_error
+from sihnet.training.distributed import World, broadcast_error, device_for
 from sihnet.training.fold import FoldData, train_fold
 from sihnet.training.precision import DECISIONS_FILE, PrecisionPolicy
 from sihnet.training.samples import Samples
@@ -331,6 +332,7 @@ def run_training(
     if config.training.deterministic:
         use_deterministic_algorithms()
     summaries, policy = [], PrecisionPolicy(cache.root / DECISIONS_FILE)
+    device = resolve_device(device_for(world, config.training.device))  # once per run
     for fold in requested:
         if paths.fold_summary(fold).is_file():
             log.info("fold %d is already complete; skipped", fold)
@@ -347,7 +349,8 @@ def run_training(
                  config.cross_validation.folds, len(set(data.train.patient_ids)),
                  len(set(inner.patient_ids)) if inner else 0,
                  len(set(data.validation.patient_ids)))  # fmt: skip
-        summaries.append(train_fold(fold, data, config, paths, fingerprints, resume, world, policy))
+        trained = train_fold(fold, data, config, paths, fingerprints, resume, world, policy, device)
+        summaries.append(trained)
         _fuse(fold, paths, config, measures, cohort, assignment)
     return summaries
 
