@@ -45,6 +45,7 @@ def _rename_column(path: Path, column: str) -> None:
 # file (relative to the run), the field renamed, the reader sihnet uses
 RUN_FILES: list[tuple[str, str, Callable[[RunPaths], object]]] = [
     ("splits.json", "assignment", lambda p: load_splits(p.splits)),
+    ("metrics.json", "auroc_pooled", lambda p: read_json(p.metrics, MetricsFile)),
     ("fold_0/summary.json", "weights_sha256", lambda p: FoldSummary.read(p.fold_summary(0))),
     (
         "image_identities.json",

@@ -75,15 +75,26 @@ class OcclusionFile(_Lenient):
 
 
 class MetricsFile(_Lenient):
-    """``metrics.json`` (a run's, or an external validation's) as the report and export read it."""
+    """A run's ``metrics.json`` as the report and export read it (the keys every run has are
+    required: a renamed one is refused; the sections are kept as written)."""
 
-    folds_evaluated: list[int] = []
+    folds_evaluated: list[int]
     auroc_folds: list[float | None] = []
     auroc_mean: float | None = None
     auroc_std: float | None = None
-    auroc_pooled: float | None = None
+    auroc_pooled: float | None
     auroc_pooled_ci95: list[float | None] = []
     n_patients: int | None = None
+
+
+class ExternalMetricsFile(_Lenient):
+    """An external cohort's ``metrics.json`` (``RUN/external/<name>/``) as the report reads it."""
+
+    cohort: str
+    n_patients: int
+    n_positive: int
+    auroc: float | None
+    auroc_ci95: list[float | None] = []
 
 
 class ReferenceFile(_Lenient):

@@ -50,6 +50,10 @@ def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     assert len(list((run / "external").iterdir())) == 2
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first
+    # the report shows both sites, read through the external metrics' schema
+    assert sihnet("report", run, cache=tmp_path / "c").returncode == 0
+    page = (run / "report.html").read_text()
+    assert 'id="external"' in page and page.count("cohort-") >= 2
 
 
 def test_an_external_cohort_with_one_negative_patient_is_refused_in_one_line(

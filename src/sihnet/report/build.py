@@ -32,7 +32,14 @@ from sihnet.paths import RunPaths
 from sihnet.report.checklist import checklist
 from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
 from sihnet.report.model_card import subgroup_aurocs, template_environment
-from sihnet.schemas import FoldSummary, MetricsFile, OcclusionFile, PredictionTable, read_json_as
+from sihnet.schemas import (
+    ExternalMetricsFile,
+    FoldSummary,
+    MetricsFile,
+    OcclusionFile,
+    PredictionTable,
+    read_json_as,
+)
 from sihnet.tables import read_rows
 
 GENERATOR = '<meta name="generator" content="sihnet report">'  # marks a page sihnet wrote
@@ -235,7 +242,7 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
         [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]
     )
     externals = [
-        read_json_as(e.metrics, MetricsFile, str(e.metrics.relative_to(paths.root)))
+        read_json_as(e.metrics, ExternalMetricsFile, str(e.metrics.relative_to(paths.root)))
         for e in paths.external_results()
     ]
     summary, subgroups = cohort_summary(paths, cohort), subgroup_aurocs(oof, cohort)
