@@ -46,6 +46,7 @@ def _rename_column(path: Path, column: str) -> None:
 RUN_FILES: list[tuple[str, str, Callable[[RunPaths], object]]] = [
     ("splits.json", "assignment", lambda p: load_splits(p.splits)),
     ("metrics.json", "auroc_pooled", lambda p: read_json(p.metrics, MetricsFile)),
+    ("cohort.json", "labels", lambda p: p.read_cohort()),
     ("fold_0/summary.json", "weights_sha256", lambda p: FoldSummary.read(p.fold_summary(0))),
     (
         "image_identities.json",

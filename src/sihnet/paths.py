@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from sihnet.config import ExperimentConfig, read_run_config
 from sihnet.errors import SihnetError
+from sihnet.schemas import CohortFile, read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +53,9 @@ class RunPaths:
         """
         if not self.cohort.is_file():
             return {}
-        try:
-            record = json.loads(self.cohort.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise SihnetError(f"{self.root.name}/cohort.json is damaged") from None
-        if not isinstance(record, dict):
-            raise SihnetError(f"{self.root.name}/cohort.json is damaged")
-        return record
+        return read_json(
+            self.cohort, CohortFile, f"{self.root.name}/{self.cohort.name}"
+        ).model_dump()
 
     @property
     def reference(self) -> Path:

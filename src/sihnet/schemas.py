@@ -116,6 +116,19 @@ class SplitsFile(_Strict):
     assignment: dict[str, int]
 
 
+class CohortFile(_Strict):
+    """``cohort.json``: the patients a run used — labels, Bern fields, demographics and exclusion
+    counts (no image paths); tied to the manifest by its SHA-256."""
+
+    manifest_sha256: str
+    labels: dict[str, int | None]
+    excluded_indeterminate: int = 0
+    excluded_slec: int = 0
+    n_scans: int = 0
+    bern: dict[str, Any] = {}
+    demographics: dict[str, Any] = {}
+
+
 class ImageIdentities(_Strict):
     """``image_identities.json``: the training images' identities (voxels and geometry; no paths)."""
 

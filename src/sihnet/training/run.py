@@ -35,7 +35,7 @@ from sihnet.models.bern_heads import bern_targets
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
-from sihnet.schemas import FoldSummary, ImageIdentities
+from sihnet.schemas import CohortFile, FoldSummary, ImageIdentities
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.distributed import World, broadcast_error, device_for
 from sihnet.training.fold import FoldData, train_fold
@@ -113,16 +113,12 @@ def write_cohort_record(paths: RunPaths, cohort: Cohort, n_folds: int) -> None:
     A run folder stays tied to its manifest: once a fold started, a different manifest is refused.
     """
     digest = file_sha256(cohort.source)
-    record = {
-        "manifest_sha256": digest,
-        "labels": cohort.patient_labels(),
-        "excluded_indeterminate": cohort.excluded_indeterminate,
-        "excluded_slec": cohort.excluded_slec,
-        "n_scans": len(cohort.scans),
-        "bern": cohort.bern_fields(),
-        "demographics": cohort.demographics(),
-    }
-    text = json.dumps(record, indent=2) + "\n"
+    record = CohortFile(
+        manifest_sha256=digest, labels=cohort.patient_labels(),
+        excluded_indeterminate=cohort.excluded_indeterminate, excluded_slec=cohort.excluded_slec,
+        n_scans=len(cohort.scans), bern=cohort.bern_fields(), demographics=cohort.demographics(),
+    )  # fmt: skip
+    text = json.dumps(record.model_dump(), indent=2) + "\n"
     if write_text_once(paths.cohort, text):
         return
     try:
