@@ -207,27 +207,13 @@ class RunPaths:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExternalPaths:
-    """A run's results on an external cohort (``RUN/external/<name>/``): predictions.csv,
-    metrics.json, roc.png, reliability.png."""
-
-    root: Path
+class ExternalPaths(RunPaths):
+    """A run's results on an external cohort (``RUN/external/<name>/``): predictions.csv beside
+    the run's own names for metrics.json, roc.png and reliability.png."""
 
     @property
     def predictions(self) -> Path:
         return self.root / "predictions.csv"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def roc_plot(self) -> Path:
-        return self.root / "roc.png"
-
-    @property
-    def reliability_plot(self) -> Path:
-        return self.root / "reliability.png"
 
 
 def is_sihnet_folder(folder: Path) -> bool:

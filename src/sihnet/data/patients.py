@@ -18,10 +18,9 @@ def patient_means(patient_ids: Sequence[str], values: np.ndarray) -> tuple[list[
         ``(patients, means)``: the P patients in first-seen order and their means (P, ...).
     """
     values = np.asarray(values, dtype=np.float64)
-    order = list(dict.fromkeys(patient_ids))
-    index = (
-        np.array([order.index(p) for p in patient_ids], dtype=int) if order else np.zeros(0, int)
-    )
+    position = {p: i for i, p in enumerate(dict.fromkeys(patient_ids))}
+    order = list(position)
+    index = np.array([position[p] for p in patient_ids], dtype=int)
     sums = np.zeros((len(order), *values.shape[1:]))
     np.add.at(sums, index, values)
     counts = np.bincount(index, minlength=len(order)).reshape(-1, *([1] * (values.ndim - 1)))

@@ -59,9 +59,8 @@ def score_cohort(
         for scan in cohort.scans
     ]
     scans = np.array([[probabilities[k] for k in folds] for probabilities in per_scan])
-    order, means = patient_means([scan.patient_id for scan in cohort.scans], scans)
-    rows = [order.index(p) for p in cohort.patient_ids]
-    network = {k: means[rows, j] for j, k in enumerate(folds)}
+    _, means = patient_means([scan.patient_id for scan in cohort.scans], scans)  # cohort order
+    network = {k: means[:, j] for j, k in enumerate(folds)}
     if not ensemble.measured:
         return network
     from sihnet.training.measured import measure_patients_in_memory
