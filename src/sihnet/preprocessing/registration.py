@@ -30,9 +30,11 @@ synthetic head built on it cannot show a flip).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -98,6 +100,23 @@ class Alignment:
         kept["rotation"] = tuple(tuple(float(x) for x in row) for row in kept["rotation"])
         kept["translation"] = tuple(float(x) for x in kept["translation"])
         return cls(**kept)
+
+
+@contextlib.contextmanager
+def one_itk_thread() -> Iterator[None]:
+    """ITK's global default thread count at 1 for the duration: a registration with more threads
+    is not deterministic. ITK's Mattes metric adds the threads' joint histograms under a lock in
+    whichever order they finish, and ``ImageRegistrationMethod.SetNumberOfThreads(1)`` does not
+    reach it (SimpleITK 2.5): the same scan aligned twice differed in the 8th digit, which the
+    reader's edge thresholds turned into millimetres (issue 37)."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 @functools.lru_cache(maxsize=1)
@@ -166,7 +185,7 @@ def _register(moving: Any, fixed: Any, mask: Any) -> tuple[Any, float]:
     method.SetShrinkFactorsPerLevel([4, 2, 1])
     method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     method.SetInitialTransform(initial, inPlace=False)
-    method.SetNumberOfThreads(1)  # ITK splits the metric's sums over threads: one gives one answer
+    method.SetNumberOfThreads(1)
     transform = method.Execute(fixed, moving)
     return transform, float(method.GetMetricValue())
 
@@ -200,11 +219,17 @@ def _as_ras(transform: Any) -> tuple[np.ndarray, np.ndarray, float]:
 def align_to_template(
     volume: np.ndarray, affine: np.ndarray, check_mirror: bool = True
 ) -> Alignment:
-    """Register one scan (I, J, K) with its RAS affine to the MNI152 template (module docstring).
+    """Register one scan (I, J, K) with its RAS affine to the MNI152 template (module docstring);
+    the same image gives the same alignment bit for bit, whatever the thread count.
 
     Raises:
         SihnetError: SimpleITK could not register it at all (the registration diverged).
     """
+    with one_itk_thread():
+        return _align(volume, affine, check_mirror)
+
+
+def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignment:
     import SimpleITK as sitk
 
     data, mask, template_affine = template()
@@ -230,12 +255,18 @@ def align_to_template(
             mirrored = _correlation(mirror_image, fixed, mirror_transform, mask)
         except RuntimeError:
             mirrored = None
+    # rounded far below any effect (1e-9 of a unit, 1e-6 mm) so that the last bits of a CPU's
+    # BLAS (AVX2 or AVX-512 kernels) do not reach what is measured from it
     alignment = Alignment(
-        tuple(tuple(float(v) for v in row) for row in rotation),
-        (float(translation[0]), float(translation[1]), float(translation[2])),
-        scale,
-        correlation,
-        mirrored,
+        tuple(tuple(round(float(v), 9) for v in row) for row in rotation),
+        (
+            round(float(translation[0]), 6),
+            round(float(translation[1]), 6),
+            round(float(translation[2]), 6),
+        ),
+        round(scale, 9),
+        round(correlation, 6),
+        None if mirrored is None else round(mirrored, 6),
     )
     return dataclasses.replace(alignment, problem=problem_of(alignment))
 

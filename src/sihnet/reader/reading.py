@@ -22,7 +22,7 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 5  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 6  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
 DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
@@ -209,10 +209,11 @@ def _reading(
 ) -> Reading:
     items: dict[str, float | None] = {}
     for item, (measure, threshold) in SIGN_RULES.items():
-        value = measures[measure].value
+        value = _fixed(measures[measure].value)
         items[item] = None if value is None else float(value >= threshold)
     for distance in read:
-        items[distance.name] = None if distance.mm is None else round(max(distance.mm, 0.0), 2)
+        mm = _fixed(distance.mm)
+        items[distance.name] = None if mm is None else round(max(mm, 0.0), 2)
     score = score_fields(items)
     return Reading(
         version=READER_VERSION,
@@ -220,16 +221,33 @@ def _reading(
         bern_score_min=score.score_min,
         bern_score_max=score.score_max,
         distances={
-            d.name: ReadDistance(mm=d.mm, start=d.start, end=d.end, reason=d.reason) for d in read
+            d.name: ReadDistance(
+                mm=_fixed(d.mm),
+                start=None if d.start is None else _fixed_point(d.start),
+                end=None if d.end is None else _fixed_point(d.end),
+                reason=d.reason,
+            )
+            for d in read
         },
         measures={
-            name: ReadMeasure(value=m.value, unit=m.unit, reason=m.reason)
+            name: ReadMeasure(value=_fixed(m.value), unit=m.unit, reason=m.reason)
             for name, m in measures.items()
         },
-        landmarks={name: (float(p[0]), float(p[1]), float(p[2])) for name, p in points.items()},
+        landmarks={name: _fixed_point(p) for name, p in points.items()},
         alignment_correlation=alignment.correlation,
         warp_information=(warp.information_before, warp.information_after),
-        white_matter_level=white,
-        csf_level=csf,
+        white_matter_level=_fixed(white),
+        csf_level=_fixed(csf),
         seconds=round(seconds, 2),
     )
+
+
+def _fixed(value: float | None) -> float | None:
+    """A quantity to 1e-6 of its unit (mm, intensity): the last bits of a CPU's BLAS kernels
+    (AVX2 or AVX-512) differ, and a reading is the same on every machine."""
+    return None if value is None else round(float(value), 6)
+
+
+def _fixed_point(point: np.ndarray | tuple[float, ...]) -> tuple[float, float, float]:
+    """A world point (3,) to 1e-6 mm (:func:`_fixed`)."""
+    return (round(float(point[0]), 6), round(float(point[1]), 6), round(float(point[2]), 6))

@@ -51,7 +51,6 @@ COLUMNS = (
     "bern_score_max",
     *SIGN_MEASURES,
     "alignment_correlation",
-    "seconds",
 )
 
 
@@ -105,7 +104,6 @@ def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     row["alignment_correlation"] = (
         "" if reading.alignment_correlation is None else round(reading.alignment_correlation, 3)
     )
-    row["seconds"] = reading.seconds
     return row
 
 

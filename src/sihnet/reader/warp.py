@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from sihnet.errors import SihnetError
-from sihnet.preprocessing.registration import CLIP_PERCENTILE, SAMPLING_SEED, Alignment, _sitk_image
+from sihnet.preprocessing.registration import (
+    CLIP_PERCENTILE,
+    SAMPLING_SEED,
+    Alignment,
+    _sitk_image,
+    one_itk_thread,
+)
 
 # The box (template mm) the refinement covers: sella, basal cisterns, brainstem, diencephalon.
 BOX_LOW = np.array([-36.0, -60.0, -64.0])
@@ -172,6 +178,11 @@ def refine_alignment(
     Raises:
         SihnetError: the registration diverged.
     """
+    with one_itk_thread():  # deterministic: the same scan, the same warp
+        return _refine(volume, affine, alignment, mesh)
+
+
+def _refine(volume: np.ndarray, affine: np.ndarray, alignment: Alignment, mesh: int) -> Warp:
     import SimpleITK as sitk
 
     box, mask, mask_array = _box_template()
@@ -195,7 +206,7 @@ def refine_alignment(
     method.SetShrinkFactorsPerLevel(list(SHRINK))
     method.SetSmoothingSigmasPerLevel([f / 2 for f in SHRINK])
     method.SetInitialTransform(refinement, inPlace=True)
-    method.SetNumberOfThreads(1)  # ITK's threads split the metric's sums: one gives the same warp
+    method.SetNumberOfThreads(1)
     try:
         method.Execute(box, resampled)
     except RuntimeError:
