@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
 IDENTITY_VERSION = 1  # of image_identity
-ALIGNMENT_VERSION = 4  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed;
-# 4: one ITK thread (deterministic)
+ALIGNMENT_VERSION = 5  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed;
+# 4: one ITK thread (deterministic); 5: starts from the head's top as well as its centre of mass
 Misaligned = Literal["refuse", "keep"]
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from sihnet.errors import SihnetError
+from sihnet.preprocessing.head import head_starts
 
 MIN_CORRELATION = 0.5  # template vs aligned scan inside the brain mask; heads score 0.6-0.9
 SCALE_RANGE = (0.75, 1.33)  # adult heads against the template
@@ -48,6 +49,7 @@ MIRROR_MARGIN = 0.05  # the mirrored scan must fit this much better to call the 
 TEMPLATE_SPACING_MM = 2
 CLIP_PERCENTILE = 80.0  # of the head's intensities: brighter is enhancement (module docstring)
 SAMPLING_SEED = 20261205
+LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,13 +166,11 @@ def _downsampled(
     return blocks.astype(np.float32), scaled
 
 
-def _register(moving: Any, fixed: Any, mask: Any) -> tuple[Any, float]:
-    """Similarity transform (fixed = template -> moving = scan, physical LPS) and the final metric."""
+def _method(mask: Any, shrink: list[int], iterations: int) -> Any:
+    """Mattes mutual information in the template's brain, regular gradient descent (LPS, physical
+    shifts as scales), one thread, a fixed sampling seed."""
     import SimpleITK as sitk
 
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricFixedMask(mask)
@@ -179,13 +179,42 @@ def _register(moving: Any, fixed: Any, mask: Any) -> tuple[Any, float]:
     method.SetMetricSamplingPercentage(0.25, seed=SAMPLING_SEED)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=1.0, minStep=1e-4, numberOfIterations=200, relaxationFactor=0.6
+        learningRate=1.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.6
     )
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    method.SetInitialTransform(initial, inPlace=False)
+    method.SetShrinkFactorsPerLevel(shrink)
+    method.SetSmoothingSigmasPerLevel([f / 2 for f in shrink])
     method.SetNumberOfThreads(1)
+    return method
+
+
+def _register(moving: Any, fixed: Any, mask: Any, starts: list[np.ndarray]) -> tuple[Any, float]:
+    """Similarity transform (fixed = template -> moving = scan, physical LPS) and the final metric.
+
+    Each start (a template -> scan shift, RAS mm; the first is the centres of mass) is registered
+    at 8 mm; the one that fits best goes on at 4 and 2 mm. A head-and-neck field of view puts the
+    centre of mass in the neck, and an oblique or partial one far from the brain: the head's own
+    top (:mod:`sihnet.preprocessing.head`) is a start that does not depend on either."""
+    import SimpleITK as sitk
+
+    moments = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+    best: tuple[float, Any] | None = None
+    for k, shift in enumerate(starts):
+        start = sitk.Similarity3DTransform(moments)
+        if k > 0:
+            start.SetTranslation((LPS @ shift).tolist())
+            start.SetCenter((0.0, 0.0, 0.0))
+        coarse = _method(mask, [4], 100)
+        coarse.SetInitialTransform(start, inPlace=True)
+        coarse.Execute(fixed, moving)
+        metric = float(coarse.GetMetricValue())
+        if best is None or metric < best[0]:
+            best = (metric, start)
+    assert best is not None
+    method = _method(mask, [2, 1], 200)
+    method.SetInitialTransform(best[1], inPlace=False)
     transform = method.Execute(fixed, moving)
     return transform, float(method.GetMetricValue())
 
@@ -240,8 +269,10 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
     upper = float(np.percentile(head, CLIP_PERCENTILE)) if head.size else 1.0
     small = np.minimum(small / max(upper, 1e-12), 1.0)
     moving = _sitk_image(small, small_affine)
+    brain = data > 0.05
+    starts = [np.zeros(3), *head_starts(small, small_affine, brain, template_affine)]
     try:
-        transform, _ = _register(moving, fixed, fixed_mask)
+        transform, _ = _register(moving, fixed, fixed_mask, starts)
     except RuntimeError:
         raise SihnetError("the registration to the MNI152 template diverged") from None
     rotation, translation, scale = _as_ras(transform)
@@ -251,7 +282,8 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
         flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ small_affine  # the scan's left-right mirror
         mirror_image = _sitk_image(small, flip)
         try:
-            mirror_transform, _ = _register(mirror_image, fixed, fixed_mask)
+            mirror_starts = [np.zeros(3), *head_starts(small, flip, brain, template_affine)]
+            mirror_transform, _ = _register(mirror_image, fixed, fixed_mask, mirror_starts)
             mirrored = _correlation(mirror_image, fixed, mirror_transform, mask)
         except RuntimeError:
             mirrored = None
