@@ -17,12 +17,13 @@ from sihnet.bern import DISTANCE_FIELDS, PACHYMENINGEAL, SUBDURAL, VENOUS_SINUS,
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.reader import distances, signs
+from sihnet.reader.masked import masked_reason
 from sihnet.reader.profiles import Profile, Scan
 from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 6  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 7  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
 DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
@@ -97,6 +98,9 @@ def read_scan(
         return _not_read(
             f"not measured: {alignment.problem}", time.perf_counter() - started, alignment
         )
+    masked = masked_reason(Scan(volume, affine), alignment)
+    if masked:
+        return _not_read(f"not measured: {masked}", time.perf_counter() - started, alignment)
     warp, problem = _refined(volume, affine, alignment)
     if warp is None:
         return _not_read(f"not measured: {problem}", time.perf_counter() - started, alignment)

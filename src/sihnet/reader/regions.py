@@ -8,6 +8,8 @@ its mask, so that the surface runs over the sulci as the dura does) with outward
 * the **lateral convexity**: where a subdural collection would widen the space between the brain
   and the dura;
 * the **superior sagittal sinus**: the midline of the surface over the vertex;
+* the **skull base**: the floor of the anterior and middle cranial fossae and the clivus, under
+  the brain near the midline (where a scan defaced or cropped through the skull base is masked);
 
 and **deep white matter** (the centrum semiovale), the scan's intensity reference.
 """
@@ -39,6 +41,7 @@ class Regions:
     convexity: Surface
     lateral: Surface
     sagittal_sinus: Surface
+    skull_base: Surface
     white_matter: np.ndarray  # (N, 3) mm
 
 
@@ -84,6 +87,9 @@ def template_regions() -> Regions:
     convexity = surface & (z > 10) & (np.abs(x) > 15) & ~((y < -60) & (z < 30))
     lateral = surface & (z > 10) & (z < 55) & (np.abs(x) > 45)
     sinus = surface & (np.abs(x) < SPACING_MM) & (z > 30) & (y > -70) & (y < 30)
+    base = surface & (z < -10) & (np.abs(x) < 35) & (y > -40) & (normals[..., 2] < -0.5)
     white = ndimage.binary_erosion(coarse > 0.8, iterations=1) & (z > 10) & (z < 40)
     white &= (np.abs(x) > 15) & (np.abs(x) < 35)
-    return Regions(pick(convexity), pick(lateral), pick(sinus), grid[_subsample(white, 400)])
+    return Regions(
+        pick(convexity), pick(lateral), pick(sinus), pick(base), grid[_subsample(white, 400)]
+    )
