@@ -39,7 +39,7 @@ def test_a_skull_stripped_scan_is_said(head: tuple[Scan, object]) -> None:
     from scipy import ndimage
 
     scan, alignment = head
-    data, mask, affine = template()
+    _, mask, affine = template()
     inverse = np.linalg.inv(affine)
     mni = _template_coordinates(scan, alignment)
     voxels = mni @ inverse[:3, :3].T + inverse[:3, 3]
