@@ -167,9 +167,8 @@ def one_head(row: dict[str, str], heads: Path, work: Path) -> dict[str, Any]:
             sags[name] = f"not made: {error}"
             continue
         images.append(_save(fields[name].warp(volume, affine), affine, folder / f"{name[:6]}.nii"))
-    for (name, field), sagged in zip(
-        fields.items(), measure(images, folder / "sagged"), strict=True
-    ):
+    measured = measure(images, folder / "sagged") if images else []
+    for (name, field), sagged in zip(fields.items(), measured, strict=True):
         changes = {}
         for key, column in KEYS.items():
             truth = field.change(*ends[key], directions[key])
