@@ -208,6 +208,9 @@ def write_table(results: list[dict[str, Any]], out: Path) -> None:
     ]
     lines += ["|---|---|---|"]
     for r in results:
+        if isinstance(r.get("sags"), str):
+            lines.append(f"| {r['head']} | – | {r['sags']} |")
+            continue
         for name, sag in (r.get("sags") or {}).items():
             if isinstance(sag, str):
                 lines.append(f"| {r['head']} | {name} | {sag} |")
@@ -228,7 +231,11 @@ def main() -> None:
     parser.add_argument("--heads", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_heads"))
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--table-only", action="store_true", help="re-tabulate OUT/real_heads.json")
     args = parser.parse_args()
+    if args.table_only:
+        write_table(json.loads((args.out / "real_heads.json").read_text()), args.out)
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="sihnet-real-heads-"))
     heads = list(csv.DictReader((args.heads / "heads.csv").open()))
     results = []

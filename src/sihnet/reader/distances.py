@@ -32,6 +32,7 @@ MIN_SLOPE = (
 )
 FAR_SLOPE = 0.06  # the rise out of a cistern (a thin dura at coarse voxels is faint)
 MIN_DIP = 0.15  # a dip shallower than this share of the tissue-CSF contrast is no cistern
+TISSUE_SHARE = 0.45  # of the white matter-CSF contrast: brighter is brain (grey matter 0.6-0.8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,34 @@ def _gap(
     return near, far
 
 
+def _tissue_end(profile: Profile, landmark_at: float, inward: float, tissue_level: float) -> float:
+    """Where the structure a landmark names ends towards its cistern: the landmark itself when
+    brain lies just inward of it; else the outer end of the nearest run of brain within
+    ``SEARCH_MM`` (brighter than ``tissue_level``, smoothed over 0.5 mm) that has no brain just
+    outward of it. A registration leaves a landmark a few mm off its edge: on real heads the
+    chiasm's fell in the third ventricle's optic recess, 2.5-4 mm above the chiasm."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter1d(np.nan_to_num(profile.values), 0.5 / STEP_MM)
+    bright = smooth >= tissue_level
+    inside = np.abs(profile.positions - landmark_at) <= SEARCH_MM
+    at = int(np.argmin(np.abs(profile.positions - landmark_at)))
+    reach = round(1.0 / STEP_MM)
+    inward_side = bright[at : at + reach] if inward > 0 else bright[max(at - reach, 0) : at + 1]
+    if inward_side.size and inward_side.mean() > 0.5:
+        return landmark_at
+    step = 1 if inward > 0 else -1  # index step inwards
+    ends = [
+        i
+        for i in np.flatnonzero(inside & bright)
+        if 0 <= i - step < bright.size and not bright[i - step]
+    ]
+    if not ends:
+        return landmark_at
+    nearest = min(ends, key=lambda i: abs(profile.positions[i] - landmark_at))
+    return float(profile.positions[nearest])
+
+
 def _argmax(profile: Profile, start: float, stop: float) -> float:
     inside = (profile.positions >= min(start, stop)) & (profile.positions <= max(start, stop))
     values = np.where(inside & np.isfinite(profile.values), profile.values, -np.inf)
@@ -115,7 +144,7 @@ def _narrow(
     the tissue-CSF contrast (a blur keeps the area; the far side may be a brighter structure, whose
     own blurred rise is no cistern), centred on the dip; 0 when the profile does not dip below the
     tissue by ``MIN_DIP`` of the contrast (the structures touch)."""
-    deepest = _argmin(profile, landmark_at + inward * SEARCH_MM, landmark_at - inward * SEARCH_MM)
+    deepest = _argmin(profile, landmark_at, landmark_at - inward * SEARCH_MM)
     depth = (tissue - profile.level(deepest, deepest, "min")) / (tissue - csf)
     if not np.isfinite(depth) or tissue <= csf:
         return "the cistern's edges were not found near the landmark"
@@ -129,11 +158,14 @@ def _narrow(
     return deepest + inward * half, deepest - inward * half
 
 
-def suprasellar(scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float) -> Distance:
+def suprasellar(
+    scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float, white: float
+) -> Distance:
     """Chiasm/hypothalamus to pituitary, down the vertical through ``chiasm`` (world mm)."""
     name = SUPRASELLAR.name
     profile = Profile.along(scan, chiasm, vertical, -MAX_GAP_MM - 6.0, 6.0)
-    found = _gap(profile, 0.0, +1.0, csf)
+    end = _tissue_end(profile, 0.0, +1.0, csf + TISSUE_SHARE * (white - csf))
+    found = _gap(profile, end, +1.0, csf)
     if isinstance(found, str):
         return _not_measured(name, found)
     near, far = found
@@ -142,11 +174,14 @@ def suprasellar(scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float
     )
 
 
-def prepontine(scan: Scan, pons: np.ndarray, normal: np.ndarray, csf: float) -> Distance:
+def prepontine(
+    scan: Scan, pons: np.ndarray, normal: np.ndarray, csf: float, white: float
+) -> Distance:
     """Pons to clivus along the clivus' normal (pointing into the pons) through ``pons``."""
     name = PREPONTINE.name
     profile = Profile.along(scan, pons, normal, -MAX_GAP_MM - 6.0, 6.0)
-    found = _gap(profile, 0.0, +1.0, csf)
+    end = _tissue_end(profile, 0.0, +1.0, csf + TISSUE_SHARE * (white - csf))
+    found = _gap(profile, end, +1.0, csf)
     if isinstance(found, str):
         return _not_measured(name, found)
     near, far = found

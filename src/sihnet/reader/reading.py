@@ -16,14 +16,14 @@ from sihnet import landmarks
 from sihnet.bern import DISTANCE_FIELDS, PACHYMENINGEAL, SUBDURAL, VENOUS_SINUS, score_fields
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.registration import Alignment, align_to_template
-from sihnet.reader import distances, signs
+from sihnet.reader import contrast, distances, signs
 from sihnet.reader.masked import masked_reason
 from sihnet.reader.profiles import Profile, Scan
 from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 7  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 8  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
 DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
@@ -118,10 +118,10 @@ def read_scan(
             time.perf_counter() - started,
             alignment,
         )
-    supra = distances.suprasellar(scan, points[landmarks.CHIASM_FLOOR.name], vertical, csf)
+    chiasm = points[landmarks.CHIASM_FLOOR.name]
     read = [
-        supra,
-        distances.prepontine(scan, points[landmarks.PONS_ANTERIOR.name], normal, csf),
+        distances.suprasellar(scan, chiasm, vertical, csf, white),
+        distances.prepontine(scan, points[landmarks.PONS_ANTERIOR.name], normal, csf, white),
         distances.mamillopontine(
             scan,
             points[landmarks.MAMILLARY_BODY.name],
@@ -132,14 +132,21 @@ def read_scan(
     ]
     read = [_plausible(d) for d in read]
     measures = _sign_measures(scan, alignment, rotation, white, csf)
+    supra = read[0]  # the plausible one: an implausible edge is not the pituitary's top
     if supra.end is not None:
-        line = Profile.along(scan, points[landmarks.CHIASM_FLOOR.name], vertical, -30.0, 6.0)
-        top = float((np.asarray(supra.end) - points[landmarks.CHIASM_FLOOR.name]) @ vertical)
+        line = Profile.along(scan, chiasm, vertical, -30.0, 6.0)
+        top = float((np.asarray(supra.end) - chiasm) @ vertical)
         measures["pituitary_height_mm"] = signs.pituitary_height(line, top, csf)
+        measures["pituitary_enhancement"] = contrast.gland_brightness(line, top, white)
     else:
-        measures["pituitary_height_mm"] = signs.Measure(
-            None, "mm", "the suprasellar cistern was not measured"
-        )
+        why = "the suprasellar cistern was not measured"
+        measures["pituitary_height_mm"] = signs.Measure(None, "mm", why)
+        measures["pituitary_enhancement"] = signs.Measure(None, contrast.UNIT, why)
+    sinus = regions.sagittal_sinus
+    measures["sinus_enhancement"] = contrast.sinus_brightness(
+        scan, sinus, alignment.to_world(sinus.points), rotation, white
+    )
+    measures = contrast.without_contrast(measures)
     return _reading(
         read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
     )

@@ -5,9 +5,10 @@ template's regions carried into the scan (:mod:`sihnet.reader.regions`; docs/rea
   outside the brain's edge, integrated, over white matter (mm); the median over the profiles;
 * **superior sagittal sinus height**: on the midline over the vertex, the length of the bright run
   of the sinus at half its peak over the dark around it; the median over the profiles;
-* **subdural fluid**: at the lateral convexities, the intensity above CSF within 6 mm outside the
-  brain's edge, capped half-way to white matter, integrated over the contrast (mm); the 90th
-  percentile over the profiles (a collection lies where it lies);
+* **subdural fluid**: at the lateral convexities, the intensity above CSF outside the brain's edge,
+  up to the first value brighter than fluid (the dura, or the diploe beyond the inner table) and
+  at most 6 mm, integrated over the contrast (mm); the 90th percentile over the profiles (a
+  collection lies where it lies);
 * **pituitary height**: down the suprasellar line, from the gland's upper edge to the sella's floor.
 """
 
@@ -32,9 +33,12 @@ class Measure:
 
 MIN_PROFILES = 20
 BRAIN_RUN_MM = 5.0
+# The brain's edge is its grey matter's: half-way from CSF to cortex, which is 0.6-0.8 of white
+# matter (real T1s darker, synthetic 0.8); half-way to white matter put it inside a real cortex.
+BRAIN_LEVEL = 0.35
 
 
-def _profiles(
+def profiles_across(
     scan: Scan,
     surface: Surface,
     to_world: np.ndarray,
@@ -58,9 +62,11 @@ def _profiles(
 
 def _brain_edge(profile: Profile, white_matter: float, csf: float) -> float | None:
     """The brain's outer edge on a profile along an outward normal: the outer end of the outermost
-    run of brain-bright values at least ``BRAIN_RUN_MM`` long that ends within 12 mm of the
-    template's surface (a dura, however bright, is thinner), at its half level."""
-    bright = profile.values >= csf + 0.5 * (white_matter - csf)
+    run of brain-bright values (above ``BRAIN_LEVEL`` of the way from CSF to white matter) at least
+    ``BRAIN_RUN_MM`` long that ends within 12 mm of the template's surface (a dura, however bright,
+    is thinner), where it crosses that level."""
+    level = csf + BRAIN_LEVEL * (white_matter - csf)
+    bright = profile.values >= level
     ends = np.flatnonzero(bright[:-1] & ~bright[1:])
     for end in ends[::-1]:
         at = float(profile.positions[end])
@@ -70,7 +76,7 @@ def _brain_edge(profile: Profile, white_matter: float, csf: float) -> float | No
             bright & (profile.positions <= at) & (profile.positions > at - BRAIN_RUN_MM)
         ]
         if run.size * STEP_MM >= BRAIN_RUN_MM - 2 * STEP_MM:
-            return profile.crossing(csf + 0.5 * (white_matter - csf), at - 1.0, at + 1.0)
+            return profile.crossing(level, at - 1.0, at + 1.0)
     return None
 
 
@@ -86,7 +92,7 @@ def dural_enhancement(
     2 mm inside to 5 mm outside it of the intensity above CSF, over white matter (mm). A blur keeps
     the integral: a thin bright dura counts at any voxel size."""
     values = []
-    for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
+    for profile in profiles_across(scan, surface, to_world, rotation, -20.0, 20.0):
         edge = _brain_edge(profile, white_matter, csf)
         if edge is None:
             continue
@@ -106,7 +112,7 @@ def sinus_height(
 ) -> Measure:
     """Median over the vertex of the superior sagittal sinus' height (mm)."""
     heights = []
-    for profile in _profiles(scan, surface, to_world, rotation, -10.0, 20.0):
+    for profile in profiles_across(scan, surface, to_world, rotation, -10.0, 20.0):
         inside = (profile.positions >= -4.0) & (profile.positions <= 12.0)
         if not np.isfinite(profile.values[inside]).all():
             continue
@@ -134,17 +140,23 @@ def subdural_fluid(
     csf: float,
 ) -> Measure:
     """90th percentile over the lateral convexities of the fluid outside the brain's edge: the
-    integral over 6 mm of the intensity above CSF, capped at 55% of the way to white matter (a
-    bright dura counts no more than fluid), over the white matter-CSF contrast (mm)."""
+    integral of the intensity above CSF from the edge outwards, over at most 6 mm and up to the
+    first value brighter than fluid (55% of the way to white matter: the dura, or beyond the inner
+    table the diploe's fat), over the white matter-CSF contrast (mm)."""
     contrast = white_matter - csf
     cap = csf + 0.55 * contrast
     widths = []
-    for profile in _profiles(scan, surface, to_world, rotation, -20.0, 20.0):
+    for profile in profiles_across(scan, surface, to_world, rotation, -20.0, 20.0):
         edge = _brain_edge(profile, white_matter, csf)
         if edge is None:
             continue
         inside = (profile.positions >= edge + 0.3) & (profile.positions <= edge + 6.0)
-        fluid = np.clip(np.minimum(profile.values[inside], cap) - csf, 0.0, None)
+        values = profile.values[inside]
+        # the space ends where something brighter than fluid begins: the dura, or the diploe's
+        # fat beyond the inner table (a real head's scalp and marrow are not fluid)
+        brighter = np.flatnonzero(values > cap)
+        values = values[: brighter[0]] if brighter.size else values
+        fluid = np.clip(np.minimum(values, cap) - csf, 0.0, None)
         if np.isfinite(fluid).all() and inside.any():
             widths.append(float(fluid.sum() * STEP_MM / contrast))
     if len(widths) < MIN_PROFILES:
