@@ -216,6 +216,36 @@ class ExternalPaths(RunPaths):
         return self.root / "predictions.csv"
 
 
+@dataclasses.dataclass(frozen=True)
+class MeasurePaths:
+    """The folder ``sihnet measure`` writes (docs/reader.md): ``OUT/measurements.csv``,
+    ``measure.json`` (what this command wrote, so that a rerun replaces exactly that),
+    ``readings/<name>.json``, ``pictures/<name>.png``, ``markups/<name>.mrk.json``."""
+
+    root: Path
+
+    @property
+    def table(self) -> Path:
+        return self.root / "measurements.csv"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "measure.json"
+
+    def reading(self, name: str) -> Path:
+        return self.root / "readings" / f"{name}.json"
+
+    def picture(self, name: str) -> Path:
+        return self.root / "pictures" / f"{name}.png"
+
+    def markups(self, name: str) -> Path:
+        return self.root / "markups" / f"{name}.mrk.json"
+
+    def outputs(self, name: str) -> tuple[Path, Path, Path]:
+        """The files one scan's reading writes."""
+        return self.reading(name), self.picture(name), self.markups(name)
+
+
 def is_sihnet_folder(folder: Path) -> bool:
     """Whether ``folder`` is a sihnet run folder or an exported model folder."""
     paths = RunPaths(Path(folder))

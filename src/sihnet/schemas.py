@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pydantic
@@ -227,6 +227,19 @@ class Reading(_Strict):
     white_matter_level: float | None = None
     csf_level: float | None = None
     seconds: float = 0.0
+
+
+class MeasureRecord(_Strict):
+    """What one ``sihnet measure`` wrote into its folder (``OUT/measure.json``): a rerun removes
+    exactly these outputs before it writes its own, and never a file it did not write.
+
+    Attributes:
+        command: always ``sihnet measure``.
+        names: the output names of the scans (``readings/<name>.json`` ...).
+    """
+
+    command: Literal["sihnet measure"]
+    names: list[str]
 
 
 def read_json(path: Path, model: type[Model], name: str | None = None) -> Model:

@@ -7,10 +7,12 @@ Writes into ``OUT``::
     readings/<name>.json    everything the reader read (schema ``sihnet.schemas.Reading``)
     pictures/<name>.png     the mid-sagittal measurement picture
     markups/<name>.mrk.json the landmarks and distances for 3D Slicer
+    measure.json            the names this command wrote (a rerun replaces exactly those)
 
-``<name>`` is the manifest's ``patient_id`` (with ``_2``... for a patient's further scans), or
-``scan_<position>`` for images named on the command line: never a file or DICOM folder name.
-Readings are cached by image content (``reading/`` in the volume cache).
+``<name>`` is the manifest's ``patient_id`` made file-safe and unique (``_2``... for a patient's
+further scans), or ``scan_<position>`` for images named on the command line: never a file or DICOM
+folder name. A folder holding anything an earlier ``sihnet measure`` did not write is refused
+before a scan is read. Readings are cached by image content (``reading/`` in the volume cache).
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from sihnet.bern import FIELDS
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256
 from sihnet.outputs import check_output_folder
-from sihnet.paths import RunPaths
+from sihnet.paths import MeasurePaths
 from sihnet.preprocessing.cache import VolumeCache, check_input
 from sihnet.preprocessing.volume import load_volume
 from sihnet.reader.markups import markups_of
 from sihnet.reader.picture import write_picture
 from sihnet.reader.profiles import Scan
 from sihnet.reader.reading import READER_VERSION, SIGN_MEASURES, read_scan
-from sihnet.schemas import Reading
+from sihnet.schemas import MeasureRecord, Reading, read_json
 from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
@@ -107,51 +109,115 @@ def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     return row
 
 
+NAME_LENGTH = 64  # an output name's longest (a patient id may be longer than a file name can be)
+
+
 def _names(patients: Sequence[str]) -> list[str]:
-    """File-safe output names: the patient id, ``_2``, ``_3``... for further scans."""
-    seen: dict[str, int] = {}
+    """Unique, file-safe output names: the patient id with unsafe characters replaced, no leading
+    dot (no hidden files, never ``..``), cut to ``NAME_LENGTH`` with a hash of the whole id when
+    longer, and ``_2``, ``_3``... until unused (ids ``x``, ``x``, ``x_2`` give three names)."""
+    used: set[str] = set()
     names = []
     for patient in patients:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient) or "scan"
-        seen[safe] = seen.get(safe, 0) + 1
-        names.append(safe if seen[safe] == 1 else f"{safe}_{seen[safe]}")
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", patient).lstrip(".") or "scan"
+        if len(safe) > NAME_LENGTH:
+            safe = f"{safe[: NAME_LENGTH - 9]}_{text_sha256(patient)[:8]}"
+        name, k = safe, 2
+        while name.lower() in used:  # case-insensitive file systems too
+            name, k = f"{safe}_{k}", k + 1
+        used.add(name.lower())
+        names.append(name)
     return names
+
+
+def _prepare(out: Path, names: list[str]) -> MeasurePaths:
+    """The output folder, ready: refused when it holds files no earlier ``sihnet measure`` wrote
+    or cannot be written (before any scan is read); an earlier measure's outputs removed (only
+    the files its ``measure.json`` names), and this run's names recorded.
+
+    Raises:
+        SihnetError: one line naming the folder or the file.
+    """
+    paths = MeasurePaths(out)
+    check_output_folder(out, "measure")
+    if out.exists() and not out.is_dir():
+        raise SihnetError(f"--out {out.name} is a file; give a folder")
+    earlier: list[str] = []
+    if paths.record.is_file():
+        earlier = read_json(paths.record, MeasureRecord).names
+    elif out.is_dir() and any(out.iterdir()):
+        raise SihnetError(
+            f"--out {out.name} holds files that no earlier 'sihnet measure' wrote; "
+            "give a new or empty folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in earlier:
+            for stale in paths.outputs(name):
+                stale.unlink(missing_ok=True)
+        paths.table.unlink(missing_ok=True)
+        for name in names:
+            for planned in paths.outputs(name):
+                if planned.exists():
+                    raise SihnetError(
+                        f"--out {out.name}: {planned.parent.name}/{planned.name} was not written "
+                        "by an earlier 'sihnet measure'; give a new or empty folder"
+                    )
+        record = MeasureRecord(command="sihnet measure", names=names)
+        write_json_atomic(paths.record, record.model_dump(mode="json"))
+    except OSError as error:
+        raise SihnetError(f"--out {out.name} cannot be written ({error.strerror})") from None
+    return paths
 
 
 def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache) -> MeasureSummary:
     """Read every ``(patient_id or "", image)`` and write ``OUT`` (module docstring); a scan that
-    cannot be read is one line in the log and a row saying why, and the others are read."""
-    out = Path(out)
-    check_output_folder(out, "measure")
+    cannot be read is one line in the log and a row saying why, and the others are read. The table
+    is written whatever happens to one scan's files."""
     patients = [p or f"scan_{i + 1}" for i, (p, _) in enumerate(scans)]
+    names = _names(patients)
+    paths = _prepare(Path(out), names)
     rows: list[dict[str, object]] = []
     failed = not_measured = 0
-    for name, (patient, image) in zip(_names(patients), scans, strict=True):
-        try:
-            reading, scan = reading_of(image, cache)
-        except SihnetError as error:
-            log.error("%s: %s", name, error)
-            rows.append({"name": name, "patient_id": patient, "problem": f"not read: {error}"})
-            failed += 1
-            continue
-        if reading.problem:
-            log.warning("%s: %s", name, reading.problem)
-            not_measured += 1
-        else:
-            _write_outputs(out, name, image, reading, scan, cache)
-        rows.append(_row(name, patient, reading))
-    table = RunPaths(out).measurements  # the name a measured run's table has too
-    write_table(table, COLUMNS, rows)
-    return MeasureSummary(table, len(rows) - failed - not_measured, not_measured, failed)
+    try:
+        for number, (name, (patient, image)) in enumerate(zip(names, scans, strict=True), 1):
+            log.info("measuring %d of %d: %s", number, len(scans), name)
+            try:
+                reading, scan = reading_of(image, cache)
+            except SihnetError as error:
+                log.error("%s: %s", name, error)
+                rows.append({"name": name, "patient_id": patient, "problem": f"not read: {error}"})
+                failed += 1
+                continue
+            row = _row(name, patient, reading)
+            if reading.problem:
+                log.warning("%s: %s", name, reading.problem)
+                not_measured += 1
+            else:
+                try:
+                    _write_outputs(paths, name, image, reading, scan, cache)
+                except OSError as error:
+                    log.error("%s: its files could not be written (%s)", name, error.strerror)
+                    row["problem"] = f"not written: {error.strerror}"
+                    failed += 1
+            rows.append(row)
+    finally:
+        write_table(paths.table, COLUMNS, rows)
+    return MeasureSummary(paths.table, len(rows) - failed - not_measured, not_measured, failed)
 
 
 def _write_outputs(
-    out: Path, name: str, image: Path, reading: Reading, scan: Scan | None, cache: VolumeCache
+    paths: MeasurePaths,
+    name: str,
+    image: Path,
+    reading: Reading,
+    scan: Scan | None,
+    cache: VolumeCache,
 ) -> None:
-    write_json_atomic(out / "readings" / f"{name}.json", reading.model_dump(mode="json"))
-    write_json_atomic(out / "markups" / f"{name}.mrk.json", markups_of(reading))
+    write_json_atomic(paths.reading(name), reading.model_dump(mode="json"))
+    write_json_atomic(paths.markups(name), markups_of(reading))
     if scan is None:
         volume, affine = load_volume(cache.nifti_of(image))
         scan = Scan(np.asarray(volume, dtype=np.float32), affine)
     rotation = cache.alignment(image).rotation_matrix
-    write_picture(out / "pictures" / f"{name}.png", scan, reading, rotation)
+    write_picture(paths.picture(name), scan, reading, rotation)
