@@ -140,3 +140,25 @@ def test_what_is_not_a_head_is_not_measured_and_says_why() -> None:
     reading = read_scan(noise, affine)
     assert reading.problem.startswith("not measured: ")
     assert reading.items == {} and reading.bern_score_min is None
+
+
+def test_every_line_drawn_is_as_long_as_the_distance_it_reports(
+    readings: dict[str, tuple[Patient, Reading]],
+) -> None:
+    """The picture and the Slicer markups draw a distance between its two ends: the table's
+    number is that line's length (the mamillopontine distance is vertical: its line too)."""
+    from sihnet.reader.markups import markups_of
+
+    for _, reading in readings.values():
+        lines = {
+            m["name"]: m["controlPoints"]
+            for m in markups_of(reading)["markups"]
+            if m["type"] == "Line"
+        }
+        for name in DISTANCE_FIELDS:
+            distance = reading.distances[name]
+            assert distance.mm is not None and distance.start is not None
+            drawn = np.linalg.norm(np.subtract(distance.start, distance.end))
+            assert drawn == pytest.approx(abs(distance.mm), abs=0.01), name
+            ends = [np.asarray(p["position"]) for p in lines[name]]
+            assert np.linalg.norm(ends[0] - ends[1]) == pytest.approx(abs(distance.mm), abs=0.01)

@@ -205,8 +205,11 @@ def mamillopontine(
     if bottom is None or top is None:
         which = "mamillary bodies" if bottom is None else "pons"
         return _not_measured(name, f"the edge of the {which} was not found near its landmark")
-    start, end = upper.point(bottom), lower.point(top)
-    return Distance(name, float((start - end) @ vertical), _point(start), _point(end))
+    start, pons = upper.point(bottom), lower.point(top)
+    mm = float((start - pons) @ vertical)
+    # the line drawn (picture, Slicer) is the one measured: straight down from the mamillary
+    # bodies to the level of the pons' top, not the slanted line between the two points
+    return Distance(name, mm, _point(start), _point(start - mm * vertical))
 
 
 def _contrast(scan: Scan, inside: np.ndarray, vertical: np.ndarray, csf: float) -> float:
