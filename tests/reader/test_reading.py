@@ -162,3 +162,30 @@ def test_every_line_drawn_is_as_long_as_the_distance_it_reports(
             assert drawn == pytest.approx(abs(distance.mm), abs=0.01), name
             ends = [np.asarray(p["position"]) for p in lines[name]]
             assert np.linalg.norm(ends[0] - ends[1]) == pytest.approx(abs(distance.mm), abs=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_bright_ball_is_not_a_head_every_time(seed: int) -> None:
+    """A uniform ball fills the template's brain mask (correlation 0.50 there) but has no brain
+    inside: one outcome, whatever the noise."""
+    from sihnet.reader.reading import read_scan
+
+    i, j, k = np.indices((90, 110, 90))
+    radius = np.sqrt((i - 45) ** 2 + (j - 55) ** 2 + (k - 45) ** 2) * 2.0
+    noise = np.random.default_rng(seed).normal(0.0, 10.0, radius.shape)
+    ball = (np.where(radius < 75.0, 1000.0, 0.0) + noise).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-90.0, -126.0, -72.0]
+    reading = read_scan(ball, affine)
+    assert reading.problem.startswith("not measured: it does not align to a head (no brain")
+    assert reading.items == {} and reading.bern_score_min is None
+
+
+def test_a_flat_profile_is_no_cistern_and_no_division_by_zero() -> None:
+    from sihnet.reader import distances
+    from sihnet.reader.profiles import Profile
+
+    positions = np.arange(-10.0, 6.0, 0.1)
+    flat = Profile(np.zeros(3), np.array([0.0, 0.0, 1.0]), positions, np.full(positions.size, 5.0))
+    found = distances._narrow(flat, 0.0, 1.0, 5.0, 5.0)
+    assert isinstance(found, str) and "no tissue brighter than CSF" in found

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
 IDENTITY_VERSION = 1  # of image_identity
-ALIGNMENT_VERSION = 5  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed;
-# 4: one ITK thread (deterministic); 5: starts from the head's top as well as its centre of mass
+ALIGNMENT_VERSION = 6  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed;
+# 4: one ITK thread (deterministic); 5: starts from the head's top as well as its centre of mass;
+# 6: the correlation inside the brain's interior
 Misaligned = Literal["refuse", "keep"]
 
 

@@ -21,6 +21,8 @@ correlation of 0.12–0.22 and were refused; at the 90th all 60 aligned (0.61–
 ``benchmarks/reader_benchmark.py``); at the 80th none (0.55-0.85, median 0.69).
 
 Quality: the Pearson correlation between the template and the aligned scan inside the brain mask,
+and inside the brain's interior (8 mm in from its surface: ventricles, white and grey matter; a
+bright ball fills the mask and correlates 0.50 there, but -0.06 inside, where heads read 0.16-0.68),
 the scale, and the rotation. A non-head image, a neck-only field of view or a registration that
 diverged gives a low correlation or an implausible scale and is refused for training (a warning in
 ``predict``). The same registration of the left-right mirror of the scan tells a flipped header
@@ -43,6 +45,7 @@ from sihnet.errors import SihnetError
 from sihnet.preprocessing.head import head_starts
 
 MIN_CORRELATION = 0.5  # template vs aligned scan inside the brain mask; heads score 0.6-0.9
+MIN_INTERIOR_CORRELATION = 0.1  # inside the brain's interior; heads 0.16-0.68, a ball -0.06
 SCALE_RANGE = (0.75, 1.33)  # adult heads against the template
 MAX_ROTATION_DEG = 45.0
 MIRROR_MARGIN = 0.05  # the mirrored scan must fit this much better to call the header flipped
@@ -59,6 +62,7 @@ class Alignment:
     Attributes:
         correlation: Pearson r of template and aligned scan inside the brain mask.
         mirrored_correlation: the same for the scan's left-right mirror (None: not checked).
+        interior_correlation: the same inside the brain's interior (None: not computed).
         problem: why the alignment must not be used, or "" when it is usable.
     """
 
@@ -67,6 +71,7 @@ class Alignment:
     scale: float
     correlation: float
     mirrored_correlation: float | None = None
+    interior_correlation: float | None = None
     problem: str = ""
 
     @property
@@ -133,6 +138,15 @@ def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data[data < 1e-6] = 0
     mask = ndimage.binary_dilation(data > 0.05, iterations=2)
     return data, mask, np.asarray(image.affine, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _interior() -> np.ndarray:
+    """The template brain's interior: 8 mm (4 voxels) in from its surface."""
+    from scipy import ndimage
+
+    data, _, _ = template()
+    return ndimage.binary_erosion(data > 0.05, iterations=4)
 
 
 def _sitk_image(volume: np.ndarray, affine: np.ndarray) -> Any:
@@ -219,15 +233,20 @@ def _register(moving: Any, fixed: Any, mask: Any, starts: list[np.ndarray]) -> t
     return transform, float(method.GetMetricValue())
 
 
-def _correlation(moving: Any, fixed: Any, transform: Any, mask: np.ndarray) -> float:
+def _correlation(
+    moving: Any, fixed: Any, transform: Any, masks: tuple[np.ndarray, ...]
+) -> tuple[float, ...]:
+    """Pearson r of the template and the aligned scan inside each mask (0 where either is flat)."""
     import SimpleITK as sitk
 
     aligned = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0))
-    a = np.transpose(aligned, (2, 1, 0))[mask]
-    b = np.transpose(sitk.GetArrayFromImage(fixed), (2, 1, 0))[mask]
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
+    scan = np.transpose(aligned, (2, 1, 0))
+    reference = np.transpose(sitk.GetArrayFromImage(fixed), (2, 1, 0))
+    values = []
+    for mask in masks:
+        a, b = scan[mask], reference[mask]
+        values.append(0.0 if a.std() == 0 or b.std() == 0 else float(np.corrcoef(a, b)[0, 1]))
+    return tuple(values)
 
 
 def _as_ras(transform: Any) -> tuple[np.ndarray, np.ndarray, float]:
@@ -276,7 +295,7 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
     except RuntimeError:
         raise SihnetError("the registration to the MNI152 template diverged") from None
     rotation, translation, scale = _as_ras(transform)
-    correlation = _correlation(moving, fixed, transform, mask)
+    correlation, interior = _correlation(moving, fixed, transform, (mask, _interior()))
     mirrored = None
     if check_mirror:
         flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ small_affine  # the scan's left-right mirror
@@ -284,7 +303,7 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
         try:
             mirror_starts = [np.zeros(3), *head_starts(small, flip, brain, template_affine)]
             mirror_transform, _ = _register(mirror_image, fixed, fixed_mask, mirror_starts)
-            mirrored = _correlation(mirror_image, fixed, mirror_transform, mask)
+            (mirrored,) = _correlation(mirror_image, fixed, mirror_transform, (mask,))
         except RuntimeError:
             mirrored = None
     # rounded far below any effect (1e-9 of a unit, 1e-6 mm) so that the last bits of a CPU's
@@ -299,6 +318,7 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
         round(scale, 9),
         round(correlation, 6),
         None if mirrored is None else round(mirrored, 6),
+        round(interior, 6),
     )
     return dataclasses.replace(alignment, problem=problem_of(alignment))
 
@@ -315,6 +335,12 @@ def problem_of(alignment: Alignment) -> str:
         return f"its alignment scales the head by {alignment.scale:.2f} (outside {low}–{high})"
     if alignment.rotation_deg > MAX_ROTATION_DEG:
         return f"its alignment rotates the head by {alignment.rotation_deg:.0f}° (over {MAX_ROTATION_DEG:.0f}°)"
+    interior = alignment.interior_correlation
+    if interior is not None and not interior >= MIN_INTERIOR_CORRELATION:
+        return (
+            f"it does not align to a head (no brain inside it: correlation {interior:.2f} < "
+            f"{MIN_INTERIOR_CORRELATION} with the template's ventricles and white matter)"
+        )
     if alignment.flipped:
         return (
             "its left-right mirror fits the template better (correlation "

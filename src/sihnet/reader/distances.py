@@ -144,9 +144,11 @@ def _narrow(
     the tissue-CSF contrast (a blur keeps the area; the far side may be a brighter structure, whose
     own blurred rise is no cistern), centred on the dip; 0 when the profile does not dip below the
     tissue by ``MIN_DIP`` of the contrast (the structures touch)."""
+    if not (np.isfinite(tissue) and np.isfinite(csf) and tissue > csf):
+        return "the cistern's edges were not found near the landmark (no tissue brighter than CSF)"
     deepest = _argmin(profile, landmark_at, landmark_at - inward * SEARCH_MM)
     depth = (tissue - profile.level(deepest, deepest, "min")) / (tissue - csf)
-    if not np.isfinite(depth) or tissue <= csf:
+    if not np.isfinite(depth):
         return "the cistern's edges were not found near the landmark"
     if depth < MIN_DIP:
         return deepest, deepest
@@ -196,6 +198,8 @@ def mamillopontine(
     """Vertical distance from the mamillary bodies' lower edge to the pons' upper edge."""
     name = MAMILLOPONTINE.name
     contrast = MIN_SLOPE * _contrast(scan, mamillary, vertical, csf)
+    if not contrast > 0:
+        return _not_measured(name, "the mamillary bodies are not brighter than CSF")
     upper = Profile.along(scan, mamillary, vertical, -10.0, 10.0)
     # from above, the first steep fall into the fossa: the mamillary bodies' lower edge
     bottom = upper.first_edge(SEARCH_MM, -SEARCH_MM, rising=True, min_slope=contrast)
