@@ -48,6 +48,10 @@ def test_yaml_file_overrides(tmp_path: Path) -> None:
             "none of \\['image', 'main'\\]",
         ),
         ("measured:\n  fusion: vote\n", "must be one of"),
+        # issue 37 row 13: refused before any work, not inside scikit-learn after fold 0 trained
+        ("measured:\n  penalty_c: -1\n", "measured.penalty_c must be a positive number"),
+        ("measured:\n  penalty_c: .nan\n", "measured.penalty_c must be a positive number"),
+        ("measured:\n  penalty_c: 0\n", "measured.penalty_c must be a positive number"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -161,6 +161,9 @@ def _validate(config: ExperimentConfig) -> None:
     weight = config.bern_heads.weight
     if not (math.isfinite(weight) and weight >= 0):
         raise SihnetError(f"config: bern_heads.weight must be a non-negative number, got {weight}")
+    penalty = config.measured.penalty_c
+    if not (isinstance(penalty, (int, float)) and math.isfinite(penalty) and penalty > 0):
+        raise SihnetError(f"config: measured.penalty_c must be a positive number, got {penalty}")
 
 
 # The whole-head input is 'main' in the weights and 'image' in the ONNX graph and the bundle.
