@@ -50,3 +50,20 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     from sihnet.inference.ensemble import identity_files
 
     assert paths.fold_measured_model(0) in identity_files(paths, [0, 1])
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf"])
+def test_a_damaged_measurements_table_is_one_line_naming_file_line_and_column(
+    tmp_path: Path, value: str
+) -> None:
+    """Issue 37 row 14: not an internal ValueError."""
+    from sihnet.errors import SihnetError
+    from sihnet.reader.reading import FEATURES
+    from sihnet.training.measured import read_measurements
+
+    paths = RunPaths(tmp_path)
+    header = ["patient_id", *FEATURES]
+    rows = [["p1", *["1.0"] * len(FEATURES)], ["p2", value, *["2.0"] * (len(FEATURES) - 1)]]
+    paths.measurements.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    with pytest.raises(SihnetError, match=rf"measurements.csv line 3: {FEATURES[0]} '{value}'"):
+        read_measurements(paths)

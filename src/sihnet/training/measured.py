@@ -10,6 +10,7 @@ keeps ``measured_model.json`` and its ``predictions.csv`` gains ``probability_ne
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -95,12 +96,31 @@ def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:
 
 
 def read_measurements(paths: RunPaths) -> Measures:
-    """``RUN/measurements.csv`` as written by :func:`measure_patients`."""
+    """``RUN/measurements.csv`` as written by :func:`measure_patients`.
+
+    Raises:
+        SihnetError: a value that is not a finite number, or a missing column (one line naming the
+            file, the row and the column).
+    """
     measures: Measures = {}
-    for row in read_rows(paths.measurements):
-        measures[row["patient_id"]] = {
-            name: (float(row[name]) if row.get(name, "") != "" else None) for name in FEATURES
-        }
+    name = paths.measurements.name
+    for number, row in enumerate(read_rows(paths.measurements), start=2):
+        values: dict[str, float | None] = {}
+        for column in ("patient_id", *FEATURES):
+            if column not in row:
+                raise SihnetError(f"{name} has no column {column!r}")
+        for column in FEATURES:
+            text = row[column].strip()
+            try:
+                value = None if text == "" else float(text)
+            except ValueError:
+                value = float("nan")
+            if value is not None and not math.isfinite(value):
+                raise SihnetError(
+                    f"{name} line {number}: {column} {text[:20]!r} is not a finite number"
+                )
+            values[column] = value
+        measures[row["patient_id"]] = values
     return measures
 
 
