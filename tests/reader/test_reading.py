@@ -189,3 +189,33 @@ def test_a_flat_profile_is_no_cistern_and_no_division_by_zero() -> None:
     flat = Profile(np.zeros(3), np.array([0.0, 0.0, 1.0]), positions, np.full(positions.size, 5.0))
     found = distances._narrow(flat, 0.0, 1.0, 5.0, 5.0)
     assert isinstance(found, str) and "no tissue brighter than CSF" in found
+
+
+@pytest.mark.parametrize("axis", [0, 2], ids=["sagittal 5 mm", "axial 5 mm"])
+def test_thick_slices_are_said_and_their_distances_not_read(axis: int) -> None:
+    """Issue 37 row 2: 5 mm slices average the midline structures; the distances and the
+    pituitary say so, the signs are read on the profiles within the slices."""
+    import nibabel as nib
+
+    from sihnet.reader.reading import read_scan
+
+    patient = Patient(1, Signs(), ANATOMY, POSE)
+    data, affine = render(patient, 1.25)
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(data.astype(np.float32), affine))
+    volume = np.asarray(canonical.dataobj, dtype=np.float32)
+    block = 4  # 4 x 1.25 mm = 5 mm, the slices a scanner would average
+    size = volume.shape[axis] // block * block
+    volume = np.take(volume, np.arange(size), axis=axis)
+    shape = list(volume.shape)
+    shape[axis : axis + 1] = [size // block, block]
+    thick = volume.reshape(shape).mean(axis=axis + 1)
+    thick_affine = canonical.affine.copy()
+    thick_affine[:3, axis] *= block
+    thick_affine[:3, 3] += canonical.affine[:3, axis] * (block - 1) / 2
+    reading = read_scan(thick.astype(np.float32), thick_affine)
+    assert reading.problem == "", reading.problem
+    for name in DISTANCE_FIELDS:
+        assert reading.items[name] is None
+        assert reading.distances[name].reason.startswith("slices 5.0 mm thick"), name
+    assert reading.measures["pituitary_height_mm"].value is None
+    assert reading.measures["subdural_fluid_mm"].value is not None
