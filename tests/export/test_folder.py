@@ -68,3 +68,25 @@ def test_a_partial_run_is_not_exported_unless_asked(tiny_run: Path, tmp_path: Pa
     (tmp_path / "full" / "x").write_text("x")
     occupied = sihnet("export", tiny_run, "--out", tmp_path / "full", cache=tmp_path)
     assert "is not an empty folder" in one_line_error(occupied)
+
+
+def test_an_exported_model_evaluated_on_a_site_still_predicts(
+    tiny_run: Path, tiny_cohort: Path, tmp_path: Path
+) -> None:
+    """Issue 37 row 11: the model card's own recipe (``evaluate MODEL --manifest SITE``) writes
+    ``external/`` into the model folder; that is a result of the model, not a change to it. Any
+    other added file is still refused."""
+    from sihnet.synth.cohort import run_synth
+
+    model = tmp_path / "model"
+    assert sihnet("export", tiny_run, "--out", model, cache=tmp_path / "c").returncode == 0
+    site = run_synth(tmp_path / "site", n=10, seed=13, spacing_mm=8.0, workers=1)
+    evaluated = sihnet("evaluate", model, "--manifest", site, cache=tmp_path / "c")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert any((model / "external").iterdir())
+    image = tiny_cohort.parent / "images" / "synth-001.nii.gz"
+    predicted = sihnet("predict", model, image, cache=tmp_path / "c")
+    assert predicted.returncode == 0, predicted.stderr
+    (model / "fold_0" / "notes.txt").write_text("added")
+    refused = sihnet("predict", model, image, cache=tmp_path / "c")
+    assert "fold_0/notes.txt is not part of this exported model" in one_line_error(refused)

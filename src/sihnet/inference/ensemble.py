@@ -103,13 +103,22 @@ def model_identity(
     not part of the identity: a run and its export print the same model SHA-256.
 
     Args:
-        every_file: hash every file of the folder but ``model.json`` (an exported model: its
-            bundle configs, model card and licence too, so that an added, missing or edited file
-            is refused)."""
+        every_file: hash every file of the folder but ``model.json`` and the results of
+            ``sihnet evaluate MODEL --manifest`` (``external/``, the model card's own recipe: they
+            are results of the model, not part of it) - an exported model: its bundle configs,
+            model card and licence too, so that an added, missing or edited file is refused."""
     files = identity_files(paths, folds)
     if every_file:
+        results = paths.external_dir("x").parent
         files = sorted(
-            {*files, *(p for p in paths.root.rglob("*") if p.is_file() and p != paths.model_record)}
+            {
+                *files,
+                *(
+                    p
+                    for p in paths.root.rglob("*")
+                    if p.is_file() and p != paths.model_record and results not in p.parents
+                ),
+            }
         )
     hashes = {str(f.relative_to(paths.root)): file_sha256(f) for f in files}
     hashes["operating thresholds"] = text_sha256(json.dumps(thresholds, sort_keys=True))
