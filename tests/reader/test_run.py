@@ -82,3 +82,31 @@ def test_measure_reads_the_heads_and_says_why_not_for_the_rest(
         == 0
     )
     assert (again / "measurements.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("edit", ["score", "sign"])
+def test_an_edited_cached_reading_is_recomputed_not_trusted(
+    images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
+    """Issue 37 row 6: a cached reading whose score or sign was edited does not agree with its own
+    measures, and is read again."""
+    from sihnet.preprocessing.cache import VolumeCache
+    from sihnet.reader import run as module
+
+    cache = VolumeCache(tmp_path / "c")
+    first, _ = module.reading_of(images[0], cache)
+    (record,) = (tmp_path / "c" / "reading").rglob("*.json")
+    values = json.loads(record.read_text())
+    if edit == "score":
+        values["bern_score_min"] = values["bern_score_max"] = 99
+    else:
+        values["items"]["venous_sinus_engorgement"] = 1.0 - (
+            values["items"]["venous_sinus_engorgement"] or 0.0
+        )
+    record.write_text(json.dumps(values))
+    calls = []
+    original = module.read_scan
+    monkeypatch.setattr(module, "read_scan", lambda *a: calls.append(1) or original(*a))
+    again, _ = module.reading_of(images[0], cache)
+    assert calls == [1]
+    assert again.items == first.items and again.bern_score_min == first.bern_score_min

@@ -53,6 +53,30 @@ def features_of(reading: Reading) -> dict[str, float | None]:
     return values
 
 
+def is_consistent(reading: Reading) -> bool:
+    """Whether a reading (a cached record, say) agrees with itself: this reader's version, each
+    sign called by its measure and threshold, each distance's item its measured mm, the score the
+    Bern rules give its items. An edited record (a score of 99, a sign flipped) does not."""
+    if reading.version != READER_VERSION:
+        return False
+    if reading.problem:
+        return not reading.items and reading.bern_score_min is None
+    expected: dict[str, float | None] = {}
+    for item, (measure, threshold) in SIGN_RULES.items():
+        read = reading.measures.get(measure)
+        value = None if read is None else read.value
+        expected[item] = None if value is None else float(value >= threshold)
+    for name in DISTANCE_FIELDS:
+        distance = reading.distances.get(name)
+        mm = None if distance is None else distance.mm
+        expected[name] = None if mm is None else round(max(mm, 0.0), 2)
+    score = score_fields(expected)
+    return reading.items == expected and (reading.bern_score_min, reading.bern_score_max) == (
+        score.score_min,
+        score.score_max,
+    )
+
+
 def _not_read(reason: str, seconds: float, alignment: Alignment | None = None) -> Reading:
     return Reading(
         version=READER_VERSION,

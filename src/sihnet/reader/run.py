@@ -37,7 +37,7 @@ from sihnet.preprocessing.volume import load_volume
 from sihnet.reader.markups import markups_of
 from sihnet.reader.picture import write_picture
 from sihnet.reader.profiles import Scan
-from sihnet.reader.reading import READER_VERSION, SIGN_MEASURES, read_scan
+from sihnet.reader.reading import READER_VERSION, SIGN_MEASURES, is_consistent, read_scan
 from sihnet.schemas import MeasureRecord, Reading, read_json
 from sihnet.tables import write_table
 
@@ -80,7 +80,10 @@ def reading_of(image: Path, cache: VolumeCache) -> tuple[Reading, Scan | None]:
     record = cache.root / "reading" / key[:2] / f"{key}.json"
     if record.is_file():
         try:
-            return Reading.model_validate(json.loads(record.read_text())), None
+            cached = Reading.model_validate(json.loads(record.read_text()))
+            if is_consistent(cached):
+                return cached, None
+            log.warning("a cached reading that did not agree with itself was recomputed")
         except (OSError, ValueError):
             log.warning("a damaged reading record was recomputed")
     volume, affine = load_volume(cache.nifti_of(image))
