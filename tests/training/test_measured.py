@@ -50,6 +50,16 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     from sihnet.inference.ensemble import identity_files
 
     assert paths.fold_measured_model(0) in identity_files(paths, [0, 1])
+    # issue 37 row 6: in the run itself too, an edited model or table is refused, not used
+    from sihnet.errors import SihnetError
+
+    lines = paths.measurements.read_text().splitlines()
+    paths.measurements.write_text("\n".join(lines[:-1]) + "\n")  # a patient deleted
+    with pytest.raises(SihnetError, match=r"measurements\.csv was changed after training"):
+        run_evaluation(paths)
+    paths.measurements.unlink()
+    with pytest.raises(SihnetError, match=r"measurements\.csv is missing"):
+        run_evaluation(paths)
 
 
 @pytest.mark.parametrize("value", ["abc", "nan", "inf"])
@@ -67,3 +77,35 @@ def test_a_damaged_measurements_table_is_one_line_naming_file_line_and_column(
     paths.measurements.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     with pytest.raises(SihnetError, match=rf"measurements.csv line 3: {FEATURES[0]} '{value}'"):
         read_measurements(paths)
+
+
+def test_an_edited_measured_model_is_refused(tmp_path: Path) -> None:
+    """Issue 37 row 6: the measured model's JSON is sealed; a hand edit (a coefficient) is refused
+    by the run's own predict as it is by an export's, and a table it was not fitted from too."""
+    import dataclasses
+
+    import numpy as np
+
+    from sihnet.errors import SihnetError
+    from sihnet.inference.ensemble import read_measured_models
+    from sihnet.models.measured import EditedModelError, MeasuredModel
+    from sihnet.training.measured import read_verified_measurements
+
+    rows = [{"a": float(i), "b": float(i % 3)} for i in range(20)]
+    model = MeasuredModel.fit(rows, np.array([i % 2 for i in range(20)]), features=("a", "b"))
+    values = model.as_json()
+    assert MeasuredModel.from_json(values) == model
+    edited = {**values, "intercept": values["intercept"] + 1.0}
+    with pytest.raises(EditedModelError):
+        MeasuredModel.from_json(edited)
+    paths = RunPaths(tmp_path)
+    paths.fold_measured_model(0).parent.mkdir()
+    paths.fold_measured_model(0).write_text(json.dumps(edited))
+    config = load_config("quick", overrides=tiny_config(measured={"enabled": True}))
+    with pytest.raises(SihnetError, match=r"measured_model\.json was changed after training"):
+        read_measured_models(paths, config, [0])
+    paths.measurements.write_text("patient_id\np1\n")
+    other = dataclasses.replace(model, measurements_sha256="0" * 64)
+    paths.fold_measured_model(0).write_text(json.dumps(other.as_json()))
+    with pytest.raises(SihnetError, match=r"measurements\.csv was changed after training"):
+        read_verified_measurements(paths, [0])

@@ -93,13 +93,18 @@ def reader_section(
     """A ``measured`` run's automatic Bern reader: each item's agreement with the manifest's
     readers (per sign the AUROC of the reader's continuous measure and Cohen's κ of its call; per
     distance MAE, Bland-Altman, ICC(2,1)), and the AUROC of the network alone and of the measured
-    model alone beside the fused one; None for a run without ``RUN/measurements.csv``."""
-    if not paths.measurements.is_file():
+    model alone beside the fused one; None for a run without the measured model. Its
+    ``RUN/measurements.csv`` is checked against the one the folds were fitted from.
+
+    Raises:
+        SihnetError: the table missing, edited or damaged.
+    """
+    if not paths.read_config().measured.enabled:
         return None
     from sihnet.reader.reading import SIGN_RULES
-    from sihnet.training.measured import read_measurements
+    from sihnet.training.measured import read_verified_measurements
 
-    measures = read_measurements(paths)
+    measures = read_verified_measurements(paths, sorted(set(pooled.folds.tolist())))
     patients = [p for p in pooled.patient_ids if p in measures]
     section: dict[str, Any] = {"n_patients": len(patients), "signs": {}, "distances": {}}
 

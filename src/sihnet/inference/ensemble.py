@@ -18,7 +18,7 @@ from sihnet.hashing import file_sha256, text_sha256
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
-from sihnet.models.measured import MeasuredModel, fuse, sigmoid
+from sihnet.models.measured import EditedModelError, MeasuredModel, fuse, sigmoid
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
 from sihnet.schemas import (
@@ -187,6 +187,11 @@ def read_measured_models(
             models[k] = MeasuredModel.from_json(json.loads(path.read_text()))
         except FileNotFoundError:
             raise SihnetError(f"fold {k}: {path.name} is missing (train the run again)") from None
+        except EditedModelError:
+            raise SihnetError(
+                f"fold {k}: {path.name} was changed after training (its content does not match "
+                "its SHA-256); refused"
+            ) from None
         except (OSError, ValueError, KeyError, TypeError):
             raise SihnetError(f"fold {k}: {path.name} is damaged") from None
     return models

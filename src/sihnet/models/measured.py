@@ -13,11 +13,13 @@ validation fold.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from sihnet.hashing import text_sha256
 from sihnet.reader.reading import FEATURES
 
 
@@ -30,6 +32,11 @@ class MeasuredModel:
         medians, means, scales: (F,) the training patients' medians (for missing values), means
             and standard deviations.
         coefficients: (F,) on the standardised features; intercept: the logit at the means.
+        measurements_sha256: SHA-256 of the run's ``measurements.csv`` it was fitted from ("":
+            not recorded).
+
+    Its JSON is sealed with the SHA-256 of its content: an edited file is refused, as an edited
+    exported model is (``EditedModelError``).
     """
 
     features: tuple[str, ...]
@@ -38,6 +45,7 @@ class MeasuredModel:
     scales: tuple[float, ...]
     coefficients: tuple[float, ...]
     intercept: float
+    measurements_sha256: str = ""
 
     @staticmethod
     def fit(
@@ -76,10 +84,21 @@ class MeasuredModel:
         return standard @ np.asarray(self.coefficients) + self.intercept
 
     def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The model's values and their seal (``sha256``)."""
+        values = dataclasses.asdict(self)
+        return {**values, "sha256": _seal(values)}
 
     @staticmethod
     def from_json(values: Mapping[str, Any]) -> MeasuredModel:
+        """Read a model's JSON (a model written before the seal existed has none).
+
+        Raises:
+            EditedModelError: its content does not match its seal.
+        """
+        content = {k: v for k, v in values.items() if k != "sha256"}
+        if "sha256" in values and values["sha256"] != _seal(content):
+            raise EditedModelError("its content does not match its SHA-256")
+
         def numbers(key: str) -> tuple[float, ...]:
             return tuple(float(v) for v in values[key])
 
@@ -90,7 +109,16 @@ class MeasuredModel:
             numbers("scales"),
             numbers("coefficients"),
             float(values["intercept"]),
+            str(values.get("measurements_sha256", "")),
         )
+
+
+class EditedModelError(ValueError):
+    """A measured model's file was changed after it was written."""
+
+
+def _seal(values: Mapping[str, Any]) -> str:
+    return text_sha256(json.dumps(values, sort_keys=True))
 
 
 def _matrix(rows: Sequence[Mapping[str, float | None]], features: tuple[str, ...]) -> np.ndarray:

@@ -9,6 +9,8 @@ keeps ``measured_model.json`` and its ``predictions.csv`` gains ``probability_ne
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import multiprocessing
@@ -23,6 +25,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
 from sihnet.data.manifest import Cohort
 from sihnet.errors import SihnetError
+from sihnet.hashing import file_sha256
 from sihnet.models.measured import MeasuredModel, fuse, sigmoid
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
@@ -95,6 +98,33 @@ def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:
     return measures
 
 
+def read_verified_measurements(paths: RunPaths, folds: list[int]) -> Measures:
+    """A measured run's ``measurements.csv``, checked against the SHA-256 its folds' measured
+    models were fitted from (an edited, shortened or deleted table is refused, not used).
+
+    Raises:
+        SihnetError: the table missing, changed since training, or damaged (one line).
+    """
+    name = paths.measurements.name
+    if not paths.measurements.is_file():
+        raise SihnetError(f"{paths.root.name}/{name} is missing (train the run again)")
+    digest = file_sha256(paths.measurements)
+    for fold in folds:
+        record = paths.fold_measured_model(fold)
+        if not record.is_file():
+            continue
+        try:
+            recorded = MeasuredModel.from_json(json.loads(record.read_text())).measurements_sha256
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SihnetError(f"fold {fold}: {record.name} is damaged or was changed") from None
+        if recorded and recorded != digest:
+            raise SihnetError(
+                f"{paths.root.name}/{name} was changed after training (its SHA-256 differs from "
+                f"the one fold {fold}'s measured model was fitted from); refused"
+            )
+    return read_measurements(paths)
+
+
 def read_measurements(paths: RunPaths) -> Measures:
     """``RUN/measurements.csv`` as written by :func:`measure_patients`.
 
@@ -137,10 +167,13 @@ def fuse_fold(
     if paths.fold_measured_model(fold).is_file():
         return
     train = sorted(p for p, f in assignment.items() if f != fold)
-    model = MeasuredModel.fit(
-        [measures[p] for p in train],
-        np.array([labels[p] for p in train]),
-        penalty_c=config.measured.penalty_c,
+    model = dataclasses.replace(
+        MeasuredModel.fit(
+            [measures[p] for p in train],
+            np.array([labels[p] for p in train]),
+            penalty_c=config.measured.penalty_c,
+        ),
+        measurements_sha256=file_sha256(paths.measurements),
     )
     table = PredictionTable.read(paths.fold_predictions(fold))
     network = table.scores["probability"]
