@@ -50,6 +50,20 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     from sihnet.inference.ensemble import identity_files
 
     assert paths.fold_measured_model(0) in identity_files(paths, [0, 1])
+    # issue 37 row 5: a scan the reader measured nothing on says so; no measured probability
+    import nibabel as nib
+    import numpy as np
+
+    from sihnet.inference.predict import NOTHING_MEASURED, run_predict
+
+    noise = tmp_path / "noise.nii.gz"
+    rng = np.random.default_rng(0)
+    nib.save(
+        nib.Nifti1Image(rng.random((40, 48, 44)).astype(np.float32), np.diag([4.0] * 3 + [1.0])),
+        str(noise),
+    )
+    (record,) = run_predict(paths.root, [noise], cache=cache)
+    assert NOTHING_MEASURED in record["warnings"] and record["probability_measured"] is None
     # issue 37 row 6: in the run itself too, an edited model or table is refused, not used
     from sihnet.errors import SihnetError
 

@@ -67,6 +67,16 @@ def score_cohort(
 
     measures = measure_patients_in_memory(cohort, cache)
     fused: dict[int, np.ndarray] = {k: np.zeros(len(cohort.patient_ids)) for k in network}
+    empty = {p for p in cohort.patient_ids if not any(v is not None for v in measures[p].values())}
+    if empty:
+        rows = ", ".join(str(scan.row) for scan in cohort.scans if scan.patient_id in empty)
+        log.warning(
+            "%d patient(s) counted with nothing measured by the automatic Bern reader (not a "
+            "head, masked, or unreadable; manifest rows %s): their measured part is the training "
+            "patients' medians",
+            len(empty),
+            rows,
+        )
     for i, patient in enumerate(cohort.patient_ids):
         per_patient = ensemble.fused(
             {k: float(v[i]) for k, v in network.items()}, measures[patient]

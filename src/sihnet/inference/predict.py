@@ -58,14 +58,18 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
     probabilities = ensemble.probabilities(prepared.model_input())
     warnings: list[str] = []
     measured = measured_record(image, cache, warnings)
-    parts: dict[str, float] = {}
+    parts: dict[str, float | None] = {}
     if ensemble.measured:
-        fused = ensemble.fused(probabilities, measured.get("features", {}))
+        features = measured.get("features", {})
+        fused = ensemble.fused(probabilities, features)
         probabilities = fused["probability"]
         parts = {
             f"probability_{name}": float(np.mean(list(fused[name].values())))
             for name in ("network", "measured")
         }
+        if not any(v is not None for v in features.values()):
+            warnings.append(NOTHING_MEASURED)
+            parts["probability_measured"] = None
     values = np.array(list(probabilities.values()))
     probability = float(values.mean())
     if len(probabilities) < ensemble.folds_total:
@@ -95,6 +99,12 @@ def score_image(ensemble: FoldEnsemble, image: Path, cache: VolumeCache) -> dict
     }
     bern = bern_of(ensemble, prepared.model_input())
     return record if bern is None else {**record, "bern": bern}
+
+
+NOTHING_MEASURED = (
+    "the automatic Bern reader measured nothing on it: the measured model's part of the "
+    "probability is the training patients' medians, not this scan's"
+)
 
 
 def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dict[str, Any]:
