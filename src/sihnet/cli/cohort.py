@@ -143,7 +143,16 @@ def measure(
 
 
 def _measure_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
-    """``(patient_id, image)`` of a manifest's rows, or ``("", image)`` of each image given."""
+    """``(patient_id, image)`` of a manifest's rows, or ``("", image)`` of each image given.
+
+    Raises:
+        SihnetError: a manifest given beside images (one or the other).
+    """
+    tables = [p for p in inputs if p.suffix.lower() in (".csv", ".tsv")]
+    if tables and len(inputs) > 1:
+        raise SihnetError(
+            f"{tables[0].name} is a manifest: give it alone, or images without a manifest"
+        )
     if len(inputs) == 1 and inputs[0].suffix.lower() in (".csv", ".tsv"):
         from sihnet.data.manifest import read_manifest
 

@@ -367,6 +367,13 @@ def dicom_folder_to_nifti(folder: Path, target: Path) -> Path:
         return target
     series, _ = discover(folder)
     studies = _studies(series)
+    if not studies and any(
+        f.name.lower().endswith((".nii", ".nii.gz")) for f in folder.rglob("*") if f.is_file()
+    ):
+        raise SihnetError(
+            f"{folder.name} is a folder of NIfTI files, not a DICOM series: give the files "
+            "themselves or a manifest"
+        )
     if len(studies) != 1:
         raise SihnetError(
             f"DICOM folder holds {len(studies)} studies (expected 1; use 'sihnet convert')"

@@ -47,6 +47,7 @@ COLUMNS = (
     "name",
     "patient_id",
     "problem",
+    "not_measured",
     *FIELDS,
     "bern_score",
     "bern_score_min",
@@ -94,6 +95,11 @@ def reading_of(image: Path, cache: VolumeCache) -> tuple[Reading, Scan | None]:
 
 def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     row: dict[str, object] = {"name": name, "patient_id": patient, "problem": reading.problem}
+    row["not_measured"] = "; ".join(
+        f"{what}: {quantity.reason}"
+        for what, quantity in (*reading.distances.items(), *reading.measures.items())
+        if quantity.reason
+    )
     for field in FIELDS:
         value = reading.items.get(field)
         row[field] = "" if value is None else value

@@ -1,0 +1,78 @@
+"""What ``sihnet measure`` says when it cannot (issue 37 row 15): each message names what it is
+about - a scan that is not a magnitude image, a manifest given beside images, a folder of NIfTI
+files, and in the table the reason each item was not measured."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from sihnet.cli import main
+from sihnet.synth.cohort import cohort_patients
+from sihnet.synth.render import render
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
+    return path
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((out / "measurements.csv").open()))
+
+
+def test_negative_intensities_are_named_not_a_diverged_registration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (patient,) = cohort_patients(1, seed=15)
+    data, affine = render(patient, 4.0)
+    inverted = _save(-data, affine, tmp_path / "inverted.nii.gz")
+    code = main(
+        ["measure", str(inverted), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]
+    )
+    assert code == 2
+    (row,) = _rows(tmp_path / "o")
+    assert "of its voxels are negative: not a magnitude image" in row["problem"]
+    assert "diverged" not in capsys.readouterr().err
+
+
+def test_a_manifest_beside_images_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,image\np1,a.nii.gz\n")
+    code = main(
+        ["measure", str(manifest), str(tmp_path / "b.nii.gz"), "--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "manifest.csv is a manifest: give it alone" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_of_nifti_files_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "niftis"
+    folder.mkdir()
+    _save(np.zeros((8, 8, 8)), np.eye(4), folder / "a.nii.gz")
+    main(["measure", str(folder), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")])
+    (row,) = _rows(tmp_path / "o")
+    assert "niftis is a folder of NIfTI files, not a DICOM series" in row["problem"]
+
+
+def test_the_table_says_why_an_item_was_not_measured(tmp_path: Path) -> None:
+    (patient,) = cohort_patients(1, seed=16)
+    data, affine = render(patient, 2.0)
+    thick = affine.copy()
+    thick_data = data[:, :, ::3]  # every third slice of the third axis: 6 mm apart
+    thick[:3, 2] *= 3
+    image = _save(thick_data, thick, tmp_path / "thick.nii.gz")
+    main(["measure", str(image), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")])
+    (row,) = _rows(tmp_path / "o")
+    assert row["problem"] == "", row["problem"]
+    assert row["suprasellar_cistern_mm"] == ""
+    assert "suprasellar_cistern_mm: slices 6.0 mm thick" in row["not_measured"]
