@@ -64,6 +64,8 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     )
     (record,) = run_predict(paths.root, [noise], cache=cache)
     assert NOTHING_MEASURED in record["warnings"] and record["probability_measured"] is None
+    # issue 37 row 4: the model card says the model is fused, and its ONNX recipe gives predict's
+    card_recipe_gives_predicts_fold_0(paths.root, tiny_cohort, tmp_path, cache.root)
     # issue 37 row 6: in the run itself too, an edited model or table is refused, not used
     from sihnet.errors import SihnetError
 
@@ -123,3 +125,34 @@ def test_an_edited_measured_model_is_refused(tmp_path: Path) -> None:
     paths.fold_measured_model(0).write_text(json.dumps(other.as_json()))
     with pytest.raises(SihnetError, match=r"measurements\.csv was changed after training"):
         read_verified_measurements(paths, [0])
+
+
+def card_recipe_gives_predicts_fold_0(
+    run: Path, tiny_cohort: Path, tmp_path: Path, cache: Path
+) -> None:
+    """Export with ONNX, run the model card's onnxruntime snippet as written, compare."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.helpers import sihnet
+
+    pytest.importorskip("onnxruntime", reason="pip install 'sihnet[onnx]'")
+    model = tmp_path / "model"
+    result = sihnet("export", run, "--out", model, "--onnx", cache=cache)
+    assert result.returncode == 0, result.stderr
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "**Measured model**" in card and "mean of the two logits" in card
+    snippet = textwrap.dedent(card.split("```python\n")[1].split("```")[0])
+    image = tiny_cohort.parent / "images" / "synth-004.nii.gz"
+    code = snippet.replace("MODEL_DIR", str(model)).replace("IMAGE.nii.gz", str(image))
+    ran = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(float(probability[0]))"],
+        capture_output=True, text=True, env={**os.environ, "SIHNET_CACHE_DIR": str(cache)},
+        timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    expected = json.loads(sihnet("predict", model, image, "--json", cache=cache).stdout)[0]
+    probability = float(ran.stdout.strip().splitlines()[-1])
+    assert probability == pytest.approx(expected["fold_probabilities"]["0"], abs=1e-4)

@@ -56,6 +56,36 @@ def onnx_inputs(
     return {n: np.asarray(a, np.float32)[None] for n, a in zip(names, arrays, strict=True)}
 
 
+def measured_fusion(
+    model: str | Path,
+    image: str | Path,
+    network: float,
+    fold: int = 0,
+    cache: str | Path | None = None,
+) -> float:
+    """A fold's probability as ``sihnet predict`` gives it, from its network's: fused with the
+    fold's model of the automatic reader's measures (``fold_K/measured_model.json``) when the
+    model has one, else the network's unchanged.
+
+    Args:
+        model: an exported model folder or a run; ``image`` the scan the network scored.
+        network: the fold network's fistula probability (the ONNX graph's softmax).
+
+    Raises:
+        SihnetError: the model folder fails its checks, or the scan cannot be read.
+    """
+    from sihnet.inference.ensemble import FoldEnsemble
+    from sihnet.inference.predict import measured_record
+    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+
+    ensemble = FoldEnsemble.load(Path(model))
+    if not ensemble.measured:
+        return float(network)
+    volumes = VolumeCache(Path(cache) if cache is not None else default_cache_dir())
+    features = measured_record(Path(image), volumes, []).get("features", {})
+    return ensemble.fused({fold: float(network)}, features)["probability"][fold]
+
+
 def export_fold(network: torch.nn.Module, config: ExperimentConfig, target: Path) -> None:
     """Write one fold's network (eval mode, CPU, fp32) to ``target``.
 

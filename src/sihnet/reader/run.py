@@ -95,11 +95,9 @@ def reading_of(image: Path, cache: VolumeCache) -> tuple[Reading, Scan | None]:
 
 def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     row: dict[str, object] = {"name": name, "patient_id": patient, "problem": reading.problem}
-    row["not_measured"] = "; ".join(
-        f"{what}: {quantity.reason}"
-        for what, quantity in (*reading.distances.items(), *reading.measures.items())
-        if quantity.reason
-    )
+    reasons = {k: v.reason for k, v in reading.distances.items()}
+    reasons |= {k: v.reason for k, v in reading.measures.items()}
+    row["not_measured"] = "; ".join(f"{k}: {why}" for k, why in reasons.items() if why)
     for field in FIELDS:
         value = reading.items.get(field)
         row[field] = "" if value is None else value
