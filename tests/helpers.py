@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +104,13 @@ def train_tiny(
     return sihnet(
         "train", manifest, "--out", folder / "run", "--config", config, cache=folder / "cache"
     )
+
+
+def copy_run(source: Path, target: Path) -> Path:
+    """A copy of a run folder without its resume states (``fold_K/last.pt``, 136 MB a fold: the
+    copies of a test session filled a disk); enough for every test that does not resume."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("last.pt"))
+    return target
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

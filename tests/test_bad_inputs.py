@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 import resource
-import shutil
 import struct
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import brain_like, one_line_error, sihnet, write_config, write_nifti
+from tests.helpers import brain_like, copy_run, one_line_error, sihnet, write_config, write_nifti
 
 Case = Callable[[Path, Path, Path], list[str | Path]]  # (tmp, run, cohort) -> arguments
 
@@ -40,7 +39,7 @@ def _fifo(tmp: Path) -> Path:
 
 def _damaged(run: Path, tmp: Path, name: str, text: str) -> Path:
     copy = tmp / "damaged_run"
-    shutil.copytree(run, copy)
+    copy_run(run, copy)
     (copy / name).write_text(text)
     return copy
 

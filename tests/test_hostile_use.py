@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import one_line_error, sihnet
+from tests.helpers import copy_run, one_line_error, sihnet
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:
@@ -27,7 +27,7 @@ def folder_hashes(folder: Path) -> dict[str, str]:
 @pytest.fixture()
 def run(tiny_run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy)
+    copy_run(tiny_run, copy)
     return copy
 
 
@@ -210,7 +210,7 @@ def test_report_names_a_damaged_run_file(run: Path, name: str, content: str | by
 def test_compare_with_the_run_itself_or_its_copy_is_refused(run: Path, tmp_path: Path) -> None:
     line = one_line_error(sihnet("evaluate", run, "--compare-with", run, cache=tmp_path / "c"))
     assert "is the run itself" in line
-    shutil.copytree(run, tmp_path / "copy")
+    copy_run(run, tmp_path / "copy")
     result = sihnet("evaluate", run, "--compare-with", tmp_path / "copy", cache=tmp_path / "c")
     assert "identical out-of-fold probabilities" in one_line_error(result)
     assert "site-packages" not in result.stderr

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from sihnet.synth.cohort import run_synth
-from tests.helpers import sihnet
+from tests.helpers import copy_run, sihnet
 
 
 def test_evaluate_an_external_cohort_with_the_run_models(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    copy_run(tiny_run, run)
     development = {
         name: (run / name).read_bytes() for name in ("metrics.json", "oof_predictions.csv")
     }
@@ -93,7 +92,7 @@ def test_an_external_cohort_of_development_images_is_warned_about(
             image = str(tiny_cohort.parent / row["image"])
             writer.writerow({"patient_id": f"new{i}", "image": image, "label": row["label"]})
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    copy_run(tiny_run, run)
     result = sihnet("evaluate", run, "--manifest", manifest, cache=tmp_path / "c")
     assert result.returncode == 0, result.stderr
     assert "12 external image(s) are development images" in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import one_line_error, sihnet
+from tests.helpers import copy_run, one_line_error, sihnet
 
 
 def test_an_exported_model_elsewhere_predicts_what_the_run_predicts(
@@ -59,7 +59,7 @@ def test_a_partial_run_is_not_exported_unless_asked(tiny_run: Path, tmp_path: Pa
     from sihnet.export import run_export
 
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
+    copy_run(tiny_run, run)
     (run / "fold_1" / "summary.json").unlink()
     with pytest.raises(SihnetError, match="all folds are required"):
         run_export(run, tmp_path / "m")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ from sihnet.hashing import file_sha256
 from sihnet.inference.ensemble import FoldEnsemble, available_folds
 from sihnet.paths import RunPaths
 from sihnet.schemas import FoldSummary
+from tests.helpers import copy_run as copy_run_folder
 
 
 def copy_run(tiny_run: Path, tmp_path: Path) -> RunPaths:
-    shutil.copytree(tiny_run, tmp_path / "run")
+    copy_run_folder(tiny_run, tmp_path / "run")
     return RunPaths(tmp_path / "run")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +13,7 @@ import pytest
 from sihnet.data.manifest import read_manifest
 from sihnet.interpret.run import demo_patient, scale_to_grid, top_regions
 from sihnet.paths import RunPaths
-from tests.helpers import one_line_error, sihnet
+from tests.helpers import copy_run, one_line_error, sihnet
 
 
 def test_scale_to_grid() -> None:
@@ -107,7 +106,7 @@ def test_tampered_weights_and_bad_image_are_refused(
     result = sihnet("occlusion", tiny_run, bad, "--out", tmp_path / "o", cache=tmp_path)
     assert result.returncode == 2 and "cannot read NIfTI" in result.stderr
     copy = tmp_path / "run"
-    shutil.copytree(tiny_run, copy)
+    copy_run(tiny_run, copy)
     weights = copy / "fold_0" / "best.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     image = tiny_cohort.parent / "images" / "synth-001.nii.gz"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from sihnet.config import OcclusionConfig
 from sihnet.interpret.run import run_occlusion
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.report.build import run_report
-from tests.helpers import render_page, sihnet
+from tests.helpers import copy_run, render_page, sihnet
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def reported(
     """A copy of the tiny run with one occlusion map under it, and its report."""
     root = tmp_path_factory.mktemp("report")
     run = root / "run"
-    shutil.copytree(tiny_run, run)
+    copy_run(tiny_run, run)
     image = tiny_cohort.parent / "images" / "synth-001.nii.gz"
     run_occlusion(
         run,

@@ -5,10 +5,9 @@ template's regions carried into the scan (:mod:`sihnet.reader.regions`; docs/rea
   outside the brain's edge, integrated, over white matter (mm); the median over the profiles;
 * **superior sagittal sinus height**: on the midline over the vertex, the length of the bright run
   of the sinus at half its peak over the dark around it; the median over the profiles;
-* **subdural fluid**: at the lateral convexities, the intensity above CSF outside the brain's edge,
-  up to the first value brighter than fluid (the dura, or the diploe beyond the inner table) and
-  at most 6 mm, integrated over the contrast (mm); the 90th percentile over the profiles (a
-  collection lies where it lies);
+* **subdural fluid**: at the lateral convexities, the intensity above CSF within 6 mm outside the
+  brain's edge, capped half-way to white matter, integrated over the contrast (mm); the 90th
+  percentile over the profiles (a collection lies where it lies);
 * **pituitary height**: down the suprasellar line, from the gland's upper edge to the sella's floor.
 """
 
@@ -140,9 +139,8 @@ def subdural_fluid(
     csf: float,
 ) -> Measure:
     """90th percentile over the lateral convexities of the fluid outside the brain's edge: the
-    integral of the intensity above CSF from the edge outwards, over at most 6 mm and up to the
-    first value brighter than fluid (55% of the way to white matter: the dura, or beyond the inner
-    table the diploe's fat), over the white matter-CSF contrast (mm)."""
+    integral over 6 mm of the intensity above CSF, capped at 55% of the way to white matter (a
+    bright dura counts no more than fluid), over the white matter-CSF contrast (mm)."""
     contrast = white_matter - csf
     cap = csf + 0.55 * contrast
     widths = []
@@ -151,12 +149,7 @@ def subdural_fluid(
         if edge is None:
             continue
         inside = (profile.positions >= edge + 0.3) & (profile.positions <= edge + 6.0)
-        values = profile.values[inside]
-        # the space ends where something brighter than fluid begins: the dura, or the diploe's
-        # fat beyond the inner table (a real head's scalp and marrow are not fluid)
-        brighter = np.flatnonzero(values > cap)
-        values = values[: brighter[0]] if brighter.size else values
-        fluid = np.clip(np.minimum(values, cap) - csf, 0.0, None)
+        fluid = np.clip(np.minimum(profile.values[inside], cap) - csf, 0.0, None)
         if np.isfinite(fluid).all() and inside.any():
             widths.append(float(fluid.sum() * STEP_MM / contrast))
     if len(widths) < MIN_PROFILES:
