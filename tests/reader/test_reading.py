@@ -219,3 +219,26 @@ def test_thick_slices_are_said_and_their_distances_not_read(axis: int) -> None:
         assert reading.distances[name].reason.startswith("slices 5.0 mm thick"), name
     assert reading.measures["pituitary_height_mm"].value is None
     assert reading.measures["subdural_fluid_mm"].value is not None
+
+
+def test_the_pituitary_is_not_read_under_a_suprasellar_edge_refused_as_implausible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 36 item 1: it was (a bug): the gland was measured from the far edge of a suprasellar
+    distance that the plausibility check had just refused."""
+    from sihnet.reader import distances
+    from sihnet.reader import reading as module
+
+    def implausible(
+        scan: object, chiasm: np.ndarray, vertical: np.ndarray, *rest: object
+    ) -> object:
+        end = np.asarray(chiasm) - 14.0 * np.asarray(vertical)
+        return distances.Distance("suprasellar_cistern_mm", 14.0, tuple(chiasm), tuple(end))
+
+    monkeypatch.setattr(module.distances, "suprasellar", implausible)
+    _, reading = _read(Signs())
+    assert reading.distances["suprasellar_cistern_mm"].mm is None
+    pituitary = reading.measures["pituitary_height_mm"]
+    assert (
+        pituitary.value is None and pituitary.reason == "the suprasellar cistern was not measured"
+    )

@@ -173,7 +173,9 @@ def fuse_fold(
             np.array([labels[p] for p in train]),
             penalty_c=config.measured.penalty_c,
         ),
-        measurements_sha256=file_sha256(paths.measurements),
+        measurements_sha256=(
+            file_sha256(paths.measurements) if paths.measurements.is_file() else ""
+        ),
     )
     table = PredictionTable.read(paths.fold_predictions(fold))
     network = table.scores["probability"]
