@@ -46,7 +46,7 @@ from sihnet.preprocessing.head import head_starts
 
 MIN_CORRELATION = 0.5  # template vs aligned scan inside the brain mask; heads score 0.6-0.9
 MIN_INTERIOR_CORRELATION = 0.1  # inside the brain's interior; heads 0.16-0.68, a ball -0.06
-NEGATIVE_SHARE = 0.05  # of the voxels: a magnitude image has (almost) none below 0
+NEGATIVE_SHARE = 0.1  # a magnitude image's darkest 1% is not below -10% of its brightest 1%
 SCALE_RANGE = (0.75, 1.33)  # adult heads against the template
 MAX_ROTATION_DEG = 45.0
 MIRROR_MARGIN = 0.05  # the mirrored scan must fit this much better to call the header flipped
@@ -281,11 +281,11 @@ def align_to_template(
 def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignment:
     import SimpleITK as sitk
 
-    negative = float(np.mean(volume < 0))
-    if negative > NEGATIVE_SHARE:
+    low, high = (float(v) for v in np.nanpercentile(volume, [1, 99]))
+    if high <= 0 or low < -NEGATIVE_SHARE * high:
         raise SihnetError(
-            f"{100 * negative:.0f}% of its voxels are negative: not a magnitude image (a phase "
-            "or difference image, or inverted scaling)"
+            f"its intensities run to {low:.3g} below zero against {high:.3g} above: not a "
+            "magnitude image (a phase or difference image, or inverted scaling)"
         )
 
     data, mask, template_affine = template()

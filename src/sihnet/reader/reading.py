@@ -143,9 +143,27 @@ def read_scan(
             time.perf_counter() - started,
             alignment,
         )
-    chiasm = points[landmarks.CHIASM_FLOOR.name]
     read = [
-        distances.suprasellar(scan, chiasm, vertical, csf, white),
+        _thin_enough(_plausible(d), scan) for d in _distances(scan, points, rotation, csf, white)
+    ]
+    measures = _sign_measures(scan, alignment, rotation, white, csf)
+    # under the plausible suprasellar edge only: an implausible one is not the gland's top
+    chiasm = points[landmarks.CHIASM_FLOOR.name]
+    measures |= _pituitary(scan, read[0], chiasm, vertical, csf, white)
+    measures = contrast.without_contrast(measures)
+    return _reading(
+        read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
+    )
+
+
+def _distances(
+    scan: Scan, points: dict[str, np.ndarray], rotation: np.ndarray, csf: float, white: float
+) -> list[distances.Distance]:
+    """The three Bern distances from their landmarks (world mm): suprasellar, prepontine,
+    mamillopontine."""
+    vertical, normal = distances.template_directions(rotation)
+    return [
+        distances.suprasellar(scan, points[landmarks.CHIASM_FLOOR.name], vertical, csf, white),
         distances.prepontine(scan, points[landmarks.PONS_ANTERIOR.name], normal, csf, white),
         distances.mamillopontine(
             scan,
@@ -155,26 +173,29 @@ def read_scan(
             csf,
         ),
     ]
-    read = [_thin_enough(_plausible(d), scan) for d in read]
-    measures = _sign_measures(scan, alignment, rotation, white, csf)
-    supra = read[0]  # the plausible one: an implausible edge is not the pituitary's top
-    if supra.end is not None:
-        line = Profile.along(scan, chiasm, vertical, -30.0, 6.0)
-        top = float((np.asarray(supra.end) - chiasm) @ vertical)
-        measures["pituitary_height_mm"] = signs.pituitary_height(line, top, csf)
-        measures["pituitary_enhancement"] = contrast.gland_brightness(line, top, white)
-    else:
+
+
+def _pituitary(
+    scan: Scan,
+    suprasellar: distances.Distance,
+    chiasm: np.ndarray,
+    vertical: np.ndarray,
+    csf: float,
+    white: float,
+) -> dict[str, signs.Measure]:
+    """The gland's height and brightness under the suprasellar cistern's lower edge."""
+    if suprasellar.end is None:
         why = "the suprasellar cistern was not measured"
-        measures["pituitary_height_mm"] = signs.Measure(None, "mm", why)
-        measures["pituitary_enhancement"] = signs.Measure(None, contrast.UNIT, why)
-    sinus = regions.sagittal_sinus
-    measures["sinus_enhancement"] = contrast.sinus_brightness(
-        scan, sinus, alignment.to_world(sinus.points), rotation, white
-    )
-    measures = contrast.without_contrast(measures)
-    return _reading(
-        read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
-    )
+        return {
+            "pituitary_height_mm": signs.Measure(None, "mm", why),
+            "pituitary_enhancement": signs.Measure(None, contrast.UNIT, why),
+        }
+    line = Profile.along(scan, chiasm, vertical, -30.0, 6.0)
+    top = float((np.asarray(suprasellar.end) - chiasm) @ vertical)
+    return {
+        "pituitary_height_mm": signs.pituitary_height(line, top, csf),
+        "pituitary_enhancement": contrast.gland_brightness(line, top, white),
+    }
 
 
 def _refined(
@@ -243,6 +264,13 @@ def _sign_measures(
         ),
         "subdural_fluid_mm": signs.subdural_fluid(
             scan, regions.lateral, alignment.to_world(regions.lateral.points), rotation, white, csf
+        ),
+        "sinus_enhancement": contrast.sinus_brightness(
+            scan,
+            regions.sagittal_sinus,
+            alignment.to_world(regions.sagittal_sinus.points),
+            rotation,
+            white,
         ),
     }
 
