@@ -32,10 +32,12 @@ synthetic head built on it cannot show a flip).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,21 +112,32 @@ class Alignment:
         return cls(**kept)
 
 
+_ITK_THREADS = threading.Lock()
+_ITK_USERS = [0, 0]  # registrations running now; the thread count to give back after the last
+
+
 @contextlib.contextmanager
 def one_itk_thread() -> Iterator[None]:
-    """ITK's global default thread count at 1 for the duration: a registration with more threads
-    is not deterministic. ITK's Mattes metric adds the threads' joint histograms under a lock in
-    whichever order they finish, and ``ImageRegistrationMethod.SetNumberOfThreads(1)`` does not
-    reach it (SimpleITK 2.5): the same scan aligned twice differed in the 8th digit, which the
-    reader's edge thresholds turned into millimetres (issue 37)."""
+    """ITK's global default thread count at 1 while any registration runs: a registration with
+    more threads is not deterministic. ITK's Mattes metric adds the threads' joint histograms
+    under a lock in whichever order they finish, and ``ImageRegistrationMethod.SetNumberOfThreads(1)``
+    does not reach it (SimpleITK 2.5): the same scan aligned twice differed in the 8th digit, which
+    the reader's edge thresholds turned into millimetres (issue 37). Counted, so that registrations
+    running side by side in threads (the mirror check) keep it at 1 until the last ends."""
     import SimpleITK as sitk
 
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    with _ITK_THREADS:
+        if _ITK_USERS[0] == 0:
+            _ITK_USERS[1] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        _ITK_USERS[0] += 1
     try:
         yield
     finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+        with _ITK_THREADS:
+            _ITK_USERS[0] -= 1
+            if _ITK_USERS[0] == 0:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_ITK_USERS[1])
 
 
 @functools.lru_cache(maxsize=1)
@@ -298,22 +311,18 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
     moving = _sitk_image(small, small_affine)
     brain = data > 0.05
     starts = [np.zeros(3), *head_starts(small, small_affine, brain, template_affine)]
-    try:
-        transform, _ = _register(moving, fixed, fixed_mask, starts)
-    except RuntimeError:
-        raise SihnetError("the registration to the MNI152 template diverged") from None
-    rotation, translation, scale = _as_ras(transform)
-    correlation, interior = _correlation(moving, fixed, transform, (mask, _interior()))
-    mirrored = None
-    if check_mirror:
-        flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ small_affine  # the scan's left-right mirror
-        mirror_image = _sitk_image(small, flip)
+    mirror = None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as side:
+        if check_mirror:  # the scan's left-right mirror, registered beside it (ITK frees the GIL)
+            flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ small_affine
+            mirror = side.submit(_mirror_correlation, small, flip, fixed, fixed_mask, brain)
         try:
-            mirror_starts = [np.zeros(3), *head_starts(small, flip, brain, template_affine)]
-            mirror_transform, _ = _register(mirror_image, fixed, fixed_mask, mirror_starts)
-            (mirrored,) = _correlation(mirror_image, fixed, mirror_transform, (mask,))
+            transform, _ = _register(moving, fixed, fixed_mask, starts)
         except RuntimeError:
-            mirrored = None
+            raise SihnetError("the registration to the MNI152 template diverged") from None
+        rotation, translation, scale = _as_ras(transform)
+        correlation, interior = _correlation(moving, fixed, transform, (mask, _interior()))
+        mirrored = None if mirror is None else mirror.result()
     # rounded far below any effect (1e-9 of a unit, 1e-6 mm) so that the last bits of a CPU's
     # BLAS (AVX2 or AVX-512 kernels) do not reach what is measured from it
     alignment = Alignment(
@@ -329,6 +338,22 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
         round(interior, 6),
     )
     return dataclasses.replace(alignment, problem=problem_of(alignment))
+
+
+def _mirror_correlation(
+    small: np.ndarray, flip: np.ndarray, fixed: Any, fixed_mask: Any, brain: np.ndarray
+) -> float | None:
+    """The correlation of the scan's left-right mirror once registered (None: it diverged)."""
+    with one_itk_thread():
+        _, mask, template_affine = template()
+        mirror_image = _sitk_image(small, flip)
+        try:
+            starts = [np.zeros(3), *head_starts(small, flip, brain, template_affine)]
+            transform, _ = _register(mirror_image, fixed, fixed_mask, starts)
+        except RuntimeError:
+            return None
+        (mirrored,) = _correlation(mirror_image, fixed, transform, (mask,))
+        return mirrored
 
 
 def problem_of(alignment: Alignment) -> str:
