@@ -23,12 +23,13 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 12  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 13  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
-# dev2 of benchmarks/reader_benchmark.py (80 synthetic heads; docs/reader.md).
-DURAL_ENHANCEMENT = 2.25  # mm x white matter across the brain's edge
-SINUS_HEIGHT_MM = 6.0  # the superior sagittal sinus' height
-SUBDURAL_FLUID_MM = 1.65  # fluid outside the brain's edge at the lateral convexities
+# dev2 pooled (benchmarks/reader_thresholds.py; 80 synthetic heads; docs/reader.md), re-derived
+# with the deterministic reader of December 2026 (dural 2.25 -> 2.15, subdural 1.65 -> 2.38).
+DURAL_ENHANCEMENT = 2.15  # mm x white matter across the brain's edge
+SINUS_HEIGHT_MM = 5.97  # the superior sagittal sinus' height
+SUBDURAL_FLUID_MM = 2.38  # fluid outside the brain's edge at the lateral convexities
 MAX_DISTANCE_MM = 12.0  # the largest Bern distance of an adult (normal ranges: docs/synthetic.md)
 MAX_SLICE_MM = 3.5  # thicker slices average the midline structures: no distance is read
 SIGN_MEASURES = ("dural_enhancement", "sinus_height_mm", "subdural_fluid_mm", "pituitary_height_mm")
