@@ -76,3 +76,21 @@ def test_the_table_says_why_an_item_was_not_measured(tmp_path: Path) -> None:
     assert row["problem"] == "", row["problem"]
     assert row["suprasellar_cistern_mm"] == ""
     assert "suprasellar_cistern_mm: slices 6.0 mm thick" in row["not_measured"]
+
+
+def test_predict_says_why_an_item_was_not_measured() -> None:
+    from sihnet.cli.summaries import measured_lines
+    from sihnet.inference.predict import not_measured_reasons
+    from sihnet.schemas import ReadDistance, Reading, ReadMeasure
+
+    why = "slices 5.0 mm thick: the midline cisterns need 3.5 mm or less"
+    reading = Reading(
+        version=1,
+        items={"suprasellar_cistern_mm": None, "pachymeningeal_enhancement": None},
+        distances={"suprasellar_cistern_mm": ReadDistance(mm=None, reason=why)},
+        measures={"dural_enhancement": ReadMeasure(value=None, unit="mm", reason="no contrast")},
+    )
+    reasons = not_measured_reasons(reading)
+    assert reasons == {"suprasellar_cistern_mm": why, "pachymeningeal_enhancement": "no contrast"}
+    (line,) = measured_lines({"items": reading.items, "not_measured": reasons})
+    assert f"not measured ({why})" in line and "not measured (no contrast)" in line

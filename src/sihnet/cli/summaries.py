@@ -119,7 +119,8 @@ def measured_lines(measured: dict[str, Any] | None) -> list[str]:
         value = measured["items"].get(item.name)
         label = item.description
         if value is None:
-            parts.append(f"{label}: not measured")
+            why = measured.get("not_measured", {}).get(item.name, "")
+            parts.append(f"{label}: not measured" + (f" ({why})" if why else ""))
         elif item.kind == "sign":
             parts.append(f"{label}: {'yes' if value >= 0.5 else 'no'}")
         else:

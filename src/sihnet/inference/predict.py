@@ -126,7 +126,25 @@ def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dic
         "bern_score_min": reading.bern_score_min,
         "bern_score_max": reading.bern_score_max,
         "features": features_of(reading),
+        "not_measured": not_measured_reasons(reading),
     }
+
+
+def not_measured_reasons(reading: Any) -> dict[str, str]:
+    """Why each Bern item of a reading was not measured ({} when all were)."""
+    from sihnet.reader.reading import SIGN_RULES
+
+    reasons = {}
+    for item, value in reading.items.items():
+        if value is not None:
+            continue
+        quantity = (
+            reading.measures.get(SIGN_RULES[item][0])
+            if item in SIGN_RULES
+            else reading.distances.get(item)
+        )
+        reasons[item] = quantity.reason if quantity is not None else "not read"
+    return reasons
 
 
 def bern_of(ensemble: FoldEnsemble, image: Any) -> dict[str, Any] | None:
