@@ -94,3 +94,34 @@ def test_predict_says_why_an_item_was_not_measured() -> None:
     assert reasons == {"suprasellar_cistern_mm": why, "pachymeningeal_enhancement": "no contrast"}
     (line,) = measured_lines({"items": reading.items, "not_measured": reasons})
     assert f"not measured ({why})" in line and "not measured (no contrast)" in line
+
+
+def test_a_manifest_with_a_missing_image_still_reads_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (patient,) = cohort_patients(1, seed=17)
+    data, affine = render(patient, 4.0)
+    _save(data, affine, tmp_path / "present.nii.gz")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,image\np1,present.nii.gz\np2,missing.nii.gz\n")
+    code = main(
+        ["measure", str(manifest), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]
+    )
+    rows = _rows(tmp_path / "o")
+    assert code == 2 and [r["patient_id"] for r in rows] == ["p1", "p2"]
+    assert not rows[0]["problem"].startswith("not read")
+    assert rows[1]["problem"] == "not read: missing.nii.gz: not found"
+
+
+def test_every_problem_of_a_manifest_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sihnet.data.manifest import read_manifest
+    from sihnet.errors import SihnetError
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("patient_id,image,label\np1,a.nii.gz,2\np2,b.nii.gz,x\np3,c.nii.gz,7\n")
+    with pytest.raises(SihnetError, match="named above"):
+        read_manifest(manifest)
+    logged = caplog.text
+    assert "row 3" in logged and "row 4" in logged  # the second and third, named in the log

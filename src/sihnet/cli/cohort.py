@@ -156,6 +156,6 @@ def _measure_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
     if len(inputs) == 1 and inputs[0].suffix.lower() in (".csv", ".tsv"):
         from sihnet.data.manifest import read_manifest
 
-        cohort = read_manifest(inputs[0], require_labels=False)
+        cohort = read_manifest(inputs[0], require_labels=False, require_images=False)
         return [(scan.patient_id, scan.image) for scan in cohort.scans]
     return [("", path) for path in inputs]

@@ -122,7 +122,13 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.lines:
-            more = f" (+{len(self.lines) - 1} more problems)" if len(self.lines) > 1 else ""
+            for line in self.lines[1:]:  # every problem named, the first in the error itself
+                log.error("manifest %s: %s", self.source.name, line)
+            more = (
+                f" (+{len(self.lines) - 1} more problems, named above)"
+                if len(self.lines) > 1
+                else ""
+            )
             raise SihnetError(f"manifest {self.source.name}: {self.lines[0]}{more}")
 
 
@@ -282,6 +288,7 @@ def _read_row(
     base: Path,
     reading: _Reading,
     require_labels: bool,
+    require_images: bool = True,
 ) -> None:
     problems, root = reading.problems, base.resolve()
     patient_id, image_text = raw.get("patient_id", ""), raw.get("image", "")
@@ -296,8 +303,8 @@ def _read_row(
         problems.add(index, f"slec must be 0, 1 or empty, got {slec_value!r}")
         return
     image = (base / image_text).resolve()
-    if not reading.claim(index, patient_id, image) or not _check_image(
-        index, image, image_text, root, problems
+    if not reading.claim(index, patient_id, image) or (
+        require_images and not _check_image(index, image, image_text, root, problems)
     ):
         return
     if not image.is_relative_to(root):
@@ -316,13 +323,15 @@ def _read_row(
         )
 
 
-def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
+def read_manifest(path: Path, require_labels: bool = True, require_images: bool = True) -> Cohort:
     """Read and validate a manifest (CSV/TSV file or BIDS root).
 
     Args:
         path: the manifest file; image paths are relative to its folder. A folder holding
             ``participants.tsv`` is read as a BIDS dataset.
         require_labels: every kept row must carry label 0 or 1 (training, evaluation).
+        require_images: every image must exist and be readable; False leaves that to the command
+            (``sihnet measure`` reads the others and says, per row, which could not be read).
 
     Returns:
         The cohort with ``indeterminate`` and SLEC patients excluded and counted.
@@ -340,7 +349,7 @@ def read_manifest(path: Path, require_labels: bool = True) -> Cohort:
         raise SihnetError(f"manifest {source.name} has no rows")
     reading = _Reading(_Problems(source))
     for index, raw in enumerate(rows, start=2):
-        _read_row(index, raw, columns, base, reading, require_labels)
+        _read_row(index, raw, columns, base, reading, require_labels, require_images)
     reading.problems.raise_if_any()
     if reading.outside:
         rows_text = ", ".join(str(r) for r in reading.outside[:5])
