@@ -115,7 +115,7 @@ def test_every_problem_is_one_line_naming_the_row(
 
 
 def test_all_problems_are_counted(images: Path) -> None:
-    with pytest.raises(SihnetError, match=r"\(\+1 more problems\)"):
+    with pytest.raises(SihnetError, match=r"\(\+1 more problems, named above\)"):
         read_manifest(manifest(images, "P1,img/a.nii.gz,7\nP2,img/zz.nii.gz,0\n"))
 
 
