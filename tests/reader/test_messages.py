@@ -125,3 +125,17 @@ def test_every_problem_of_a_manifest_is_named(
         read_manifest(manifest)
     logged = caplog.text
     assert "row 3" in logged and "row 4" in logged  # the second and third, named in the log
+
+
+def test_a_cache_that_cannot_be_written_is_named_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    image = _save(np.zeros((8, 8, 8)), np.eye(4), tmp_path / "x.nii.gz")
+    code = main(
+        ["measure", str(image), "--out", str(tmp_path / "o"), "--cache-dir", str(blocker / "cache")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--cache-dir cache cannot be written" in err
+    assert not (tmp_path / "o").exists()  # nothing was read or written

@@ -127,11 +127,11 @@ def measure(
     """The automatic Bern reader: the six Bern items of each scan measured without training
     (distances in mm on the patient's own edges, continuous sign measures, the Bern score), with
     a measurement picture and a 3D Slicer markups file per scan."""
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.preprocessing.cache import VolumeCache
     from sihnet.reader.run import run_measure
 
     scans = _measure_inputs(inputs)
-    summary = run_measure(scans, out, VolumeCache(cache_dir or default_cache_dir()))
+    summary = run_measure(scans, out, VolumeCache.open(cache_dir))
     typer.echo(
         f"read {summary.read} of {summary.read + summary.not_measured + summary.failed} scans"
         + (f"; not measured: {summary.not_measured}" if summary.not_measured else "")

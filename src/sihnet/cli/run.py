@@ -137,7 +137,7 @@ def _train_and_evaluate(
     """``train``'s work once its arguments are checked: every process trains its share (torchrun),
     rank 0 writes, logs and evaluates the folds present."""
     from sihnet.evaluation.run import run_evaluation
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.checkpoint import graceful_interrupt
     from sihnet.training.distributed import process_group, world_from_environment
     from sihnet.training.run import run_training
@@ -148,7 +148,7 @@ def _train_and_evaluate(
         log.info("cohort: %s", cohort.describe())
     else:
         logging.getLogger().setLevel(logging.WARNING)
-    cache = VolumeCache(cache_dir or default_cache_dir())
+    cache = VolumeCache.open(cache_dir)
     requested = None if fold is None else [fold]
     with graceful_interrupt(), process_group(world, experiment.training.device):
         run_training(experiment, cohort, paths, cache, requested, resume, world)
@@ -190,10 +190,10 @@ def evaluate(
         return
     if manifest is not None:
         from sihnet.evaluation.external import run_external
-        from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+        from sihnet.preprocessing.cache import VolumeCache
 
         settings = inference_options(device, precision)
-        cache = VolumeCache(cache_dir or default_cache_dir())
+        cache = VolumeCache.open(cache_dir)
         metrics = run_external(run, manifest, cache, settings, require_all_folds)
         echo(external_lines(metrics, paths))
         return
@@ -217,9 +217,9 @@ def predict(
 
     settings = inference_options(device, precision)
     from sihnet.inference.predict import run_predict
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.preprocessing.cache import VolumeCache
 
-    cache = VolumeCache(cache_dir or default_cache_dir())
+    cache = VolumeCache.open(cache_dir)
     records = run_predict(run, images, settings, cache, require_all_folds)
     echo([strict_json(records)] if as_json else prediction_lines(records))
     failed = sum("error" in r for r in records)
@@ -301,9 +301,9 @@ def occlusion(
     settings = _occlusion_settings(fold, patch, stride, target, batch_size, view)
     inference = inference_options(device, precision)
     from sihnet.interpret.run import run_occlusion
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.preprocessing.cache import VolumeCache
 
-    cache = VolumeCache(cache_dir or default_cache_dir())
+    cache = VolumeCache.open(cache_dir)
     record = run_occlusion(run, image, out, settings, inference, cache, require_all_folds)
     echo(occlusion_lines(record, out))
 
@@ -324,9 +324,9 @@ def demo(
     """The main job on the built-in synthetic cohort: synthesise, train with CV, evaluate, one
     occlusion map, the report."""
     from sihnet.demo import run_demo
-    from sihnet.preprocessing.cache import VolumeCache, default_cache_dir
+    from sihnet.preprocessing.cache import VolumeCache
 
-    cache = VolumeCache(cache_dir or default_cache_dir())
+    cache = VolumeCache.open(cache_dir)
     result = run_demo(out, profile or "quick", n, spacing, seed, cache)
     echo(metrics_lines(result.metrics, result.paths))
     echo([result.occlusion_line])

@@ -111,6 +111,25 @@ class VolumeCache:
     misses: int = 0
     hashes: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def open(cls, root: Path | None = None) -> VolumeCache:
+        """The cache of a command: ``--cache-dir`` or :func:`default_cache_dir`, checked to be
+        writable before any work (a cache that cannot be written is named as ``--cache-dir``, not
+        through a hashed file inside it after a registration).
+
+        Raises:
+            SihnetError: the folder cannot be made or written.
+        """
+        folder = Path(root) if root is not None else default_cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / ".writable", "")
+            (folder / ".writable").unlink()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise SihnetError(f"--cache-dir {folder.name} cannot be written ({reason})") from None
+        return cls(folder)
+
     def content_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes (a folder: of its files' names and bytes); a file is hashed
         once per command while it stays unchanged (inode, size, modification and change time)."""
