@@ -222,17 +222,21 @@ def test_auto_writes_the_probe_into_the_fold_summary(tmp_path: Path) -> None:
 
 
 def test_a_decision_is_measured_once_per_machine_and_job_whatever_the_load(
-    bf16_candidate: None, tmp_path: Path
+    bf16_candidate: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 31 row 19: the same machine and job train with the same choice when the machine's
     load has changed the timings; another job, or a damaged store, is measured again."""
+    from sihnet.training import precision as module
     from sihnet.training.precision import decide
+
+    monkeypatch.setattr(module, "machine_load", lambda: 0.0)  # measured on a quiet machine
 
     store, job = tmp_path / "precision_decisions.json", {"shapes": [[4, 1, 8, 8, 8]]}
     quiet = decide(TinyNet(slow_fp32=0.05), _batch(), StepSettings(), torch.device("cpu"),
                    "auto", False, job, store)  # fmt: skip
     assert quiet.precision == "bf16" and not quiet.reused and quiet.measured_at
-    loaded = TinyNet()  # now bf16 is no faster: measured afresh, the probe would keep fp32
+    # now the probe would keep fp32 (bf16's gradient disagrees: not a timing, so never flaky)
+    loaded = TinyNet(flip_under_autocast=True)
     again = decide(loaded, _batch(), StepSettings(), torch.device("cpu"), "auto", False, job, store)
     assert again.reused and again.precision == "bf16" and again.measured_at == quiet.measured_at
     other = decide(loaded, _batch(), StepSettings(), torch.device("cpu"), "auto", False,
@@ -244,3 +248,39 @@ def test_a_decision_is_measured_once_per_machine_and_job_whatever_the_load(
     )
     assert not damaged.reused and damaged.precision == "fp32"
     assert json.loads(store.read_text())  # written again, whole
+
+
+def test_a_decision_measured_on_a_busy_machine_is_not_kept(
+    bf16_candidate: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 37 row 6: a timing taken beside another job serves its run but is not frozen for
+    the machine (channels_last "4.16x faster" under load was 0.98x quiet)."""
+    from sihnet.training import precision as module
+
+    store, job = tmp_path / "precision_decisions.json", {"shapes": [[4, 1, 8, 8, 8]]}
+    monkeypatch.setattr(module, "machine_load", lambda: 1.5)
+    busy = module.decide(TinyNet(slow_fp32=0.05), _batch(), StepSettings(),
+                         torch.device("cpu"), "auto", False, job, store)  # fmt: skip
+    assert busy.precision == "bf16" and not store.exists()
+
+
+def test_an_edited_decision_is_measured_again(
+    bf16_candidate: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 37 row 6: a kept decision edited to claim bf16 against its own recorded
+    measurement (bf16's gradient disagreed with fp32's) is not trusted."""
+    from sihnet.training import precision as module
+
+    monkeypatch.setattr(module, "machine_load", lambda: 0.0)
+    store, job = tmp_path / "precision_decisions.json", {"shapes": [[4, 1, 8, 8, 8]]}
+    disagreeing = TinyNet(flip_under_autocast=True)  # bf16's gradient is not fp32's
+    kept = module.decide(disagreeing, _batch(), StepSettings(), torch.device("cpu"), "auto",
+                         False, job, store)  # fmt: skip
+    assert kept.precision == "fp32"
+    decisions = json.loads(store.read_text())
+    for value in decisions.values():
+        value["precision"] = "bf16"
+    store.write_text(json.dumps(decisions))
+    again = module.decide(disagreeing, _batch(), StepSettings(), torch.device("cpu"), "auto",
+                          False, job, store)  # fmt: skip
+    assert not again.reused and again.precision == "fp32"

@@ -81,6 +81,48 @@ def decision_key(network: torch.nn.Module, device: torch.device, job: dict[str, 
     return text_sha256(json.dumps(described, sort_keys=True, default=str))
 
 
+QUIET_LOAD = 0.75  # 1-minute load average per core under which a machine is quiet enough to time
+
+
+def machine_load() -> float:
+    """The 1-minute load average per core (0 where the system does not say)."""
+    try:
+        return os.getloadavg()[0] / max(os.cpu_count() or 1, 1)
+    except OSError:
+        return 0.0
+
+
+def agrees_with_its_measurement(
+    result: ProbeResult, precision: str, channels_last: bool | str, device: torch.device
+) -> bool:
+    """Whether a kept decision is what the probe's rules make of its own recorded timings and
+    gradient cosine (a hand-edited one, bf16 against its own measurement, is not)."""
+    from sihnet.training.probe import MIN_COSINE, SPEEDUP_MARGIN, candidate_precision
+
+    seconds = result.seconds
+    if precision == "auto":
+        candidate = candidate_precision(device)
+        usable = (
+            candidate is not None
+            and candidate in seconds
+            and "fp32" in seconds
+            and result.gradient_cosine is not None
+            and result.gradient_cosine >= MIN_COSINE
+            and seconds["fp32"] / seconds[candidate] >= SPEEDUP_MARGIN
+        )
+        if result.precision != (candidate if usable else "fp32"):
+            return False
+    elif result.precision != precision:
+        return False
+    if channels_last == "auto":
+        key = f"{result.precision}+channels_last"
+        if key not in seconds or result.precision not in seconds:
+            return not result.channels_last
+        faster = seconds[result.precision] / seconds[key] >= SPEEDUP_MARGIN
+        return result.channels_last == faster
+    return result.channels_last == bool(channels_last)
+
+
 def decide(
     network: torch.nn.Module,
     batch: Batch,
@@ -107,14 +149,26 @@ def decide(
         kept = decisions.get(key)
         if isinstance(kept, dict):
             result = dataclasses.replace(ProbeResult(**kept), reused=True)
-            log.info(
-                "precision probe (measured on this machine at %s and reused; delete %s to measure "
-                "again): %s", result.measured_at, store.name, describe(result),
-            )  # fmt: skip
-            return result
+            if agrees_with_its_measurement(result, precision, channels_last, device):
+                log.info(
+                    "precision probe (measured on this machine at %s and reused; delete %s to "
+                    "measure again): %s", result.measured_at, store.name, describe(result),
+                )  # fmt: skip
+                return result
+            log.warning(
+                "a kept precision decision disagrees with its own measurement (edited?): "
+                "measured again"
+            )
     except (OSError, ValueError, TypeError):
         pass  # none yet, or damaged: measured now
+    load = machine_load()
     result = probe(network, batch, settings, device, precision, channels_last)
+    if load > QUIET_LOAD:  # timings taken beside another job are not frozen for the machine
+        log.info(
+            "the machine was busy while the precision was probed (load %.2f per core): the "
+            "choice serves this run and is not kept for later ones", load,
+        )  # fmt: skip
+        return result
     try:
         write_json_atomic(store, {**decisions, key: result.as_json()})
     except OSError as error:
