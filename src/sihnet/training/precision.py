@@ -11,7 +11,10 @@ its load (the same 2-core machine chose ``channels_last_3d`` at 1.08x when quiet
 (``$SIHNET_CACHE_DIR``), keyed by the processor, core and thread counts, the torch build, the
 device, the network and its input shapes, and the settings probed. Every later run with the same key
 trains with the same choice whatever the load; ``summary.json`` says when the choice was measured
-and whether it was reused. Deleting the file measures again.
+and whether it was reused. Deleting the file measures again. A decision is kept only when it was
+measured on a quiet machine (1-minute load under 0.75 per core: channels_last measured "4.16x
+faster" beside another job was 0.98x quiet), and a kept one is reused only while it agrees with
+its own recorded timings and gradient cosine (an edited one is measured again).
 
 A :class:`PrecisionPolicy` belongs to one run: its folds of the same grid, batch and network share
 one decision and one kernel check (no process-wide state).
