@@ -156,3 +156,26 @@ def card_recipe_gives_predicts_fold_0(
     expected = json.loads(sihnet("predict", model, image, "--json", cache=cache).stdout)[0]
     probability = float(ran.stdout.strip().splitlines()[-1])
     assert probability == pytest.approx(expected["fold_probabilities"]["0"], abs=1e-4)
+
+
+def test_the_training_log_names_the_rows_not_fully_measured_and_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 37 row 15: not only a count."""
+    import logging
+
+    import nibabel as nib
+    import numpy as np
+
+    from sihnet.training.measured import measure_patients_in_memory
+
+    noise = np.random.default_rng(0).random((40, 48, 44)).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, np.diag([4.0] * 3 + [1.0])), str(tmp_path / "noise.nii.gz"))
+    (tmp_path / "m.csv").write_text("patient_id,image\np1,noise.nii.gz\n")
+    cohort = read_manifest(tmp_path / "m.csv", require_labels=False)
+    with caplog.at_level(logging.INFO):
+        measures = measure_patients_in_memory(cohort, VolumeCache(tmp_path / "c"))
+    assert all(v is None for v in measures["p1"].values())
+    assert "row 2: the automatic Bern reader did not measure all: not measured: it does not" in (
+        caplog.text
+    )

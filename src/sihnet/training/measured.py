@@ -39,14 +39,17 @@ log = logging.getLogger(__name__)
 Measures = dict[str, dict[str, float | None]]  # patient -> feature -> value (None: not measured)
 
 
-def _read_one(job: tuple[Path, Path]) -> dict[str, float | None] | str:
-    """Worker: one scan's features, or why it could not be read."""
+def _read_one(job: tuple[Path, Path]) -> tuple[dict[str, float | None], str] | str:
+    """Worker: one scan's features and why any was not measured (""), or why it could not be
+    read."""
     image, cache_root = job
     try:
         reading, _ = reading_of(image, VolumeCache(cache_root))
     except SihnetError as error:
         return str(error)
-    return features_of(reading)
+    reasons = [f"{k}: {v.reason}" for k, v in reading.distances.items() if v.reason]
+    reasons += [f"{k}: {v.reason}" for k, v in reading.measures.items() if v.reason]
+    return features_of(reading), reading.problem or "; ".join(reasons)
 
 
 def measure_patients(cohort: Cohort, cache: VolumeCache, paths: RunPaths) -> Measures:
@@ -88,7 +91,10 @@ def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:
             raise SihnetError(
                 f"row {scan.row}: the automatic Bern reader could not read it: {result}"
             )
-        by_patient.setdefault(scan.patient_id, []).append(result)
+        features, why = result
+        if why:  # named by its manifest row: which scan, and why (the training log)
+            log.info("row %d: the automatic Bern reader did not measure all: %s", scan.row, why)
+        by_patient.setdefault(scan.patient_id, []).append(features)
     measures: Measures = {}
     for patient, rows in by_patient.items():
         measures[patient] = {}
