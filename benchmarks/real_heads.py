@@ -123,7 +123,7 @@ def one_head(row: dict[str, str], heads: Path, work: Path) -> dict[str, Any]:
     from sihnet.preprocessing.registration import align_to_template
     from sihnet.preprocessing.volume import load_volume
     from sihnet.reader.distances import template_directions
-    from sihnet.synth.sag_field import brain_sag
+    from sihnet.synth.sag_field import brain_sag, structure_ends
 
     volume, affine = load_volume(heads / row["file"])
     volume = np.asarray(volume, dtype=np.float32)
@@ -158,6 +158,7 @@ def one_head(row: dict[str, str], heads: Path, work: Path) -> dict[str, Any]:
         ends[key] = (np.asarray(distance["start"]), np.asarray(distance["end"]))
     alignment = align_to_template(volume, affine, check_mirror=False)
     vertical, normal = template_directions(alignment.rotation_matrix)
+    ends = structure_ends(ends, np.asarray(reading["landmarks"]["pons_superior"]), vertical)
     directions = {"suprasellar": vertical, "mamillopontine": vertical, "prepontine": normal}
     sags, images, fields = {}, [], {}
     for name, (sag_mm, pons_mm) in SAGS.items():

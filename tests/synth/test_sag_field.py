@@ -11,7 +11,7 @@ from sihnet.reader.distances import template_directions
 from sihnet.schemas import Reading
 from sihnet.synth.patient import Acquisition, Baseline, Patient, Signs
 from sihnet.synth.render import render
-from sihnet.synth.sag_field import SagField, Split, brain_sag
+from sihnet.synth.sag_field import SagField, Split, brain_sag, structure_ends
 
 NAMES = {"suprasellar": SUPRASELLAR.name, "mamillopontine": MAMILLOPONTINE.name}
 NAMES["prepontine"] = PREPONTINE.name
@@ -72,7 +72,8 @@ def test_a_known_sag_changes_each_measured_distance_by_the_fields_change_at_its_
     from sihnet.reader.reading import read_scan
 
     volume, affine, before, vertical, normal = baseline
-    ends = ends_of(before)
+    landmark = np.asarray(before.landmarks["pons_superior"])
+    ends = structure_ends(ends_of(before), landmark, vertical)
     field = brain_sag(ends, vertical, normal, sag_mm, brainstem_mm)
     after = read_scan(field.warp(volume, affine), affine)
     directions = {"suprasellar": vertical, "mamillopontine": vertical, "prepontine": normal}

@@ -120,6 +120,20 @@ class SagField:
         return float((moved[0] - moved[1]) @ direction)
 
 
+def structure_ends(
+    lines: dict[str, tuple[np.ndarray, np.ndarray]], pons_superior: np.ndarray, vertical: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The points on the two structures of each distance, from the lines the reader drew
+    (``suprasellar``, ``mamillopontine``, ``prepontine``: start, end in world mm). The
+    mamillopontine line runs straight down from the mamillary bodies to the pons' level; the
+    structure at its lower end is the pons' top on the vertical through ``pons_superior``."""
+    up = np.asarray(vertical, dtype=np.float64) / np.linalg.norm(vertical)
+    start, end = (np.asarray(p, dtype=np.float64) for p in lines["mamillopontine"])
+    landmark = np.asarray(pons_superior, dtype=np.float64)
+    pons = landmark + ((end - landmark) @ up) * up
+    return {**lines, "mamillopontine": (start, pons)}
+
+
 def _middle(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return (np.asarray(start, dtype=np.float64) + np.asarray(end, dtype=np.float64)) / 2
 
