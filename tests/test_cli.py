@@ -194,6 +194,20 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert set(COMMANDS) <= listed  # each command starts a line of the help
 
 
+def test_no_help_text_loses_words_to_the_terminal_markup() -> None:
+    """Issue 37 row 15: rich read '[default: ...]' as a markup tag and printed 'cache .'."""
+    from typer.testing import CliRunner
+
+    from sihnet.cli import app
+
+    runner = CliRunner()
+    for command in COMMANDS:
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+        assert " ." not in text, (command, [line for line in text.splitlines() if " ." in line])
+    measure = runner.invoke(app, ["measure", "--help"], env={"COLUMNS": "200"}).output
+    assert "(default: $SIHNET_CACHE_DIR or ~/.cache/sihnet)" in measure
+
+
 def test_bern_command_prints_scores_and_writes_the_table(tiny_cohort: Path, tmp_path: Path) -> None:
     rows = list(csv.DictReader(tiny_cohort.open()))
     rows[0]["suprasellar_cistern_mm"] = ""  # one partial score

@@ -66,7 +66,7 @@ def convert(
     key_file: Annotated[
         Path | None,
         typer.Option(
-            "--key-file", help="Secret for keyed-hash pseudonyms [or $SIHNET_PSEUDONYM_KEY]."
+            "--key-file", help="Secret for keyed-hash pseudonyms (or $SIHNET_PSEUDONYM_KEY)."
         ),
     ] = None,
     mapping: Annotated[

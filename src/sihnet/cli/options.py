@@ -33,19 +33,19 @@ CacheOption = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
-        help="Preprocessed-volume cache [default: $SIHNET_CACHE_DIR or ~/.cache/sihnet].",
+        help="Preprocessed-volume cache (default: $SIHNET_CACHE_DIR or ~/.cache/sihnet).",
     ),
 ]
 DeviceOption = Annotated[
     str | None,
     typer.Option(
-        "--device", help="auto, cpu, cuda or cuda:N [default: the run's training.device]."
+        "--device", help="auto, cpu, cuda or cuda:N (default: the run's training.device)."
     ),
 ]
 PrecisionOption = Annotated[
     str | None,
     typer.Option(
-        "--precision", help="auto, fp32, bf16 or fp16 [default: the run's training.precision]."
+        "--precision", help="auto, fp32, bf16 or fp16 (default: the run's training.precision)."
     ),
 ]
 RequireAllOption = Annotated[

@@ -269,7 +269,7 @@ def occlusion(
     ] = _voxels_text(_OCCLUSION_DEFAULTS.patch_1mm),
     stride: Annotated[
         str | None,
-        typer.Option("--stride", help="Window step in voxels at 1 mm [default: the patch]."),
+        typer.Option("--stride", help="Window step in voxels at 1 mm (default: the patch)."),
     ] = None,
     target: Annotated[
         str,
@@ -289,7 +289,7 @@ def occlusion(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            "--batch-size", help="Occluded copies per forward [default: from free memory]."
+            "--batch-size", help="Occluded copies per forward (default: from free memory)."
         ),
     ] = None,
     cache_dir: CacheOption = None,

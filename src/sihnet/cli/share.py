@@ -14,7 +14,7 @@ from sihnet.cli.options import app
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file [default: RUN/report.html].")
+        Path | None, typer.Option("--out", help="HTML file (default: RUN/report.html).")
     ] = None,
     occlusion: Annotated[
         list[Path] | None,
