@@ -62,12 +62,16 @@ def test_every_scan_gets_its_own_safe_name(quick: tuple[Path, VolumeCache], tmp_
 
 
 def test_a_long_id_keeps_the_table_and_every_scans_files(
-    quick: tuple[Path, VolumeCache], tmp_path: Path
+    quick: tuple[Path, VolumeCache], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import logging
+
     image, cache = quick
     ids = ["a" * 300, "b", "a" * 299 + "c"]
     out = tmp_path / "out"
-    summary = module.run_measure([(i, image) for i in ids], out, cache)
+    with caplog.at_level(logging.INFO):
+        summary = module.run_measure([(i, image) for i in ids], out, cache)
+    assert "measuring 3 of 3: " in caplog.text  # a progress line per scan (issue 37 row 15)
     names = _names(out)
     assert summary.read == 3 and len(set(names)) == 3
     assert all(len(n) <= module.NAME_LENGTH for n in names)
