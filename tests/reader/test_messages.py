@@ -137,5 +137,5 @@ def test_a_cache_that_cannot_be_written_is_named_before_any_work(
         ["measure", str(image), "--out", str(tmp_path / "o"), "--cache-dir", str(blocker / "cache")]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "--cache-dir cache cannot be written" in err
+    assert code == 2 and "--cache-dir cache cannot be written (a file is in the way)" in err
     assert not (tmp_path / "o").exists()  # nothing was read or written

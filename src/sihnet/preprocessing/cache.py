@@ -121,14 +121,16 @@ class VolumeCache:
             SihnetError: the folder cannot be made or written.
         """
         folder = Path(root) if root is not None else default_cache_dir()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(folder / ".writable", "")
-            (folder / ".writable").unlink()
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            raise SihnetError(f"--cache-dir {folder.name} cannot be written ({reason})") from None
-        return cls(folder)
+        existing = folder  # nothing is created here: the first entry creates the folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            reason = "a file is in the way"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            reason = "permission denied"
+        else:
+            return cls(folder)
+        raise SihnetError(f"--cache-dir {folder.name} cannot be written ({reason})")
 
     def content_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes (a folder: of its files' names and bytes); a file is hashed
