@@ -38,6 +38,7 @@ def bundle_run(
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_monai_runs_the_bundle_and_gets_predicts_probability(
     model: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +116,7 @@ def test_onnxruntime_gives_pytorchs_logits(model: Path, tiny_cohort: Path, tmp_p
     assert "onnxruntime" in (model / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_the_bundles_output_step_overwrites_nothing_it_must_not(
     model: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:

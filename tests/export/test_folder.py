@@ -70,6 +70,7 @@ def test_a_partial_run_is_not_exported_unless_asked(tiny_run: Path, tmp_path: Pa
     assert "is not an empty folder" in one_line_error(occupied)
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_an_exported_model_evaluated_on_a_site_still_predicts(
     tiny_run: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def assert_predict_equals_out_of_fold(run: Path, cohort: Path, cache: VolumeCach
         assert fold_probability == pytest.approx(float(row["probability"]), abs=1e-6), row
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_predict_equals_out_of_fold_fp32(tiny_run: Path, tiny_cohort: Path, tmp_path: Path) -> None:
     assert_predict_equals_out_of_fold(tiny_run, tiny_cohort, VolumeCache(tmp_path / "cache"))
 

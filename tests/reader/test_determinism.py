@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from sihnet.synth.cohort import cohort_patients
 from sihnet.synth.render import render
@@ -56,6 +57,7 @@ def _readings(out: Path) -> dict[str, dict[str, object]]:
     return readings
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_two_reads_with_empty_caches_on_one_and_on_all_threads_are_identical(
     tmp_path: Path,
 ) -> None:
@@ -76,6 +78,7 @@ def test_two_reads_with_empty_caches_on_one_and_on_all_threads_are_identical(
     assert len(first) == 2 and first == second  # landmarks and levels to the last bit
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_the_alignment_does_not_depend_on_itks_thread_count() -> None:
     """In one process with ITK on two threads: the same scan aligned twice gives the same
     alignment, and the caller's thread count is given back."""

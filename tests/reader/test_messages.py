@@ -64,6 +64,7 @@ def test_a_folder_of_nifti_files_is_named_as_such(
     assert "niftis is a folder of NIfTI files, not a DICOM series" in row["problem"]
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_the_table_says_why_an_item_was_not_measured(tmp_path: Path) -> None:
     (patient,) = cohort_patients(1, seed=16)
     data, affine = render(patient, 2.0)
@@ -96,6 +97,7 @@ def test_predict_says_why_an_item_was_not_measured() -> None:
     assert f"not measured ({why})" in line and "not measured (no contrast)" in line
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_a_manifest_with_a_missing_image_still_reads_the_others(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -191,6 +191,7 @@ def test_a_flat_profile_is_no_cistern_and_no_division_by_zero() -> None:
     assert isinstance(found, str) and "no tissue brighter than CSF" in found
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 @pytest.mark.parametrize("axis", [0, 2], ids=["sagittal 5 mm", "axial 5 mm"])
 def test_thick_slices_are_said_and_their_distances_not_read(axis: int) -> None:
     """Issue 37 row 2: 5 mm slices average the midline structures; the distances and the

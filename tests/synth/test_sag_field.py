@@ -63,6 +63,7 @@ def baseline() -> tuple[np.ndarray, np.ndarray, Reading, np.ndarray, np.ndarray]
     return volume, affine, reading, vertical, normal
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 @pytest.mark.parametrize(("sag_mm", "brainstem_mm"), [(3.0, 0.0), (2.0, 2.0)])
 def test_a_known_sag_changes_each_measured_distance_by_the_fields_change_at_its_ends(
     baseline: tuple[np.ndarray, np.ndarray, Reading, np.ndarray, np.ndarray],
@@ -85,6 +86,7 @@ def test_a_known_sag_changes_each_measured_distance_by_the_fields_change_at_its_
     assert field.change(*ends["suprasellar"], vertical) == pytest.approx(-sag_mm, abs=0.05)
 
 
+@pytest.mark.slow  # reads a head: make test-slow, run by CI
 def test_a_sag_that_would_close_a_cistern_is_refused(
     baseline: tuple[np.ndarray, np.ndarray, Reading, np.ndarray, np.ndarray],
 ) -> None:

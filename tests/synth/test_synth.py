@@ -28,6 +28,7 @@ def digest(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # over 10 s: make test-slow, run by CI
 def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     run_synth(tmp_path / "a", n=3, seed=11, spacing_mm=8.0, workers=1)
     run_synth(tmp_path / "b", n=3, seed=11, spacing_mm=8.0, workers=1)
