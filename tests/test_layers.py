@@ -13,7 +13,7 @@ SRC = Path(sihnet.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "errors atomic hashing tables bern landmarks config_schema config_sections progress",
+        "errors atomic hashing tables bern landmarks config_schema config_sections progress template",
         "config schemas",
         "paths outputs",
         "data synth",
@@ -33,14 +33,14 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 )
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+def _module_name(path: Path, root: Path = SRC) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph(root: Path = SRC) -> dict[str, set[str]]:
     """Each ``sihnet`` module -> the ``sihnet`` modules it imports (anywhere in its body)."""
-    modules = {_module_name(p): p for p in root.rglob("*.py")}
+    modules = {_module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets: set[str] = set()

@@ -45,6 +45,7 @@ import numpy as np
 
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.head import head_starts
+from sihnet.template import mni152_brain_2mm, sitk_image
 
 MIN_CORRELATION = 0.5  # template vs aligned scan inside the brain mask; heads score 0.6-0.9
 MIN_INTERIOR_CORRELATION = 0.1  # inside the brain's interior; heads 0.16-0.68, a ball -0.06
@@ -52,7 +53,6 @@ NEGATIVE_SHARE = 0.1  # a magnitude image's darkest 1% is not below -10% of its 
 SCALE_RANGE = (0.75, 1.33)  # adult heads against the template
 MAX_ROTATION_DEG = 45.0
 MIRROR_MARGIN = 0.05  # the mirrored scan must fit this much better to call the header flipped
-TEMPLATE_SPACING_MM = 2
 CLIP_PERCENTILE = 80.0  # of the head's intensities: brighter is enhancement (module docstring)
 SAMPLING_SEED = 20261205
 LPS = np.diag([-1.0, -1.0, 1.0])
@@ -144,14 +144,12 @@ def one_itk_thread() -> Iterator[None]:
 def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """nilearn's MNI152 brain at 2 mm: intensities (background exactly 0: nilearn's carries
     values of 1e-45..1e-17), the brain mask dilated by 4 mm, and the affine."""
-    from nilearn import datasets
     from scipy import ndimage
 
-    image = datasets.load_mni152_template(resolution=TEMPLATE_SPACING_MM)
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    data[data < 1e-6] = 0
+    stored, affine = mni152_brain_2mm()
+    data = np.where(stored < 1e-6, np.float32(0), stored)
     mask = ndimage.binary_dilation(data > 0.05, iterations=2)
-    return data, mask, np.asarray(image.affine, dtype=np.float64)
+    return data, mask, affine
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,20 +159,6 @@ def _interior() -> np.ndarray:
 
     data, _, _ = template()
     return ndimage.binary_erosion(data > 0.05, iterations=4)
-
-
-def _sitk_image(volume: np.ndarray, affine: np.ndarray) -> Any:
-    """A SimpleITK image in LPS world mm (ITK's frame) from a RAS-affine array (I, J, K)."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(volume, (2, 1, 0))))
-    lps = np.diag([-1.0, -1.0, 1.0])
-    matrix = lps @ affine[:3, :3]
-    spacing = np.sqrt((matrix**2).sum(axis=0))
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetDirection([float(v) for v in (matrix / spacing).ravel()])
-    image.SetOrigin([float(v) for v in lps @ affine[:3, 3]])
-    return image
 
 
 def _downsampled(
@@ -302,13 +286,13 @@ def _align(volume: np.ndarray, affine: np.ndarray, check_mirror: bool) -> Alignm
         )
 
     data, mask, template_affine = template()
-    fixed = _sitk_image(data, template_affine)
-    fixed_mask = sitk.Cast(_sitk_image(mask.astype(np.uint8), template_affine), sitk.sitkUInt8)
+    fixed = sitk_image(data, template_affine)
+    fixed_mask = sitk.Cast(sitk_image(mask.astype(np.uint8), template_affine), sitk.sitkUInt8)
     small, small_affine = _downsampled(np.clip(volume, 0, None).astype(np.float32), affine, 2.0)
     head = small[small > small.mean()]
     upper = float(np.percentile(head, CLIP_PERCENTILE)) if head.size else 1.0
     small = np.minimum(small / max(upper, 1e-12), 1.0)
-    moving = _sitk_image(small, small_affine)
+    moving = sitk_image(small, small_affine)
     brain = data > 0.05
     starts = [np.zeros(3), *head_starts(small, small_affine, brain, template_affine)]
     mirror = None
@@ -346,7 +330,7 @@ def _mirror_correlation(
     """The correlation of the scan's left-right mirror once registered (None: it diverged)."""
     with one_itk_thread():
         _, mask, template_affine = template()
-        mirror_image = _sitk_image(small, flip)
+        mirror_image = sitk_image(small, flip)
         try:
             starts = [np.zeros(3), *head_starts(small, flip, brain, template_affine)]
             transform, _ = _register(mirror_image, fixed, fixed_mask, starts)

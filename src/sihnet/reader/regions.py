@@ -21,6 +21,8 @@ import functools
 
 import numpy as np
 
+from sihnet.template import mni152_t1
+
 SPACING_MM = 2.0
 CLOSING_MM = 8.0
 POINTS = 160  # surface points per region (an even subsample)
@@ -56,16 +58,13 @@ def _subsample(mask: np.ndarray, count: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def template_regions() -> Regions:
     """The regions, built once per process from the template (about a second)."""
-    import nibabel as nib
-    from nilearn import datasets
     from scipy import ndimage
 
-    image = nib.load(str(datasets.MNI152_FILE_PATH))
-    data = np.asarray(image.dataobj, dtype=np.float32)  # type: ignore[attr-defined]
-    data = data / float(np.percentile(data[data > 0], 99))
+    stored, stored_affine = mni152_t1()
+    data = stored / float(np.percentile(stored[stored > 0], 99))
     step = int(SPACING_MM)
     coarse = data[::step, ::step, ::step]
-    affine = np.array(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    affine = stored_affine.copy()
     affine[:3, :3] *= step
     grid = np.indices(coarse.shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3]
     x, y, z = (grid[:, a].reshape(coarse.shape) for a in range(3))

@@ -26,9 +26,9 @@ from sihnet.preprocessing.registration import (
     CLIP_PERCENTILE,
     SAMPLING_SEED,
     Alignment,
-    _sitk_image,
     one_itk_thread,
 )
+from sihnet.template import mni152_t1, sitk_image
 
 # The box (template mm) the refinement covers: sella, basal cisterns, brainstem, diencephalon.
 BOX_LOW = np.array([-36.0, -60.0, -64.0])
@@ -111,16 +111,13 @@ def _bspline(fixed_parameters: tuple[float, ...], parameters: tuple[float, ...])
 def _box_template() -> tuple[Any, Any, np.ndarray]:
     """The 1 mm MNI152 T1 resampled on the box's grid, its brain mask (2 voxels beyond the
     brain), as SimpleITK images in template space, and the mask as an array (Z, Y, X)."""
-    import nibabel as nib
     import SimpleITK as sitk
-    from nilearn import datasets
     from scipy import ndimage
 
-    image: Any = nib.load(str(datasets.MNI152_FILE_PATH))
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    data = data / float(np.percentile(data[data > 0], 99))
+    stored, affine = mni152_t1()
+    data = stored / float(np.percentile(stored[stored > 0], 99))
     data[data < 0.02] = 0.0  # the template's background holds 1e-45..1e-17
-    full = _sitk_image(data, np.asarray(image.affine, dtype=np.float64))
+    full = sitk_image(data, affine)
     reference = _box_reference()
     box = sitk.Resample(full, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     mask_array = ndimage.binary_dilation(sitk.GetArrayFromImage(box) > 0.05, iterations=2)
@@ -189,7 +186,7 @@ def _refine(volume: np.ndarray, affine: np.ndarray, alignment: Alignment, mesh: 
     scan = np.clip(np.nan_to_num(volume.astype(np.float32)), 0, None)
     head = scan[scan > scan.mean()]
     upper = float(np.percentile(head, CLIP_PERCENTILE)) if head.size else 1.0
-    moving = _sitk_image(np.minimum(scan / max(upper, 1e-12), 1.0), affine)
+    moving = sitk_image(np.minimum(scan / max(upper, 1e-12), 1.0), affine)
     resampled = sitk.Resample(moving, box, _similarity(alignment), sitk.sitkLinear, 0.0)
     refinement = sitk.BSplineTransformInitializer(box, [mesh] * 3, order=3)
     method = sitk.ImageRegistrationMethod()

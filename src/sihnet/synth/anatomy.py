@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
 from sihnet import landmarks
+from sihnet.template import mni152_t1
 
 # Landmarks in template (MNI) mm, on the template's tissue edges (sihnet.landmarks).
 MAMILLARY_INFERIOR = landmarks.MAMILLARY_BODY.point  # inferior aspect of the mamillary bodies
@@ -78,13 +77,11 @@ def box_grid(spacing: float) -> Grid:
 
 def _template_brain(grid: Grid) -> np.ndarray:
     """MNI152 T1 on ``grid`` (1 mm), exact zeros outside the brain, medulla continued downwards."""
-    from nilearn import datasets
-
-    image: Any = nib.load(str(datasets.MNI152_FILE_PATH))
-    data = np.asarray(image.dataobj, dtype=np.float32) / 255.0
+    stored, affine = mni152_t1()
+    data = stored / 255.0
     data[data < 0.02] = 0.0  # the template's background holds 1e-45..1e-17 noise
     # The template's voxel 0 sits at (-98, -134, -72) mm with 1 mm steps along RAS.
-    offset = np.round((image.affine[:3, 3] - grid.origin) / grid.spacing).astype(int)
+    offset = np.round((affine[:3, 3] - grid.origin) / grid.spacing).astype(int)
     out = np.zeros(grid.shape, dtype=np.float32)
     sx, sy, sz = data.shape
     out[offset[0] : offset[0] + sx, offset[1] : offset[1] + sy, offset[2] : offset[2] + sz] = data
