@@ -78,6 +78,16 @@ FIELDS: tuple[str, ...] = tuple(item.name for item in ITEMS)
 SIGN_FIELDS: tuple[str, ...] = tuple(item.name for item in SIGNS)
 DISTANCE_FIELDS: tuple[str, ...] = tuple(item.name for item in DISTANCES)
 HEAD_FIELDS: tuple[str, ...] = tuple(item.name for item in HEAD_ITEMS)
+# A multi-task run's per-patient Bern outputs (``oof_bern_predictions.csv``, a fold's
+# ``bern_predictions.csv``): written by training and evaluation alike.
+BERN_PREDICTION_COLUMNS = (
+    "patient_id",
+    "fold",
+    "label",
+    *HEAD_FIELDS,
+    "auto_bern",
+    "expected_bern",
+)
 BY_NAME: dict[str, BernItem] = {item.name: item for item in ITEMS}
 
 

@@ -210,6 +210,8 @@ class Reading(_Strict):
         bern_score_min, bern_score_max: the score (equal when every item was read).
         distances, measures: the quantities behind the items.
         landmarks: the template landmarks carried into the scan, world mm.
+        rotation: (3, 3) the alignment's rotation (template axes in the scan's world), for the
+            picture's plane; None when nothing was read.
     """
 
     version: int
@@ -220,6 +222,7 @@ class Reading(_Strict):
     distances: dict[str, ReadDistance] = {}
     measures: dict[str, ReadMeasure] = {}
     landmarks: dict[str, Point] = {}
+    rotation: tuple[Point, Point, Point] | None = None
     alignment_correlation: float | None = None
     warp_information: tuple[float, float] | None = (
         None  # before, after the refinement (ITK: lower fits better)

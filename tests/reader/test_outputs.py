@@ -40,7 +40,8 @@ def quick(
 ) -> tuple[Path, VolumeCache]:
     """Every scan read as the one head (its reading computed once)."""
     path, reading, scan = head
-    monkeypatch.setattr(module, "reading_of", lambda image, cache: (reading, scan))
+    monkeypatch.setattr(module, "load_scan", lambda image, cache: scan)
+    monkeypatch.setattr(module, "read_image", lambda image, cache, scan: reading)
     return path, VolumeCache(tmp_path / "cache")
 
 
@@ -102,7 +103,8 @@ def test_a_folder_with_the_users_own_files_is_refused_before_anything_is_read(
     def never(*args: object) -> None:
         raise AssertionError("a scan was read into a refused folder")
 
-    monkeypatch.setattr(module, "reading_of", never)
+    monkeypatch.setattr(module, "load_scan", never)
+    monkeypatch.setattr(module, "read_image", never)
     with pytest.raises(SihnetError, match="no earlier 'sihnet measure' wrote"):
         module.run_measure([("", image)], out, cache)
     assert (out / own).read_text() == "the user's own"

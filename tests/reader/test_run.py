@@ -65,7 +65,7 @@ def test_measure_reads_the_heads_and_says_why_not_for_the_rest(
     assert not any("head_" in p.name for p in out.rglob("*"))
     assert "scan_4: " in captured.err and "Traceback" not in captured.err
 
-    from sihnet.reader import run as module
+    from sihnet.reader import image as module
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached reading was recomputed")
@@ -88,17 +88,20 @@ def test_measure_reads_the_heads_and_says_why_not_for_the_rest(
     assert (again / "measurements.csv").read_text().count("\n") == 3
 
 
-@pytest.mark.parametrize("edit", ["score", "sign"])
+@pytest.mark.parametrize(
+    "edit",
+    ["score", pytest.param("sign", marks=pytest.mark.slow)],  # 14 s each: two reads
+)
 def test_an_edited_cached_reading_is_recomputed_not_trusted(
     images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str
 ) -> None:
     """Issue 37 row 6: a cached reading whose score or sign was edited does not agree with its own
     measures, and is read again."""
     from sihnet.preprocessing.cache import VolumeCache
-    from sihnet.reader import run as module
+    from sihnet.reader import image as module
 
     cache = VolumeCache(tmp_path / "c")
-    first, _ = module.reading_of(images[0], cache)
+    first = module.read_image(images[0], cache)
     (record,) = (tmp_path / "c" / "reading").rglob("*.json")
     values = json.loads(record.read_text())
     if edit == "score":
@@ -111,6 +114,6 @@ def test_an_edited_cached_reading_is_recomputed_not_trusted(
     calls = []
     original = module.read_scan
     monkeypatch.setattr(module, "read_scan", lambda *a: calls.append(1) or original(*a))
-    again, _ = module.reading_of(images[0], cache)
+    again = module.read_image(images[0], cache)
     assert calls == [1]
     assert again.items == first.items and again.bern_score_min == first.bern_score_min

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from sihnet.config import AugmentationConfig
+from sihnet.data.patients import auroc_or_nan
 from sihnet.training.augmentation import augment_batch, build_augmentation
-from sihnet.training.samples import Samples, auroc_or_nan, class_weights, patient_level
+from sihnet.training.samples import Samples, class_weights, patient_level
 
 
 def test_class_weights_are_inverse_class_ratios() -> None:

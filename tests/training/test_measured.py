@@ -84,8 +84,8 @@ def test_a_damaged_measurements_table_is_one_line_naming_file_line_and_column(
 ) -> None:
     """Issue 37 row 14: not an internal ValueError."""
     from sihnet.errors import SihnetError
+    from sihnet.models.measurements import read_measurements
     from sihnet.reader.reading import FEATURES
-    from sihnet.training.measured import read_measurements
 
     paths = RunPaths(tmp_path)
     header = ["patient_id", *FEATURES]
@@ -105,7 +105,7 @@ def test_an_edited_measured_model_is_refused(tmp_path: Path) -> None:
     from sihnet.errors import SihnetError
     from sihnet.inference.ensemble import read_measured_models
     from sihnet.models.measured import EditedModelError, MeasuredModel
-    from sihnet.training.measured import read_verified_measurements
+    from sihnet.models.measurements import read_verified_measurements
 
     rows = [{"a": float(i), "b": float(i % 3)} for i in range(20)]
     model = MeasuredModel.fit(rows, np.array([i % 2 for i in range(20)]), features=("a", "b"))
@@ -167,7 +167,7 @@ def test_the_training_log_names_the_rows_not_fully_measured_and_why(
     import nibabel as nib
     import numpy as np
 
-    from sihnet.training.measured import measure_patients_in_memory
+    from sihnet.models.measurements import measure_patients_in_memory
 
     noise = np.random.default_rng(0).random((40, 48, 44)).astype(np.float32)
     nib.save(nib.Nifti1Image(noise, np.diag([4.0] * 3 + [1.0])), str(tmp_path / "noise.nii.gz"))

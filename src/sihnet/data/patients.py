@@ -1,10 +1,13 @@
-"""The one patient-level aggregation: a patient's score is the mean over their scans."""
+"""The one patient-level aggregation (a patient's score is the mean over their scans) and the AUROC
+that training and evaluation report of it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 
 def patient_means(patient_ids: Sequence[str], values: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -25,3 +28,10 @@ def patient_means(patient_ids: Sequence[str], values: np.ndarray) -> tuple[list[
     np.add.at(sums, index, values)
     counts = np.bincount(index, minlength=len(order)).reshape(-1, *([1] * (values.ndim - 1)))
     return order, sums / np.maximum(counts, 1)
+
+
+def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
+    """scikit-learn AUROC, NaN when only one class is present."""
+    if len(set(np.asarray(labels).tolist())) < 2:
+        return math.nan
+    return float(roc_auc_score(labels, scores))

@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from sihnet.bern import HEAD_ITEMS
+from sihnet.bern import BERN_PREDICTION_COLUMNS, HEAD_ITEMS
 from sihnet.evaluation.bern_comparison import bern_scores_for
 from sihnet.evaluation.statistics import auroc_ci, delong_test
 from sihnet.paths import RunPaths
 from sihnet.schemas import PredictionTable
 from sihnet.tables import read_rows, write_table
-from sihnet.training.bern import BERN_PREDICTION_COLUMNS
 
 
 def icc_2_1(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,8 +100,8 @@ def reader_section(
     """
     if not paths.read_config().measured.enabled:
         return None
+    from sihnet.models.measurements import read_verified_measurements
     from sihnet.reader.reading import SIGN_RULES
-    from sihnet.training.measured import read_verified_measurements
 
     measures = read_verified_measurements(paths, sorted(set(pooled.folds.tolist())))
     patients = [p for p in pooled.patient_ids if p in measures]

@@ -63,7 +63,7 @@ def score_cohort(
     network = {k: means[:, j] for j, k in enumerate(folds)}
     if not ensemble.measured:
         return network
-    from sihnet.training.measured import measure_patients_in_memory
+    from sihnet.models.measurements import measure_patients_in_memory
 
     measures = measure_patients_in_memory(cohort, cache)
     fused: dict[int, np.ndarray] = {k: np.zeros(len(cohort.patient_ids)) for k in network}

@@ -19,6 +19,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_curve
 
 from sihnet.atomic import write_atomic, write_json_atomic
+from sihnet.data.patients import auroc_or_nan
 from sihnet.errors import SihnetError
 from sihnet.evaluation.auto_bern import auto_bern_section, reader_section
 from sihnet.evaluation.bern_comparison import (
@@ -32,7 +33,6 @@ from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
 from sihnet.schemas import FoldSummary, PredictionTable
-from sihnet.training.samples import auroc_or_nan
 
 log = logging.getLogger(__name__)
 

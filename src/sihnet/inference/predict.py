@@ -110,11 +110,11 @@ NOTHING_MEASURED = (
 def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dict[str, Any]:
     """What the automatic Bern reader measured on the image: the six items, the Bern score (a
     range when an item was not measured), the continuous features, and why not where not."""
+    from sihnet.reader.image import read_image
     from sihnet.reader.reading import features_of
-    from sihnet.reader.run import reading_of
 
     try:
-        reading, _ = reading_of(image, cache)
+        reading = read_image(image, cache)
     except SihnetError as error:
         warnings.append(f"the automatic Bern reader could not read the image: {error}")
         return {"problem": str(error)}

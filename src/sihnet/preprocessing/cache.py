@@ -18,13 +18,14 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
+from pydantic import RootModel
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from sihnet.atomic import write_atomic, write_json_atomic, write_text_atomic
+from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.config import PreprocessingConfig
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256, tree_sha256
@@ -35,11 +36,16 @@ log = logging.getLogger(__name__)
 
 # Bump when preprocessing code changes its output, so old entries are not reused.
 PREPROCESSING_VERSION = 1
-IDENTITY_VERSION = 1  # of image_identity
+IDENTITY_VERSION = 2  # of image_identity (2: a JSON record)
 ALIGNMENT_VERSION = 6  # 2: clipped at the 90th percentile; 3: at the 80th, a fixed sampling seed;
 # 4: one ITK thread (deterministic); 5: starts from the head's top as well as its centre of mass;
 # 6: the correlation inside the brain's interior
 Misaligned = Literal["refuse", "keep"]
+T = TypeVar("T")
+
+
+class ViewNames(RootModel[list[str]]):
+    """The extra views' names in a preprocessed-volume cache entry's metadata."""
 
 
 def default_cache_dir() -> Path:
@@ -60,7 +66,7 @@ def read_cached(entry: Path) -> Preprocessed:
         tensors = load_file(str(entry))
         with safe_open(str(entry), framework="numpy") as handle:
             metadata = handle.metadata() or {}
-        names = json.loads(metadata.get("views", "[]"))
+        names = ViewNames.model_validate(json.loads(metadata.get("views", "[]"))).root
         views = {n: (tensors[f"view.{n}.image"], tensors[f"view.{n}.affine"]) for n in names}
         alignment = (
             Alignment.from_json(json.loads(metadata["alignment"]))
@@ -82,6 +88,26 @@ def _save(entry: Path, result: Preprocessed) -> None:
     if result.alignment is not None:
         metadata["alignment"] = json.dumps(result.alignment.as_json())
     write_atomic(entry, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+
+
+def _identity(nifti: Path) -> str:
+    """SHA-256 of a NIfTI's voxels and canonical geometry (:meth:`VolumeCache.image_identity`)."""
+    import nibabel as nib
+
+    volume, affine = load_volume(nifti)
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), affine))
+    data = np.ascontiguousarray(np.asarray(canonical.dataobj, dtype=np.float32))
+    geometry = np.round(np.asarray(canonical.affine, dtype=np.float64), 3) + 0.0  # no -0.0
+    return text_sha256(
+        f"{data.shape}|{geometry.tobytes().hex()}|{text_sha256(data.tobytes().hex())}"
+    )
+
+
+def _digest(value: object) -> str:
+    """A stored identity, refused unless it is a SHA-256 hex digest."""
+    if not (isinstance(value, str) and len(value) == 64):
+        raise ValueError("not a digest")
+    return value
 
 
 def check_input(path: Path) -> None:
@@ -132,6 +158,11 @@ class VolumeCache:
             return cls(folder)
         raise SihnetError(f"--cache-dir {folder.name} cannot be written ({reason})")
 
+    def machine_file(self, name: str) -> Path:
+        """A file of this machine's kept in the cache folder, keyed by nothing of a scan (the
+        precision decisions): the only path of the cache built outside this class."""
+        return self.root / name
+
     def content_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes (a folder: of its files' names and bytes); a file is hashed
         once per command while it stays unchanged (inode, size, modification and change time)."""
@@ -157,42 +188,61 @@ class VolumeCache:
         key = text_sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
         return self.root / "volumes" / key[:2] / f"{key}.safetensors"
 
+    def record(
+        self,
+        path: Path,
+        kind: str,
+        version: int,
+        compute: Callable[[], T],
+        encode: Callable[[T], object],
+        decode: Callable[[object], T],
+    ) -> T:
+        """The cache's one mechanism for a record computed from a scan's content (identity,
+        alignment, reading): ``<kind>/<key>.json``, keyed by the content hash, ``kind`` and
+        ``version``; computed once per content, and again when the record is damaged or ``decode``
+        refuses it (a record that does not agree with itself).
+
+        Args:
+            encode: the value as JSON-ready data; ``decode`` its inverse, raising ``ValueError``,
+                ``KeyError`` or ``TypeError`` on a record it does not accept.
+        """
+        key = text_sha256(f"{self.content_hash(path)}|{kind} v{version}")
+        record = self.root / kind / key[:2] / f"{key}.json"
+        if record.is_file():
+            try:
+                return decode(json.loads(record.read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("a damaged or inconsistent %s record was recomputed", kind)
+        value = compute()
+        write_json_atomic(record, encode(value))
+        return value
+
     def image_identity(self, path: Path) -> str:
         """SHA-256 of a scan's voxels and geometry (in the closest canonical orientation, the affine
         to 1e-3 mm), computed once per file content (``identity/``): the same scan saved in another
         format, another orientation or with another header is the same image."""
-        import nibabel as nib
-
-        key = text_sha256(f"{self.content_hash(path)}|identity v{IDENTITY_VERSION}")
-        record = self.root / "identity" / key[:2] / f"{key}.txt"
-        if record.is_file():
-            text = record.read_text().strip()
-            if len(text) == 64:
-                return text
-        volume, affine = load_volume(self.nifti_of(path))
-        canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), affine))
-        data = np.ascontiguousarray(np.asarray(canonical.dataobj, dtype=np.float32))
-        geometry = np.round(np.asarray(canonical.affine, dtype=np.float64), 3) + 0.0  # no -0.0
-        digest = text_sha256(
-            f"{data.shape}|{geometry.tobytes().hex()}|{text_sha256(data.tobytes().hex())}"
+        return self.record(
+            path, "identity", IDENTITY_VERSION, lambda: _identity(self.nifti_of(path)), str, _digest
         )
-        write_text_atomic(record, digest + "\n")
-        return digest
 
-    def alignment(self, path: Path) -> Alignment:
+    def alignment(
+        self, path: Path, loaded: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Alignment:
         """The scan's registration to the MNI152 template, computed once per content
-        (``alignment/<content hash>.json``)."""
-        key = text_sha256(f"{self.content_hash(path)}|align v{ALIGNMENT_VERSION}")
-        record = self.root / "alignment" / key[:2] / f"{key}.json"
-        if record.is_file():
-            try:
-                return Alignment.from_json(json.loads(record.read_text()))
-            except (OSError, ValueError, KeyError, TypeError):
-                log.warning("a damaged alignment record was recomputed")
-        volume, affine = load_volume(self.nifti_of(path))
-        alignment = align_to_template(volume, affine)
-        write_json_atomic(record, alignment.as_json())
-        return alignment
+        (``alignment/``).
+
+        Args:
+            loaded: the scan's ``(volume, affine)`` when the caller has already read it (it is
+                not read a second time).
+        """
+        return self.record(
+            path,
+            "alignment",
+            ALIGNMENT_VERSION,
+            lambda: align_to_template(*(loaded or load_volume(self.nifti_of(path)))),
+            Alignment.as_json,
+            Alignment.from_json,  # type: ignore[arg-type]
+        )
 
     def get(
         self,

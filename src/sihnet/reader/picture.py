@@ -17,8 +17,10 @@ STEP_MM = 0.25
 COLOURS = {SUPRASELLAR.name: "#ffcc00", PREPONTINE.name: "#33ddff", MAMILLOPONTINE.name: "#ff66cc"}
 
 
-def _plane(reading: Reading, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre (3,), anterior and superior unit vectors of the picture's plane (world mm)."""
+def _plane(reading: Reading) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre (3,), anterior and superior unit vectors of the picture's plane (world mm), from the
+    reading's landmarks and its alignment's rotation (template axes in the scan's world)."""
+    rotation = np.asarray(reading.rotation, dtype=np.float64)
     centre = np.mean([np.asarray(p) for p in reading.landmarks.values()], axis=0)
     return centre, rotation @ np.array([0.0, 1.0, 0.0]), rotation @ np.array([0.0, 0.0, 1.0])
 
@@ -30,15 +32,12 @@ def _in_plane(
     return float(offset @ axes[0]), float(offset @ axes[1])
 
 
-def write_picture(path: Path, scan: Scan, reading: Reading, rotation: np.ndarray) -> None:
-    """Draw the picture of a reading (module docstring) into ``path`` (written atomically).
-
-    Args:
-        rotation: (3, 3) the alignment's rotation (template axes in the scan's world).
-    """
+def write_picture(path: Path, scan: Scan, reading: Reading) -> None:
+    """Draw the picture of a measured reading (module docstring) into ``path`` (written
+    atomically)."""
     from matplotlib.figure import Figure
 
-    centre, anterior, superior = _plane(reading, rotation)
+    centre, anterior, superior = _plane(reading)
     steps = np.arange(-HALF_WIDTH_MM, HALF_WIDTH_MM + STEP_MM / 2, STEP_MM)
     grid = centre + steps[None, :, None] * anterior + steps[::-1, None, None] * superior
     image = np.nan_to_num(scan.sample(grid))

@@ -23,7 +23,7 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 13  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 14  # part of the cache key: raise it with any change of what is read
 # A sign is called present at or above these: Youden's point on the development cohorts dev1 and
 # dev2 pooled (benchmarks/reader_thresholds.py; 80 synthetic heads; docs/reader.md), re-derived
 # with the deterministic reader of December 2026 (dural 2.25 -> 2.15, subdural 1.65 -> 2.38).
@@ -313,6 +313,7 @@ def _reading(
             for name, m in measures.items()
         },
         landmarks={name: _fixed_point(p) for name, p in points.items()},
+        rotation=tuple(_fixed_point(row) for row in alignment.rotation_matrix),  # type: ignore[arg-type]
         alignment_correlation=alignment.correlation,
         warp_information=(warp.information_before, warp.information_after),
         white_matter_level=_fixed(white),

@@ -18,13 +18,10 @@ before a scan is read. Readings are cached by image content (``reading/`` in the
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from sihnet.atomic import write_json_atomic
 from sihnet.bern import FIELDS
@@ -32,12 +29,12 @@ from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256
 from sihnet.outputs import check_output_folder
 from sihnet.paths import MeasurePaths
-from sihnet.preprocessing.cache import VolumeCache, check_input
-from sihnet.preprocessing.volume import load_volume
+from sihnet.preprocessing.cache import VolumeCache
+from sihnet.reader.image import load_scan, read_image
 from sihnet.reader.markups import markups_of
 from sihnet.reader.picture import write_picture
 from sihnet.reader.profiles import Scan
-from sihnet.reader.reading import READER_VERSION, SIGN_MEASURES, is_consistent, read_scan
+from sihnet.reader.reading import SIGN_MEASURES
 from sihnet.schemas import MeasureRecord, Reading, read_json
 from sihnet.tables import write_table
 
@@ -65,32 +62,6 @@ class MeasureSummary:
     read: int
     not_measured: int
     failed: int
-
-
-def reading_of(image: Path, cache: VolumeCache) -> tuple[Reading, Scan | None]:
-    """The reading of one scan, from the cache when its content was read before.
-
-    Returns:
-        ``(reading, scan)``; the scan is None when the reading came from the cache.
-
-    Raises:
-        SihnetError: the image cannot be read at all (one line naming its file).
-    """
-    check_input(Path(image))
-    key = text_sha256(f"{cache.content_hash(image)}|reader v{READER_VERSION}")
-    record = cache.root / "reading" / key[:2] / f"{key}.json"
-    if record.is_file():
-        try:
-            cached = Reading.model_validate(json.loads(record.read_text()))
-            if is_consistent(cached):
-                return cached, None
-            log.warning("a cached reading that did not agree with itself was recomputed")
-        except (OSError, ValueError):
-            log.warning("a damaged reading record was recomputed")
-    volume, affine = load_volume(cache.nifti_of(image))
-    reading = read_scan(volume, affine, cache.alignment(image))
-    write_json_atomic(record, reading.model_dump(mode="json"))
-    return reading, Scan(np.asarray(volume, dtype=np.float32), affine)
 
 
 def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
@@ -190,7 +161,8 @@ def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache
         for number, (name, (patient, image)) in enumerate(zip(names, scans, strict=True), 1):
             log.info("measuring %d of %d: %s", number, len(scans), name)
             try:
-                reading, scan = reading_of(image, cache)
+                scan = load_scan(image, cache)
+                reading = read_image(image, cache, scan)
             except SihnetError as error:
                 log.error("%s: %s", name, error)
                 rows.append({"name": name, "patient_id": patient, "problem": f"not read: {error}"})
@@ -202,7 +174,7 @@ def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache
                 not_measured += 1
             else:
                 try:
-                    _write_outputs(paths, name, image, reading, scan, cache)
+                    _write_outputs(paths, name, reading, scan)
                 except OSError as error:
                     log.error("%s: its files could not be written (%s)", name, error.strerror)
                     row["problem"] = f"not written: {error.strerror}"
@@ -213,18 +185,7 @@ def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache
     return MeasureSummary(paths.table, len(rows) - failed - not_measured, not_measured, failed)
 
 
-def _write_outputs(
-    paths: MeasurePaths,
-    name: str,
-    image: Path,
-    reading: Reading,
-    scan: Scan | None,
-    cache: VolumeCache,
-) -> None:
+def _write_outputs(paths: MeasurePaths, name: str, reading: Reading, scan: Scan) -> None:
     write_json_atomic(paths.reading(name), reading.model_dump(mode="json"))
     write_json_atomic(paths.markups(name), markups_of(reading))
-    if scan is None:
-        volume, affine = load_volume(cache.nifti_of(image))
-        scan = Scan(np.asarray(volume, dtype=np.float32), affine)
-    rotation = cache.alignment(image).rotation_matrix
-    write_picture(paths.picture(name), scan, reading, rotation)
+    write_picture(paths.picture(name), scan, reading)

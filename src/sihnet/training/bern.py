@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sihnet.bern import HEAD_FIELDS
+from sihnet.bern import BERN_PREDICTION_COLUMNS, HEAD_FIELDS
 from sihnet.config import ViewConfig
 from sihnet.data.patients import patient_means
 from sihnet.inference import Inference
@@ -18,15 +18,6 @@ from sihnet.models.weights import load_weights
 from sihnet.tables import write_table
 from sihnet.training.dataset import CachedVolumeDataset
 from sihnet.training.samples import Samples
-
-BERN_PREDICTION_COLUMNS = [
-    "patient_id",
-    "fold",
-    "label",
-    *HEAD_FIELDS,
-    "auto_bern",
-    "expected_bern",
-]
 
 
 def bern_rows(fold: int, samples: Samples, components: np.ndarray) -> list[dict[str, object]]:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sihnet.config import ExperimentConfig
+from sihnet.data.patients import auroc_or_nan
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.inference import Inference, resolve_device
 from sihnet.models.weights import save_weights
@@ -40,7 +41,6 @@ from sihnet.training.samples import (
     FoldData,
     Loaders,
     Samples,
-    auroc_or_nan,
     class_weights,
     first_batch,
     fold_loaders,

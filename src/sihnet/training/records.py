@@ -17,10 +17,11 @@ from tqdm import tqdm
 from sihnet import progress
 from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
+from sihnet.data.patients import auroc_or_nan
 from sihnet.paths import RunPaths
 from sihnet.schemas import FoldSummary
 from sihnet.tables import write_table
-from sihnet.training.samples import FoldData, auroc_or_nan, patient_level
+from sihnet.training.samples import FoldData, patient_level
 from sihnet.training.selection import Selection
 
 log = logging.getLogger(__name__)

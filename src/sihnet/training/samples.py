@@ -4,14 +4,12 @@ aggregation of scan scores, the AUROC and the training fold's class weights; a f
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
 
@@ -50,13 +48,6 @@ def patient_level(
     order, means = patient_means(samples.patient_ids, probabilities)
     labels = dict(zip(samples.patient_ids, samples.labels, strict=True))
     return order, np.array([labels[p] for p in order], dtype=int), means
-
-
-def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
-    """scikit-learn AUROC, NaN when only one class is present."""
-    if len(set(np.asarray(labels).tolist())) < 2:
-        return math.nan
-    return float(roc_auc_score(labels, scores))
 
 
 def class_weights(labels: Sequence[int]) -> torch.Tensor:
