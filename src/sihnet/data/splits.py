@@ -173,8 +173,9 @@ def load_splits(path: Path) -> tuple[dict[str, int], int]:
         ``(assignment, folds)``.
     """
     try:
-        data = json.loads(Path(path).read_text(), object_pairs_hook=_no_duplicate_keys)
-        record = SplitsFile.model_validate(data)
+        record = SplitsFile.model_validate(
+            json.loads(Path(path).read_text(), object_pairs_hook=_no_duplicate_keys)
+        )
     except OSError as error:
         raise SihnetError(f"cannot read {Path(path).name}: {error.strerror}") from None
     except pydantic.ValidationError as error:

@@ -17,6 +17,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from sihnet.errors import SihnetError
 from sihnet.ingest.discover import Series
@@ -55,6 +56,13 @@ EXIT_CODES = {
     9: "dcm2niix: rename error",
     10: "dcm2niix: incompatible option",
 }
+
+
+class Dcm2niixSidecar(BaseModel):
+    """dcm2niix's BIDS sidecar of one series (a JSON object of header fields; ``sihnet convert``
+    keeps only its allowlisted fields)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def dcm2niix_binary() -> str:
@@ -100,7 +108,11 @@ def run_dcm2niix(files: list[Path], workdir: Path) -> tuple[Path, dict[str, Any]
     if len(volumes) != 1:
         raise SihnetError(f"dcm2niix made {len(volumes)} volumes from one series (expected 1)")
     sidecar_path = volumes[0].with_suffix(".json")
-    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+    sidecar = (
+        Dcm2niixSidecar.model_validate(json.loads(sidecar_path.read_text())).model_dump()
+        if sidecar_path.is_file()
+        else {}
+    )
     return volumes[0], sidecar
 
 

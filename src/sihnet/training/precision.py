@@ -28,9 +28,10 @@ import logging
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
@@ -46,6 +47,25 @@ log = logging.getLogger(__name__)
 
 DECISIONS_FILE = "precision_decisions.json"
 DECISIONS_VERSION = 1  # bump when the probe's rule changes: older decisions are measured again
+
+
+class PrecisionDecision(BaseModel):
+    """One kept precision decision (``precision_decisions.json`` in the cache; the fields of
+    ``sihnet.training.probe.ProbeResult``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: Literal["fp32", "bf16", "fp16"]
+    channels_last: bool
+    seconds: dict[str, float]
+    gradient_cosine: float | None
+    reason: str
+    measured_at: str = ""
+    reused: bool = False
+
+
+class PrecisionDecisions(RootModel[dict[str, PrecisionDecision]]):
+    """``precision_decisions.json``: a decision's key (network, device, job) -> the decision."""
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -147,10 +167,10 @@ def decide(
     key = decision_key(network, device, job)
     decisions: dict[str, Any] = {}
     try:
-        loaded = json.loads(store.read_text())
-        decisions = loaded if isinstance(loaded, dict) else {}
+        loaded = PrecisionDecisions.model_validate(json.loads(store.read_text())).root
+        decisions = {k: v.model_dump() for k, v in loaded.items()}
         kept = decisions.get(key)
-        if isinstance(kept, dict):
+        if kept is not None:
             result = dataclasses.replace(ProbeResult(**kept), reused=True)
             if agrees_with_its_measurement(result, precision, channels_last, device):
                 log.info(
