@@ -114,6 +114,7 @@ def test_a_scan_that_does_not_align_is_refused_for_training(
     assert "row 4: noise.nii.gz: refused: it does not align to a head" in line
 
 
+@pytest.mark.slow  # 26 s: exports and runs onnxruntime on every fold
 def test_the_model_cards_onnx_recipe_runs_on_an_aligned_model_with_views(
     views_run: tuple[Path, Path], tiny_cohort: Path, tmp_path: Path
 ) -> None:
