@@ -230,13 +230,17 @@ def test_the_pituitary_is_not_read_under_a_suprasellar_edge_refused_as_implausib
     from sihnet.reader import distances
     from sihnet.reader import reading as module
 
-    def implausible(
-        scan: object, chiasm: np.ndarray, vertical: np.ndarray, *rest: object
-    ) -> object:
-        end = np.asarray(chiasm) - 14.0 * np.asarray(vertical)
-        return distances.Distance("suprasellar_cistern_mm", 14.0, tuple(chiasm), tuple(end))
+    measured = distances.cistern
 
-    monkeypatch.setattr(module.distances, "suprasellar", implausible)
+    def implausible(
+        name: str, scan: object, landmark: np.ndarray, inward: np.ndarray, *rest: object
+    ) -> object:
+        if name != "suprasellar_cistern_mm":
+            return measured(name, scan, landmark, inward, *rest)  # type: ignore[arg-type]
+        end = np.asarray(landmark) - 14.0 * np.asarray(inward)
+        return distances.Distance(name, 14.0, tuple(landmark), tuple(end))
+
+    monkeypatch.setattr(module.distances, "cistern", implausible)
     _, reading = _read(Signs())
     assert reading.distances["suprasellar_cistern_mm"].mm is None
     pituitary = reading.measures["pituitary_height_mm"]

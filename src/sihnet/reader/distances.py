@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from sihnet import landmarks
-from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
+from sihnet.bern import MAMILLOPONTINE
 from sihnet.reader.profiles import STEP_MM, Profile, Scan
 
 SEARCH_MM = 5.0  # how far from its landmark an edge may lie
@@ -160,28 +160,14 @@ def _narrow(
     return deepest + inward * half, deepest - inward * half
 
 
-def suprasellar(
-    scan: Scan, chiasm: np.ndarray, vertical: np.ndarray, csf: float, white: float
+def cistern(
+    name: str, scan: Scan, landmark: np.ndarray, inward: np.ndarray, csf: float, white: float
 ) -> Distance:
-    """Chiasm/hypothalamus to pituitary, down the vertical through ``chiasm`` (world mm)."""
-    name = SUPRASELLAR.name
-    profile = Profile.along(scan, chiasm, vertical, -MAX_GAP_MM - 6.0, 6.0)
-    end = _tissue_end(profile, 0.0, +1.0, csf + TISSUE_SHARE * (white - csf))
-    found = _gap(profile, end, +1.0, csf)
-    if isinstance(found, str):
-        return _not_measured(name, found)
-    near, far = found
-    return Distance(
-        name, float(near - far), _point(profile.point(near)), _point(profile.point(far))
-    )
-
-
-def prepontine(
-    scan: Scan, pons: np.ndarray, normal: np.ndarray, csf: float, white: float
-) -> Distance:
-    """Pons to clivus along the clivus' normal (pointing into the pons) through ``pons``."""
-    name = PREPONTINE.name
-    profile = Profile.along(scan, pons, normal, -MAX_GAP_MM - 6.0, 6.0)
+    """A cistern's width through ``landmark`` (world mm) along ``inward`` (a unit vector pointing
+    into the brain): from the brain's edge outward across the CSF to the next structure. The
+    suprasellar cistern: chiasm/hypothalamus down to the pituitary (``inward``: the vertical); the
+    prepontine cistern: pons to clivus (``inward``: the clivus' normal, into the pons)."""
+    profile = Profile.along(scan, landmark, inward, -MAX_GAP_MM - 6.0, 6.0)
     end = _tissue_end(profile, 0.0, +1.0, csf + TISSUE_SHARE * (white - csf))
     found = _gap(profile, end, +1.0, csf)
     if isinstance(found, str):

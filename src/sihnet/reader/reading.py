@@ -13,7 +13,15 @@ import time
 import numpy as np
 
 from sihnet import landmarks
-from sihnet.bern import DISTANCE_FIELDS, PACHYMENINGEAL, SUBDURAL, VENOUS_SINUS, score_fields
+from sihnet.bern import (
+    DISTANCE_FIELDS,
+    PACHYMENINGEAL,
+    PREPONTINE,
+    SUBDURAL,
+    SUPRASELLAR,
+    VENOUS_SINUS,
+    score_fields,
+)
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.reader import contrast, distances, signs
@@ -164,8 +172,12 @@ def _distances(
     mamillopontine."""
     vertical, normal = distances.template_directions(rotation)
     return [
-        distances.suprasellar(scan, points[landmarks.CHIASM_FLOOR.name], vertical, csf, white),
-        distances.prepontine(scan, points[landmarks.PONS_ANTERIOR.name], normal, csf, white),
+        distances.cistern(
+            SUPRASELLAR.name, scan, points[landmarks.CHIASM_FLOOR.name], vertical, csf, white
+        ),
+        distances.cistern(
+            PREPONTINE.name, scan, points[landmarks.PONS_ANTERIOR.name], normal, csf, white
+        ),
         distances.mamillopontine(
             scan,
             points[landmarks.MAMILLARY_BODY.name],
