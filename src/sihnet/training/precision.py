@@ -28,10 +28,10 @@ import logging
 import os
 import platform
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import RootModel
 
 from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
@@ -49,22 +49,7 @@ DECISIONS_FILE = "precision_decisions.json"
 DECISIONS_VERSION = 1  # bump when the probe's rule changes: older decisions are measured again
 
 
-class PrecisionDecision(BaseModel):
-    """One kept precision decision (``precision_decisions.json`` in the cache; the fields of
-    ``sihnet.training.probe.ProbeResult``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    precision: Literal["fp32", "bf16", "fp16"]
-    channels_last: bool
-    seconds: dict[str, float]
-    gradient_cosine: float | None
-    reason: str
-    measured_at: str = ""
-    reused: bool = False
-
-
-class PrecisionDecisions(RootModel[dict[str, PrecisionDecision]]):
+class PrecisionDecisions(RootModel[dict[str, ProbeResult]]):
     """``precision_decisions.json``: a decision's key (network, device, job) -> the decision."""
 
 
@@ -168,10 +153,9 @@ def decide(
     decisions: dict[str, Any] = {}
     try:
         loaded = PrecisionDecisions.model_validate(json.loads(store.read_text())).root
-        decisions = {k: v.model_dump() for k, v in loaded.items()}
-        kept = decisions.get(key)
-        if kept is not None:
-            result = dataclasses.replace(ProbeResult(**kept), reused=True)
+        decisions = {k: v.as_json() for k, v in loaded.items()}
+        if key in loaded:
+            result = dataclasses.replace(loaded[key], reused=True)
             if agrees_with_its_measurement(result, precision, channels_last, device):
                 log.info(
                     "precision probe (measured on this machine at %s and reused; delete %s to "

@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 import torch
+from pydantic import ConfigDict
 
 from sihnet.inference import Inference, Resolved, bf16_native
 from sihnet.models.inputs import map_views
@@ -60,6 +61,8 @@ class ProbeResult:
         reused: whether the choice was taken from this machine's earlier decision
             (:func:`decide`) rather than measured for this run.
     """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a kept decision's schema (precision.py)
 
     precision: Resolved
     channels_last: bool
