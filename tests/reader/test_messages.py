@@ -81,7 +81,7 @@ def test_the_table_says_why_an_item_was_not_measured(tmp_path: Path) -> None:
 
 def test_predict_says_why_an_item_was_not_measured() -> None:
     from sihnet.cli.summaries import measured_lines
-    from sihnet.inference.predict import not_measured_reasons
+    from sihnet.reader.reading import items_not_measured
     from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
     why = "slices 5.0 mm thick: the midline cisterns need 3.5 mm or less"
@@ -91,7 +91,7 @@ def test_predict_says_why_an_item_was_not_measured() -> None:
         distances={"suprasellar_cistern_mm": ReadDistance(mm=None, reason=why)},
         measures={"dural_enhancement": ReadMeasure(value=None, unit="mm", reason="no contrast")},
     )
-    reasons = not_measured_reasons(reading)
+    reasons = items_not_measured(reading)
     assert reasons == {"suprasellar_cistern_mm": why, "pachymeningeal_enhancement": "no contrast"}
     (line,) = measured_lines({"items": reading.items, "not_measured": reasons})
     assert f"not measured ({why})" in line and "not measured (no contrast)" in line

@@ -111,7 +111,7 @@ def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dic
     """What the automatic Bern reader measured on the image: the six items, the Bern score (a
     range when an item was not measured), the continuous features, and why not where not."""
     from sihnet.reader.image import read_image
-    from sihnet.reader.reading import features_of
+    from sihnet.reader.reading import features_of, items_not_measured
 
     try:
         reading = read_image(image, cache)
@@ -126,25 +126,8 @@ def measured_record(image: Path, cache: VolumeCache, warnings: list[str]) -> dic
         "bern_score_min": reading.bern_score_min,
         "bern_score_max": reading.bern_score_max,
         "features": features_of(reading),
-        "not_measured": not_measured_reasons(reading),
+        "not_measured": items_not_measured(reading),
     }
-
-
-def not_measured_reasons(reading: Any) -> dict[str, str]:
-    """Why each Bern item of a reading was not measured ({} when all were)."""
-    from sihnet.reader.reading import SIGN_RULES
-
-    reasons = {}
-    for item, value in reading.items.items():
-        if value is not None:
-            continue
-        quantity = (
-            reading.measures.get(SIGN_RULES[item][0])
-            if item in SIGN_RULES
-            else reading.distances.get(item)
-        )
-        reasons[item] = quantity.reason if quantity is not None else "not read"
-    return reasons
 
 
 def bern_of(ensemble: FoldEnsemble, image: Any) -> dict[str, Any] | None:

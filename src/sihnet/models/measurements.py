@@ -23,7 +23,7 @@ from sihnet.models.measured import MeasuredModel
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.reader.image import read_image
-from sihnet.reader.reading import FEATURES, features_of
+from sihnet.reader.reading import FEATURES, features_of, why_not_measured
 from sihnet.tables import read_rows
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ def _read_one(job: tuple[Path, Path]) -> tuple[dict[str, float | None], str] | s
         reading = read_image(image, VolumeCache(cache_root))
     except SihnetError as error:
         return str(error)
-    reasons = [f"{k}: {v.reason}" for k, v in reading.distances.items() if v.reason]
-    reasons += [f"{k}: {v.reason}" for k, v in reading.measures.items() if v.reason]
-    return features_of(reading), reading.problem or "; ".join(reasons)
+    return features_of(reading), reading.problem or why_not_measured(reading)
 
 
 def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:

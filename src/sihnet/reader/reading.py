@@ -62,6 +62,27 @@ def features_of(reading: Reading) -> dict[str, float | None]:
     return values
 
 
+def why_not_measured(reading: Reading) -> str:
+    """Each distance and measure of a reading that was not measured, with its reason
+    (``"name: why; ..."``; "" when all were)."""
+    quantities: dict[str, ReadDistance | ReadMeasure] = {**reading.distances, **reading.measures}
+    return "; ".join(f"{k}: {q.reason}" for k, q in quantities.items() if q.reason)
+
+
+def items_not_measured(reading: Reading) -> dict[str, str]:
+    """Why each Bern item of a reading was not measured ({} when all were)."""
+    reasons = {}
+    for item, value in reading.items.items():
+        if value is None:
+            quantity = (
+                reading.measures.get(SIGN_RULES[item][0])
+                if item in SIGN_RULES
+                else reading.distances.get(item)
+            )
+            reasons[item] = quantity.reason if quantity is not None else "not read"
+    return reasons
+
+
 def is_consistent(reading: Reading) -> bool:
     """Whether a reading (a cached record, say) agrees with itself: this reader's version, each
     sign called by its measure and threshold, each distance's item its measured mm, the score the

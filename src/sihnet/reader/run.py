@@ -34,7 +34,7 @@ from sihnet.reader.image import load_scan, read_image
 from sihnet.reader.markups import markups_of
 from sihnet.reader.picture import write_picture
 from sihnet.reader.profiles import Scan
-from sihnet.reader.reading import SIGN_MEASURES
+from sihnet.reader.reading import SIGN_MEASURES, why_not_measured
 from sihnet.schemas import MeasureRecord, Reading, read_json
 from sihnet.tables import write_table
 
@@ -66,9 +66,7 @@ class MeasureSummary:
 
 def _row(name: str, patient: str, reading: Reading) -> dict[str, object]:
     row: dict[str, object] = {"name": name, "patient_id": patient, "problem": reading.problem}
-    reasons = {k: v.reason for k, v in reading.distances.items()}
-    reasons |= {k: v.reason for k, v in reading.measures.items()}
-    row["not_measured"] = "; ".join(f"{k}: {why}" for k, why in reasons.items() if why)
+    row["not_measured"] = why_not_measured(reading)
     for field in FIELDS:
         value = reading.items.get(field)
         row[field] = "" if value is None else value
