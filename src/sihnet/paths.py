@@ -72,9 +72,14 @@ class RunPaths:
         """An exported model's identity: the SHA-256 of every file that changes a prediction."""
         return self.root / "model.json"
 
+    @property
+    def external_root(self) -> Path:
+        """Results of the run's models on other cohorts: ``RUN/external/``."""
+        return self.root / "external"
+
     def external_dir(self, name: str) -> Path:
         """Results of the run's models on another cohort: ``RUN/external/<name>/``."""
-        return self.root / "external" / name
+        return self.external_root / name
 
     def external(self, name: str) -> ExternalPaths:
         """The files of :meth:`external_dir`."""
@@ -82,7 +87,7 @@ class RunPaths:
 
     def external_results(self) -> list[ExternalPaths]:
         """The external cohorts evaluated so far (those with their metrics), by name."""
-        found = [ExternalPaths(d) for d in sorted(self.external_dir("x").parent.glob("*"))]
+        found = [ExternalPaths(d) for d in sorted(self.external_root.glob("*"))]
         return [e for e in found if e.metrics.is_file()]
 
     def fold_dir(self, fold: int) -> Path:

@@ -109,7 +109,7 @@ def model_identity(
             model card and licence too, so that an added, missing or edited file is refused."""
     files = identity_files(paths, folds)
     if every_file:
-        results = paths.external_dir("x").parent
+        results = paths.external_root
         files = sorted(
             {
                 *files,
