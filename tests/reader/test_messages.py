@@ -7,18 +7,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
 from sihnet.cli import main
 from sihnet.synth.cohort import cohort_patients
 from sihnet.synth.render import render
-
-
-def _save(data: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), str(path))
-    return path
+from tests.helpers import write_nifti
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -30,7 +25,9 @@ def test_negative_intensities_are_named_not_a_diverged_registration(
 ) -> None:
     (patient,) = cohort_patients(1, seed=15)
     data, affine = render(patient, 4.0)
-    inverted = _save(-data, affine, tmp_path / "inverted.nii.gz")
+    inverted = write_nifti(
+        tmp_path / "inverted.nii.gz", np.asarray(-data, dtype=np.float32), affine
+    )
     code = main(
         ["measure", str(inverted), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")]
     )
@@ -58,7 +55,7 @@ def test_a_folder_of_nifti_files_is_named_as_such(
 ) -> None:
     folder = tmp_path / "niftis"
     folder.mkdir()
-    _save(np.zeros((8, 8, 8)), np.eye(4), folder / "a.nii.gz")
+    write_nifti(folder / "a.nii.gz", np.zeros((8, 8, 8), np.float32), np.eye(4))
     main(["measure", str(folder), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")])
     (row,) = _rows(tmp_path / "o")
     assert "niftis is a folder of NIfTI files, not a DICOM series" in row["problem"]
@@ -71,7 +68,7 @@ def test_the_table_says_why_an_item_was_not_measured(tmp_path: Path) -> None:
     thick = affine.copy()
     thick_data = data[:, :, ::3]  # every third slice of the third axis: 6 mm apart
     thick[:3, 2] *= 3
-    image = _save(thick_data, thick, tmp_path / "thick.nii.gz")
+    image = write_nifti(tmp_path / "thick.nii.gz", np.asarray(thick_data, dtype=np.float32), thick)
     main(["measure", str(image), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c")])
     (row,) = _rows(tmp_path / "o")
     assert row["problem"] == "", row["problem"]
@@ -103,7 +100,7 @@ def test_a_manifest_with_a_missing_image_still_reads_the_others(
 ) -> None:
     (patient,) = cohort_patients(1, seed=17)
     data, affine = render(patient, 4.0)
-    _save(data, affine, tmp_path / "present.nii.gz")
+    write_nifti(tmp_path / "present.nii.gz", np.asarray(data, dtype=np.float32), affine)
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("patient_id,image\np1,present.nii.gz\np2,missing.nii.gz\n")
     code = main(
@@ -134,7 +131,7 @@ def test_a_cache_that_cannot_be_written_is_named_before_any_work(
 ) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    image = _save(np.zeros((8, 8, 8)), np.eye(4), tmp_path / "x.nii.gz")
+    image = write_nifti(tmp_path / "x.nii.gz", np.zeros((8, 8, 8), np.float32), np.eye(4))
     code = main(
         ["measure", str(image), "--out", str(tmp_path / "o"), "--cache-dir", str(blocker / "cache")]
     )
