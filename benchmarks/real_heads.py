@@ -54,8 +54,9 @@ def _save(volume: np.ndarray, affine: np.ndarray, path: Path) -> Path:
 
 
 def _resampled(volume: np.ndarray, affine: np.ndarray, spacing: float, turn: np.ndarray) -> tuple:
-    """The scan on a grid of ``spacing`` mm turned by ``turn`` (3x3) about its centre (trilinear)."""
-    from scipy import ndimage
+    """The scan on a grid of ``spacing`` mm turned by ``turn`` (3x3) about its centre (trilinear:
+    the preprocessing's own resampling)."""
+    from sihnet.preprocessing.volume import resample_to_canvas
 
     steps = np.sqrt((affine[:3, :3] ** 2).sum(0))
     extent = np.asarray(volume.shape) * steps
@@ -65,12 +66,7 @@ def _resampled(volume: np.ndarray, affine: np.ndarray, spacing: float, turn: np.
     new = np.eye(4)
     new[:3, :3] = directions * spacing
     new[:3, 3] = centre - new[:3, :3] @ ((shape - 1) / 2)
-    index = np.indices(shape).reshape(3, -1).T.astype(np.float64)
-    world = index @ new[:3, :3].T + new[:3, 3]
-    inverse = np.linalg.inv(affine)
-    voxels = world @ inverse[:3, :3].T + inverse[:3, 3]
-    values = ndimage.map_coordinates(volume, voxels.T, order=1, mode="constant", cval=0.0)
-    return values.reshape(shape).astype(np.float32), new
+    return resample_to_canvas(volume, affine, new, tuple(int(s) for s in shape)), new
 
 
 def _turn(degrees_lr: float, degrees_ap: float) -> np.ndarray:
@@ -120,7 +116,6 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def one_head(row: dict[str, str], heads: Path, work: Path) -> dict[str, Any]:
-    from sihnet.preprocessing.registration import align_to_template
     from sihnet.preprocessing.volume import load_volume
     from sihnet.reader.distances import template_directions
     from sihnet.synth.sag_field import brain_sag, structure_ends
@@ -156,8 +151,7 @@ def one_head(row: dict[str, str], heads: Path, work: Path) -> dict[str, Any]:
         if distance["start"] is None:
             return result | {"sags": f"not made: the {key} distance was not read"}
         ends[key] = (np.asarray(distance["start"]), np.asarray(distance["end"]))
-    alignment = align_to_template(volume, affine, check_mirror=False)
-    vertical, normal = template_directions(alignment.rotation_matrix)
+    vertical, normal = template_directions(np.asarray(reading["rotation"]))  # as measure aligned
     ends = structure_ends(ends, np.asarray(reading["landmarks"]["pons_superior"]), vertical)
     directions = {"suprasellar": vertical, "mamillopontine": vertical, "prepontine": normal}
     sags, images, fields = {}, [], {}
