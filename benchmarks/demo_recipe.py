@@ -26,7 +26,7 @@ def one_seed(
     """Synthesise (once), train and evaluate one cohort; its AUROC, CI and seconds."""
     from sihnet.config import load_config
     from sihnet.data.manifest import read_manifest
-    from sihnet.evaluation.run import run_evaluation
+    from sihnet.evaluation.run_metrics import run_evaluation
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.synth.cohort import run_synth
@@ -38,7 +38,7 @@ def one_seed(
     shutil.rmtree(run, ignore_errors=True)
     config = load_config("quick", config_file)
     started = time.perf_counter()
-    from sihnet.training.run import run_training
+    from sihnet.training.cross_validation import run_training
 
     run_training(
         config, read_manifest(cohort_dir / "cohort.csv"), RunPaths(run), VolumeCache(work / "cache")

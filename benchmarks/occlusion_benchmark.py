@@ -31,7 +31,7 @@ from sihnet.config import OcclusionConfig, load_config
 from sihnet.inference import Inference
 from sihnet.interpret.incremental import OccludedForward
 from sihnet.interpret.occlusion import default_batch_size, occlusion_map, windows
-from sihnet.interpret.run import scale_to_grid
+from sihnet.interpret.patient_map import scale_to_grid
 from sihnet.models.densenet import build_model
 from sihnet.preprocessing.volume import preprocess_volume
 

@@ -88,10 +88,10 @@ def tiny_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     def build(root: Path) -> Path:
         from sihnet.config import load_config
         from sihnet.data.manifest import read_manifest
-        from sihnet.evaluation.run import run_evaluation
+        from sihnet.evaluation.run_metrics import run_evaluation
         from sihnet.paths import RunPaths
         from sihnet.preprocessing.cache import VolumeCache
-        from sihnet.training.run import run_training
+        from sihnet.training.cross_validation import run_training
         from tests.helpers import TINY_CONFIG
 
         paths = RunPaths(root / "run")

@@ -75,7 +75,7 @@ def test_train_two_folds_one_epoch_then_evaluate(tiny_cohort: Path, tmp_path: Pa
     assert json.loads((run / "metrics.json").read_text())["auroc_pooled"] == metrics["auroc_pooled"]
 
 
-@pytest.mark.slow  # the parallel fold jobs of tests/training/test_run.py cover it in CI
+@pytest.mark.slow  # the parallel fold jobs of tests/training/test_cross_validation.py cover it in CI
 def test_one_fold_at_a_time_and_evaluate_merges_what_exists(
     tiny_cohort: Path, tmp_path: Path
 ) -> None:

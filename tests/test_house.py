@@ -122,10 +122,10 @@ def test_the_new_checks_see_a_planted_violation(tmp_path: Path) -> None:
         (root / folder).mkdir(parents=True)
         (root / folder / "__init__.py").write_text("")
     (root / "training" / "samples.py").write_text("X = 1\n")
-    (root / "evaluation" / "run.py").write_text(
+    (root / "evaluation" / "run_metrics.py").write_text(
         "def f() -> int:\n    from sihnet.training.samples import X\n\n    return X\n"
     )
-    (root / "reader" / "run.py").write_text(
+    (root / "reader" / "measure.py").write_text(
         "def f(cache, image):\n"
         "    key = text_sha256(f'{cache.content_hash(image)}|reader v1')\n"
         "    return cache.root / 'reading' / key\n"
@@ -134,9 +134,9 @@ def test_the_new_checks_see_a_planted_violation(tmp_path: Path) -> None:
         "def g(self, p):\n    return text_sha256(self.content_hash(p)), self.root / 'x'\n"
     )
     assert imports_between(root, "evaluation", "training") == [
-        "sihnet.evaluation.run -> sihnet.training.samples"
+        "sihnet.evaluation.run_metrics -> sihnet.training.samples"
     ]
-    assert content_keyed_records(root) == ["reader/run.py:2", "reader/run.py:3"]
+    assert content_keyed_records(root) == ["reader/measure.py:2", "reader/measure.py:3"]
 
 
 SCHEMA_CALLS = {"model_validate", "from_json", "decode"}  # decode: VolumeCache.record's

@@ -16,13 +16,13 @@ from pathlib import Path
 from sihnet import progress
 from sihnet.config import OcclusionConfig, load_config
 from sihnet.data.manifest import read_manifest
-from sihnet.evaluation.run import RunMetrics, run_evaluation
-from sihnet.interpret.run import OcclusionRecord, demo_patient, run_occlusion
+from sihnet.evaluation.run_metrics import RunMetrics, run_evaluation
+from sihnet.interpret.patient_map import OcclusionRecord, demo_patient, run_occlusion
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.report.build import run_report
 from sihnet.synth.cohort import run_synth
-from sihnet.training.run import run_training
+from sihnet.training.cross_validation import run_training
 
 # Shares of the demo's time per stage, for the job bar's estimate of the time left (measured by
 # benchmarks/demo_time.py on a 2-core machine; see the README's demo section).

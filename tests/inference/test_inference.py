@@ -11,14 +11,14 @@ import torch
 from sihnet.config import InferenceConfig, load_config
 from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
-from sihnet.evaluation.run import run_evaluation
+from sihnet.evaluation.run_metrics import run_evaluation
 from sihnet.inference import Inference, bf16_native, resolve_device, resolve_precision
 from sihnet.inference.predict import run_predict
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.schemas import FoldSummary
 from sihnet.tables import read_rows
-from sihnet.training.run import run_training
+from sihnet.training.cross_validation import run_training
 from tests.helpers import TINY_CONFIG, randomised_densenet, volume
 
 

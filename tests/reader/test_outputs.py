@@ -14,7 +14,7 @@ import pytest
 from sihnet.errors import SihnetError
 from sihnet.paths import MeasurePaths
 from sihnet.preprocessing.cache import VolumeCache
-from sihnet.reader import run as module
+from sihnet.reader import measure as module
 from sihnet.reader.profiles import Scan
 from sihnet.schemas import Reading
 from sihnet.synth.cohort import cohort_patients

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sihnet.config import OcclusionConfig
-from sihnet.interpret.run import run_occlusion
+from sihnet.interpret.patient_map import run_occlusion
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.report.build import run_report
 from tests.helpers import copy_run, render_page, sihnet

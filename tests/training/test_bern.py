@@ -15,13 +15,13 @@ from sihnet.config import OcclusionConfig, load_config
 from sihnet.data.manifest import read_manifest
 from sihnet.errors import SihnetError
 from sihnet.evaluation.compare import compare_runs
-from sihnet.evaluation.run import run_evaluation
+from sihnet.evaluation.run_metrics import run_evaluation
 from sihnet.inference.predict import run_predict
-from sihnet.interpret.run import run_occlusion
+from sihnet.interpret.patient_map import run_occlusion
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
-from sihnet.training.run import run_training
+from sihnet.training.cross_validation import run_training
 from tests.helpers import TINY_CONFIG
 
 BERN = FIELDS

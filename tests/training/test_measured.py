@@ -11,13 +11,13 @@ import pytest
 
 from sihnet.config import load_config
 from sihnet.data.manifest import read_manifest
-from sihnet.evaluation.run import run_evaluation
+from sihnet.evaluation.run_metrics import run_evaluation
 from sihnet.models.measured import fuse, logit
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.schemas import PredictionTable
 from sihnet.tables import read_rows
-from sihnet.training.run import run_training
+from sihnet.training.cross_validation import run_training
 from tests.helpers import tiny_config
 from tests.inference.test_inference import assert_predict_equals_out_of_fold
 

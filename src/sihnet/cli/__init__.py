@@ -4,7 +4,7 @@ Heavy libraries are imported inside commands, after the options are checked, so 
 mistyped option answer at once. A problem the user can fix (a bad input, a usage error, a full
 disk) is one line on stderr and exit code 2, never a traceback (``SIHNET_DEBUG=1`` shows
 tracebacks). Commands live in :mod:`sihnet.cli.cohort` (synth, convert, bern) and
-:mod:`sihnet.cli.run` (train, evaluate, predict, occlusion, demo).
+:mod:`sihnet.cli.pipeline` (train, evaluate, predict, occlusion, demo).
 """
 
 from __future__ import annotations
@@ -169,4 +169,4 @@ def _internal_error(error: Exception) -> int:
     return 1
 
 
-from sihnet.cli import cohort, run, share  # noqa: E402, F401  (registers the commands)
+from sihnet.cli import cohort, pipeline, share  # noqa: E402, F401  (registers the commands)

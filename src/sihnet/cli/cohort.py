@@ -128,7 +128,7 @@ def measure(
     (distances in mm on the patient's own edges, continuous sign measures, the Bern score), with
     a measurement picture and a 3D Slicer markups file per scan."""
     from sihnet.preprocessing.cache import VolumeCache
-    from sihnet.reader.run import run_measure
+    from sihnet.reader.measure import run_measure
 
     scans = _measure_inputs(inputs)
     summary = run_measure(scans, out, VolumeCache.open(cache_dir))

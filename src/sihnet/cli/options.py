@@ -1,6 +1,6 @@
 """The ``sihnet`` application and what its commands share: the options every command takes the same
 way, and small parsers of flag values. The commands live in :mod:`sihnet.cli.cohort`,
-:mod:`sihnet.cli.run` and :mod:`sihnet.cli.share`; :func:`sihnet.cli.main` runs them."""
+:mod:`sihnet.cli.pipeline` and :mod:`sihnet.cli.share`; :func:`sihnet.cli.main` runs them."""
 
 from __future__ import annotations
 

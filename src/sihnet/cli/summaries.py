@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from sihnet.paths import RunPaths
 
 if TYPE_CHECKING:  # results types only; the commands import the stages lazily
-    from sihnet.evaluation.run import RunMetrics
+    from sihnet.evaluation.run_metrics import RunMetrics
     from sihnet.ingest.convert import ConvertSummary
-    from sihnet.interpret.run import OcclusionRecord
+    from sihnet.interpret.patient_map import OcclusionRecord
     from sihnet.schemas import CeilingFile
 
 

@@ -22,7 +22,7 @@ from sihnet.data.patients import patient_means
 from sihnet.errors import SihnetError
 from sihnet.evaluation.bern_comparison import compare_with_bern
 from sihnet.evaluation.operating_points import confusion, youden_threshold
-from sihnet.evaluation.run import calibration, plot_reliability, plot_roc
+from sihnet.evaluation.run_metrics import calibration, plot_reliability, plot_roc
 from sihnet.evaluation.statistics import auroc_ci
 from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.inference.ensemble import FoldEnsemble

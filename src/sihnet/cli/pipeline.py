@@ -136,11 +136,11 @@ def _train_and_evaluate(
 ) -> None:
     """``train``'s work once its arguments are checked: every process trains its share (torchrun),
     rank 0 writes, logs and evaluates the folds present."""
-    from sihnet.evaluation.run import run_evaluation
+    from sihnet.evaluation.run_metrics import run_evaluation
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.checkpoint import graceful_interrupt
+    from sihnet.training.cross_validation import run_training
     from sihnet.training.distributed import process_group, world_from_environment
-    from sihnet.training.run import run_training
 
     world = world_from_environment()  # several processes under torchrun; rank 0 writes and logs
     if world.main:
@@ -197,7 +197,7 @@ def evaluate(
         metrics = run_external(run, manifest, cache, settings, require_all_folds)
         echo(external_lines(metrics, paths))
         return
-    from sihnet.evaluation.run import run_evaluation
+    from sihnet.evaluation.run_metrics import run_evaluation
 
     echo(metrics_lines(run_evaluation(paths), paths))
 
@@ -300,7 +300,7 @@ def occlusion(
     """Occlusion map (the paper's Figure 3): NIfTI on the model grid and in the image's space, PNG, regions."""
     settings = _occlusion_settings(fold, patch, stride, target, batch_size, view)
     inference = inference_options(device, precision)
-    from sihnet.interpret.run import run_occlusion
+    from sihnet.interpret.patient_map import run_occlusion
     from sihnet.preprocessing.cache import VolumeCache
 
     cache = VolumeCache.open(cache_dir)

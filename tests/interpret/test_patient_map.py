@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sihnet.data.manifest import read_manifest
-from sihnet.interpret.run import demo_patient, scale_to_grid, top_regions
+from sihnet.interpret.patient_map import demo_patient, scale_to_grid, top_regions
 from sihnet.paths import RunPaths
 from tests.helpers import copy_run, one_line_error, sihnet
 
@@ -63,7 +63,7 @@ def test_one_fold_and_its_map_differs_from_the_other(
     tiny_run: Path, tiny_cohort: Path, tmp_path: Path
 ) -> None:
     from sihnet.config import OcclusionConfig
-    from sihnet.interpret.run import run_occlusion
+    from sihnet.interpret.patient_map import run_occlusion
     from sihnet.preprocessing.cache import VolumeCache
 
     image, cache = tiny_cohort.parent / "images" / "synth-002.nii.gz", VolumeCache(tmp_path / "c")
@@ -172,7 +172,7 @@ def test_out_must_be_a_folder_of_occlusion_outputs(
 def test_a_failed_map_leaves_the_earlier_map_whole(
     tiny_run: Path, tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sihnet.interpret.run as occlusion_run
+    import sihnet.interpret.patient_map as occlusion_run
     from sihnet.config import OcclusionConfig
     from sihnet.preprocessing.cache import VolumeCache
 

@@ -141,7 +141,7 @@ def test_a_stop_while_preprocessing_trains_nothing_and_says_so(
     from sihnet.paths import RunPaths
     from sihnet.preprocessing.cache import VolumeCache
     from sihnet.training.checkpoint import graceful_interrupt
-    from sihnet.training.run import run_training
+    from sihnet.training.cross_validation import run_training
     from tests.helpers import TINY_CONFIG
 
     paths = RunPaths(tmp_path / "run")
