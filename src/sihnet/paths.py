@@ -116,6 +116,11 @@ class RunPaths:
     def fold_summary(self, fold: int) -> Path:
         return self.fold_dir(fold) / "summary.json"
 
+    def fold_measured_predictions(self, fold: int) -> Path:
+        """A measured run's fold: the run's ``probability`` (fused) beside the network's and the
+        measured model's; ``predictions.csv`` stays the network's."""
+        return self.fold_dir(fold) / "measured_predictions.csv"
+
     def fold_measured_model(self, fold: int) -> Path:
         """The fold's model of the measured Bern quantities (runs with ``measured.enabled``)."""
         return self.fold_dir(fold) / "measured_model.json"
@@ -127,9 +132,11 @@ class RunPaths:
         return self.root / "image_identities.json"
 
     @property
-    def measurements(self) -> Path:
-        """What the automatic Bern reader measured, one row per patient (``measured`` runs)."""
-        return self.root / "measurements.csv"
+    def patient_measures(self) -> Path:
+        """What the automatic Bern reader measured, one row per patient, a patient's scans
+        averaged (``measured`` runs; ``sihnet measure``'s per-scan table is
+        ``MeasurePaths.table``)."""
+        return self.root / "patient_measures.csv"
 
     @property
     def oof_predictions(self) -> Path:

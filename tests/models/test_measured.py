@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from sihnet.models.measured import MeasuredModel, fuse, sigmoid
+from sihnet.models.measured import EditedModelError, MeasuredModel, combine, fuse, sigmoid
 from sihnet.reader.reading import FEATURES
 
 
@@ -52,6 +52,33 @@ def test_the_fusion_is_the_mean_of_the_logits() -> None:
     assert np.allclose(fuse(network, measured), expected)
 
 
+def test_the_run_s_probability_is_decided_in_one_place() -> None:
+    network, logits = np.array([0.2, 0.9]), np.array([1.0, -1.0])
+    fused = combine(network, logits, "mean_logit")
+    assert np.allclose(fused["probability"], fuse(network, logits))
+    assert np.allclose(fused["probability_network"], network)
+    alone = combine(network, logits, "measured_only")
+    assert np.allclose(alone["probability"], sigmoid(logits))
+    assert np.allclose(alone["probability_measured"], sigmoid(logits))
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda v: v | {"surplus": 1}, ValueError),  # a key the schema does not know
+        (lambda v: {k: x for k, x in v.items() if k != "intercept"}, ValueError),
+        (lambda v: v | {"features": "dural"}, ValueError),  # a string is not a list of names
+        (lambda v: v | {"intercept": v["intercept"] + 1.0}, EditedModelError),  # seal broken
+    ],
+)
+def test_a_model_file_is_read_through_its_schema(change: object, error: type) -> None:
+    rows, labels = _patients(60, 3)
+    values = json.loads(json.dumps(MeasuredModel.fit(rows, labels).as_json()))
+    assert MeasuredModel.from_json(values) == MeasuredModel.fit(rows, labels)
+    with pytest.raises(error):
+        MeasuredModel.from_json(change(values))  # type: ignore[operator]
+
+
 def test_shuffled_labels_give_chance_out_of_fold(tmp_path: Path) -> None:
     """The run's fold fusion (fitted on each fold's training patients) on a cohort whose labels
     were shuffled: the pooled out-of-fold AUROC of the fused and the measured model stays at
@@ -83,7 +110,7 @@ def test_shuffled_labels_give_chance_out_of_fold(tmp_path: Path) -> None:
         measures = dict(zip(patients, rows, strict=True))
         fuse_fold(fold, paths, config, measures, truth, assignment)
     pooled = PredictionTable.concatenate(
-        [PredictionTable.read(paths.fold_predictions(k)) for k in range(5)]
+        [PredictionTable.read(paths.fold_measured_predictions(k)) for k in range(5)]
     )
     for column in ("probability", "probability_measured"):
         assert roc_auc_score(pooled.labels, pooled.scores[column]) == pytest.approx(0.5, abs=0.15)

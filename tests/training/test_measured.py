@@ -29,17 +29,21 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     config = load_config("quick", overrides=tiny_config(measured={"enabled": True}))
     paths, cache = RunPaths(tmp_path / "run"), VolumeCache(tmp_path / "cache")
     run_training(config, read_manifest(tiny_cohort), paths, cache)
-    assert len(read_rows(paths.measurements)) == 12
+    assert len(read_rows(paths.patient_measures)) == 12
     splits = json.loads(paths.splits.read_text())["assignment"]
     for fold in (0, 1):
         model = json.loads(paths.fold_measured_model(fold).read_text())
         assert len(model["coefficients"]) == 7
-        table = PredictionTable.read(paths.fold_predictions(fold))
+        table = PredictionTable.read(paths.fold_measured_predictions(fold))
         assert {splits[p] for p in table.patient_ids} == {fold}
         expected = fuse(
             table.scores["probability_network"], logit(table.scores["probability_measured"])
         )
         assert table.probability == pytest.approx(expected, abs=2e-6)
+        # the fold's own predictions stay the network's, as its summary.json is
+        network = PredictionTable.read(paths.fold_predictions(fold))
+        assert "probability_measured" not in network.scores
+        assert network.probability == pytest.approx(table.scores["probability_network"])
     metrics = run_evaluation(paths)
     assert metrics.reader is not None and set(metrics.reader["distances"]) == {
         "suprasellar_cistern_mm", "prepontine_cistern_mm", "mamillopontine_distance_mm"
@@ -69,12 +73,12 @@ def test_a_measured_run_fuses_out_of_fold_as_predict_does(
     # issue 37 row 6: in the run itself too, an edited model or table is refused, not used
     from sihnet.errors import SihnetError
 
-    lines = paths.measurements.read_text().splitlines()
-    paths.measurements.write_text("\n".join(lines[:-1]) + "\n")  # a patient deleted
-    with pytest.raises(SihnetError, match=r"measurements\.csv was changed after training"):
+    lines = paths.patient_measures.read_text().splitlines()
+    paths.patient_measures.write_text("\n".join(lines[:-1]) + "\n")  # a patient deleted
+    with pytest.raises(SihnetError, match=r"patient_measures\.csv was changed after training"):
         run_evaluation(paths)
-    paths.measurements.unlink()
-    with pytest.raises(SihnetError, match=r"measurements\.csv is missing"):
+    paths.patient_measures.unlink()
+    with pytest.raises(SihnetError, match=r"patient_measures\.csv is missing"):
         run_evaluation(paths)
 
 
@@ -90,8 +94,8 @@ def test_a_damaged_measurements_table_is_one_line_naming_file_line_and_column(
     paths = RunPaths(tmp_path)
     header = ["patient_id", *FEATURES]
     rows = [["p1", *["1.0"] * len(FEATURES)], ["p2", value, *["2.0"] * (len(FEATURES) - 1)]]
-    paths.measurements.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
-    with pytest.raises(SihnetError, match=rf"measurements.csv line 3: {FEATURES[0]} '{value}'"):
+    paths.patient_measures.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    with pytest.raises(SihnetError, match=rf"patient_measures.csv line 3: {FEATURES[0]} '{value}'"):
         read_measurements(paths)
 
 
@@ -120,10 +124,10 @@ def test_an_edited_measured_model_is_refused(tmp_path: Path) -> None:
     config = load_config("quick", overrides=tiny_config(measured={"enabled": True}))
     with pytest.raises(SihnetError, match=r"measured_model\.json was changed after training"):
         read_measured_models(paths, config, [0])
-    paths.measurements.write_text("patient_id\np1\n")
+    paths.patient_measures.write_text("patient_id\np1\n")
     other = dataclasses.replace(model, measurements_sha256="0" * 64)
     paths.fold_measured_model(0).write_text(json.dumps(other.as_json()))
-    with pytest.raises(SihnetError, match=r"measurements\.csv was changed after training"):
+    with pytest.raises(SihnetError, match=r"patient_measures\.csv was changed after training"):
         read_verified_measurements(paths, [0])
 
 

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 
 def patient_means(patient_ids: Sequence[str], values: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """The mean of each patient's scan values.
+    """The mean of each patient's scan values, over the scans where a value is finite (a value
+    not measured, NaN, is left out; NaN where no scan of the patient has one).
 
     Args:
         patient_ids: (N,) the patient of each scan.
@@ -24,10 +25,13 @@ def patient_means(patient_ids: Sequence[str], values: np.ndarray) -> tuple[list[
     position = {p: i for i, p in enumerate(dict.fromkeys(patient_ids))}
     order = list(position)
     index = np.array([position[p] for p in patient_ids], dtype=int)
+    finite = np.isfinite(values)
     sums = np.zeros((len(order), *values.shape[1:]))
-    np.add.at(sums, index, values)
-    counts = np.bincount(index, minlength=len(order)).reshape(-1, *([1] * (values.ndim - 1)))
-    return order, sums / np.maximum(counts, 1)
+    counts = np.zeros((len(order), *values.shape[1:]))
+    np.add.at(sums, index, np.where(finite, values, 0.0))
+    np.add.at(counts, index, finite.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return order, np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def auroc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:

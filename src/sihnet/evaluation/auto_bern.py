@@ -93,7 +93,7 @@ def reader_section(
     readers (per sign the AUROC of the reader's continuous measure and Cohen's κ of its call; per
     distance MAE, Bland-Altman, ICC(2,1)), and the AUROC of the network alone and of the measured
     model alone beside the fused one; None for a run without the measured model. Its
-    ``RUN/measurements.csv`` is checked against the one the folds were fitted from.
+    ``RUN/patient_measures.csv`` is checked against the one the folds were fitted from.
 
     Raises:
         SihnetError: the table missing, edited or damaged.

@@ -135,9 +135,23 @@ def _pooled(table: PredictionTable, column: str) -> tuple[float, list[float]]:
     return estimate.auroc, [estimate.ci_low, estimate.ci_high]
 
 
-def read_fold_tables(paths: RunPaths, folds: list[int]) -> dict[int, PredictionTable]:
-    """Every ``fold_K/predictions.csv``; a damaged file is one line naming it."""
-    return {k: PredictionTable.read(paths.fold_predictions(k)) for k in folds}
+def read_fold_tables(
+    paths: RunPaths, folds: list[int], measured: bool = False
+) -> dict[int, PredictionTable]:
+    """Every ``fold_K/predictions.csv``; for a measured run, its ``probability`` is the run's
+    (``measured_predictions.csv``: fused) with ``probability_network`` and ``probability_measured``
+    beside the network's other columns. A missing or damaged file is one line naming it."""
+    tables = {k: PredictionTable.read(paths.fold_predictions(k)) for k in folds}
+    if not measured:
+        return tables
+    for k, table in tables.items():
+        fused = PredictionTable.read(paths.fold_measured_predictions(k))
+        if fused.patient_ids != table.patient_ids:
+            raise SihnetError(
+                f"fold {k}: {paths.fold_measured_predictions(k).name} holds other patients"
+            )
+        tables[k] = dataclasses.replace(table, scores={**table.scores, **fused.scores})
+    return tables
 
 
 def _fold_metrics(
@@ -210,7 +224,7 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
             sorted(set(range(n_folds)) - set(present)),
             n_folds,
         )
-    folds = read_fold_tables(paths, present)
+    folds = read_fold_tables(paths, present, config.measured.enabled)
     summaries = {k: FoldSummary.read(paths.fold_summary(k)) for k in present}
     pooled = PredictionTable.concatenate([folds[k] for k in present])
     pooled.write(paths.oof_predictions)

@@ -18,7 +18,7 @@ from sihnet.hashing import file_sha256, text_sha256
 from sihnet.inference import Inference
 from sihnet.models.bern_heads import has_bern_head
 from sihnet.models.densenet import build_model
-from sihnet.models.measured import EditedModelError, MeasuredModel, fuse, sigmoid
+from sihnet.models.measured import EditedModelError, MeasuredModel, combine
 from sihnet.models.weights import load_weights
 from sihnet.paths import RunPaths
 from sihnet.schemas import (
@@ -320,13 +320,10 @@ class FoldEnsemble:
         with measured models (:mod:`sihnet.models.measured`)."""
         out: dict[str, dict[int, float]] = {"probability": {}, "network": {}, "measured": {}}
         for k, p in network.items():
-            logit = float(self.measured[k].logits([measures])[0])
-            alone = float(sigmoid(np.array([logit]))[0])
-            both = float(fuse(np.array([p]), np.array([logit]))[0])
-            out["probability"][k] = (
-                alone if self.config.measured.fusion == "measured_only" else both
-            )
-            out["network"][k], out["measured"][k] = p, alone
+            logits = self.measured[k].logits([measures])
+            scores = combine(np.array([p]), logits, self.config.measured.fusion)
+            for name, column in scores.items():
+                out[name.removeprefix("probability_")][k] = float(column[0])
         return out
 
     def probabilities(self, image: Any) -> dict[int, float]:

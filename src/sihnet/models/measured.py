@@ -6,8 +6,8 @@ each standardised with the training mean and SD, L2-penalised, classes weighted 
 frequency), stored as plain numbers in JSON (no pickle) and applied by the same arithmetic
 scikit-learn uses, so that a stored model gives what the fitted one gave.
 
-The fusion is the mean of the two logits: nothing is fitted for it, so nothing can see a
-validation fold.
+The fusion (:func:`combine`, the one place it is decided) is the mean of the two logits: nothing is
+fitted for it, so nothing can see a validation fold.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
+from sihnet.config_sections import Fusion
 from sihnet.hashing import text_sha256
 from sihnet.reader.reading import FEATURES
 
@@ -32,7 +34,7 @@ class MeasuredModel:
         medians, means, scales: (F,) the training patients' medians (for missing values), means
             and standard deviations.
         coefficients: (F,) on the standardised features; intercept: the logit at the means.
-        measurements_sha256: SHA-256 of the run's ``measurements.csv`` it was fitted from ("":
+        measurements_sha256: SHA-256 of the run's ``patient_measures.csv`` it was fitted from ("":
             not recorded).
 
     Its JSON is sealed with the SHA-256 of its content: an edited file is refused, as an edited
@@ -89,28 +91,34 @@ class MeasuredModel:
         return {**values, "sha256": _seal(values)}
 
     @staticmethod
-    def from_json(values: Mapping[str, Any]) -> MeasuredModel:
-        """Read a model's JSON (a model written before the seal existed has none).
+    def from_json(values: object) -> MeasuredModel:
+        """Read a model's JSON through its schema (:class:`MeasuredModelFile`; a model written
+        before the seal existed has none).
 
         Raises:
+            pydantic.ValidationError (a ``ValueError``): not a measured model's file.
             EditedModelError: its content does not match its seal.
         """
-        content = {k: v for k, v in values.items() if k != "sha256"}
-        if "sha256" in values and values["sha256"] != _seal(content):
+        record = MeasuredModelFile.model_validate(values)
+        content = record.model_dump(exclude={"sha256"})
+        if record.sha256 is not None and record.sha256 != _seal(content):
             raise EditedModelError("its content does not match its SHA-256")
+        return MeasuredModel(**content)
 
-        def numbers(key: str) -> tuple[float, ...]:
-            return tuple(float(v) for v in values[key])
 
-        return MeasuredModel(
-            tuple(str(v) for v in values["features"]),
-            numbers("medians"),
-            numbers("means"),
-            numbers("scales"),
-            numbers("coefficients"),
-            float(values["intercept"]),
-            str(values.get("measurements_sha256", "")),
-        )
+class MeasuredModelFile(BaseModel):
+    """The schema of ``fold_K/measured_model.json`` (:meth:`MeasuredModel.as_json`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: tuple[str, ...]
+    medians: tuple[float, ...]
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+    measurements_sha256: str = ""
+    sha256: str | None = None
 
 
 class EditedModelError(ValueError):
@@ -140,3 +148,27 @@ def sigmoid(values: np.ndarray) -> np.ndarray:
 def fuse(network: np.ndarray, measured_logits: np.ndarray) -> np.ndarray:
     """The fused probability: the mean of the network's and the measured model's logits."""
     return sigmoid((logit(network) + np.asarray(measured_logits)) / 2)
+
+
+def combine(
+    network: np.ndarray, measured_logits: np.ndarray, fusion: Fusion
+) -> dict[str, np.ndarray]:
+    """A measured run's probabilities, the one place its fusion rule is applied (training's
+    out-of-fold predictions, predict, external evaluation, the ONNX recipe).
+
+    Args:
+        network: (P,) the network's probabilities; measured_logits: (P,) the measured model's.
+        fusion: the configuration's ``measured.fusion``.
+
+    Returns:
+        ``probability`` (the run's answer: fused, or the measured model's alone with
+        ``measured_only``), ``probability_network`` and ``probability_measured``, each (P,).
+    """
+    network = np.asarray(network, dtype=np.float64)
+    measured = sigmoid(measured_logits)
+    answer = measured if fusion == "measured_only" else fuse(network, measured_logits)
+    return {
+        "probability": answer,
+        "probability_network": network,
+        "probability_measured": measured,
+    }

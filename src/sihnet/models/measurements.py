@@ -1,6 +1,6 @@
 """The reader's measures of a cohort, per patient: read from its scans (the reader's library entry,
 :func:`sihnet.reader.image.read_image`, in parallel processes) and as a measured run keeps them
-(``RUN/measurements.csv``, checked against the SHA-256 its folds' measured models were fitted from).
+(``RUN/patient_measures.csv``, checked against the SHA-256 its folds' measured models were fitted from).
 Below both training (which writes the table) and evaluation (which reads it back).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sihnet.data.manifest import Cohort
+from sihnet.data.patients import patient_means
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
 from sihnet.models.measured import MeasuredModel
@@ -57,7 +58,7 @@ def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = list(pool.map(_read_one, jobs))
-    by_patient: dict[str, list[dict[str, float | None]]] = {}
+    rows: list[list[float]] = []
     for scan, result in zip(cohort.scans, results, strict=True):
         if isinstance(result, str):
             raise SihnetError(
@@ -66,27 +67,25 @@ def measure_patients_in_memory(cohort: Cohort, cache: VolumeCache) -> Measures:
         features, why = result
         if why:  # named by its manifest row: which scan, and why (the training log)
             log.info("row %d: the automatic Bern reader did not measure all: %s", scan.row, why)
-        by_patient.setdefault(scan.patient_id, []).append(features)
-    measures: Measures = {}
-    for patient, rows in by_patient.items():
-        measures[patient] = {}
-        for name in FEATURES:
-            values = [v for v in (r[name] for r in rows) if v is not None and np.isfinite(v)]
-            measures[patient][name] = float(np.mean(values)) if values else None
-    return measures
+        rows.append([math.nan if (v := features[f]) is None else v for f in FEATURES])
+    patients, means = patient_means([s.patient_id for s in cohort.scans], np.array(rows))
+    return {
+        p: {f: float(v) if np.isfinite(v) else None for f, v in zip(FEATURES, row, strict=True)}
+        for p, row in zip(patients, means.reshape(len(patients), len(FEATURES)), strict=True)
+    }
 
 
 def read_verified_measurements(paths: RunPaths, folds: list[int]) -> Measures:
-    """A measured run's ``measurements.csv``, checked against the SHA-256 its folds' measured
+    """A measured run's ``patient_measures.csv``, checked against the SHA-256 its folds' measured
     models were fitted from (an edited, shortened or deleted table is refused, not used).
 
     Raises:
         SihnetError: the table missing, changed since training, or damaged (one line).
     """
-    name = paths.measurements.name
-    if not paths.measurements.is_file():
+    name = paths.patient_measures.name
+    if not paths.patient_measures.is_file():
         raise SihnetError(f"{paths.root.name}/{name} is missing (train the run again)")
-    digest = file_sha256(paths.measurements)
+    digest = file_sha256(paths.patient_measures)
     for fold in folds:
         record = paths.fold_measured_model(fold)
         if not record.is_file():
@@ -104,15 +103,15 @@ def read_verified_measurements(paths: RunPaths, folds: list[int]) -> Measures:
 
 
 def read_measurements(paths: RunPaths) -> Measures:
-    """``RUN/measurements.csv`` as written by :func:`measure_patients`.
+    """``RUN/patient_measures.csv`` as written by :func:`measure_patients`.
 
     Raises:
         SihnetError: a value that is not a finite number, or a missing column (one line naming the
             file, the row and the column).
     """
     measures: Measures = {}
-    name = paths.measurements.name
-    for number, row in enumerate(read_rows(paths.measurements), start=2):
+    name = paths.patient_measures.name
+    for number, row in enumerate(read_rows(paths.patient_measures), start=2):
         values: dict[str, float | None] = {}
         for column in ("patient_id", *FEATURES):
             if column not in row:

@@ -2,9 +2,10 @@
 a logistic regression per fold fitted on that fold's training patients only, and the fold's
 validation predictions fused with the network's (:mod:`sihnet.models.measured`).
 
-``RUN/measurements.csv`` holds the patients' measures (a patient's scans averaged); each fold
-keeps ``measured_model.json`` and its ``predictions.csv`` gains ``probability_network`` and
-``probability_measured`` beside the fused ``probability``.
+``RUN/patient_measures.csv`` holds the patients' measures (a patient's scans averaged); each fold
+keeps ``measured_model.json`` and ``measured_predictions.csv``: the run's ``probability`` (fused) with
+``probability_network`` and ``probability_measured`` beside it. The fold's ``predictions.csv`` stays
+the network's, as the fold wrote it (its ``summary.json`` is the network's too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.config import ExperimentConfig
 from sihnet.data.manifest import Cohort
 from sihnet.hashing import file_sha256
-from sihnet.models.measured import MeasuredModel, fuse, sigmoid
+from sihnet.models.measured import MeasuredModel, combine
 from sihnet.models.measurements import Measures, measure_patients_in_memory
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache
@@ -32,13 +33,13 @@ log = logging.getLogger(__name__)
 
 def measure_patients(cohort: Cohort, cache: VolumeCache, paths: RunPaths) -> Measures:
     """Every patient's measures (:func:`measure_patients_in_memory`), written to
-    ``RUN/measurements.csv``."""
+    ``RUN/patient_measures.csv``."""
     measures = measure_patients_in_memory(cohort, cache)
     rows_out = [
         {"patient_id": p, **{k: "" if v is None else f"{v:.4f}" for k, v in m.items()}}
         for p, m in measures.items()
     ]
-    write_table(paths.measurements, ["patient_id", *FEATURES], rows_out)
+    write_table(paths.patient_measures, ["patient_id", *FEATURES], rows_out)
     not_measured = sum(any(v is None for v in m.values()) for m in measures.values())
     log.info(
         "automatic Bern reader: %d patients measured (%d with an item not measured)",
@@ -56,8 +57,9 @@ def fuse_fold(
     labels: Mapping[str, int],
     assignment: Mapping[str, int],
 ) -> None:
-    """Fit the fold's measured model on its training patients and rewrite its predictions with the
-    fused probability (done once: a fold whose model is written is left as it is)."""
+    """Fit the fold's measured model on its training patients and write the fold's
+    ``measured_predictions.csv`` beside the network's ``predictions.csv``, which is left as it is
+    (done once: a fold whose model is written is left as it is; the model is written last)."""
     if paths.fold_measured_model(fold).is_file():
         return
     train = sorted(p for p, f in assignment.items() if f != fold)
@@ -68,19 +70,12 @@ def fuse_fold(
             penalty_c=config.measured.penalty_c,
         ),
         measurements_sha256=(
-            file_sha256(paths.measurements) if paths.measurements.is_file() else ""
+            file_sha256(paths.patient_measures) if paths.patient_measures.is_file() else ""
         ),
     )
     table = PredictionTable.read(paths.fold_predictions(fold))
-    network = table.scores["probability"]
     logits = model.logits([measures[p] for p in table.patient_ids])
-    fused = sigmoid(logits) if config.measured.fusion == "measured_only" else fuse(network, logits)
-    scores = {
-        "probability": fused,
-        "probability_network": network,
-        "probability_measured": sigmoid(logits),
-        **{k: v for k, v in table.scores.items() if k != "probability"},
-    }
-    updated = PredictionTable(table.patient_ids, table.folds, table.labels, scores)
+    scores = combine(table.probability, logits, config.measured.fusion)
+    fused = PredictionTable(table.patient_ids, table.folds, table.labels, scores)
+    fused.write(paths.fold_measured_predictions(fold), tuple(scores))
     write_json_atomic(paths.fold_measured_model(fold), model.as_json())
-    updated.write(paths.fold_predictions(fold), tuple(scores))
