@@ -112,13 +112,19 @@ def test_evaluation_imports_nothing_of_training() -> None:
     assert imports_between(SRC, "evaluation", "training") == []
 
 
+def test_preprocessing_imports_nothing_of_ingest() -> None:
+    """A DICOM folder is converted at the command's edge (``sihnet.ingest.resolve``), never inside
+    a cache lookup: the cache only keys and stores."""
+    assert imports_between(SRC, "preprocessing", "ingest") == []
+
+
 def test_every_content_keyed_record_goes_through_the_caches_one_mechanism() -> None:
     assert content_keyed_records(SRC) == []
 
 
 def test_the_new_checks_see_a_planted_violation(tmp_path: Path) -> None:
     root = tmp_path / "sihnet"
-    for folder in ("evaluation", "training", "reader", "preprocessing"):
+    for folder in ("evaluation", "training", "reader", "preprocessing", "ingest"):
         (root / folder).mkdir(parents=True)
         (root / folder / "__init__.py").write_text("")
     (root / "training" / "samples.py").write_text("X = 1\n")
@@ -130,13 +136,18 @@ def test_the_new_checks_see_a_planted_violation(tmp_path: Path) -> None:
         "    key = text_sha256(f'{cache.content_hash(image)}|reader v1')\n"
         "    return cache.root / 'reading' / key\n"
     )
+    (root / "ingest" / "convert.py").write_text("def dicom_folder_to_nifti(): ...\n")
     (root / "preprocessing" / "cache.py").write_text(
-        "def g(self, p):\n    return text_sha256(self.content_hash(p)), self.root / 'x'\n"
+        "def g(self, p):\n    from sihnet.ingest.convert import dicom_folder_to_nifti\n\n"
+        "    return text_sha256(self.content_hash(p)), self.root / 'x'\n"
     )
     assert imports_between(root, "evaluation", "training") == [
         "sihnet.evaluation.run_metrics -> sihnet.training.samples"
     ]
     assert content_keyed_records(root) == ["reader/measure.py:2", "reader/measure.py:3"]
+    assert imports_between(root, "preprocessing", "ingest") == [
+        "sihnet.preprocessing.cache -> sihnet.ingest.convert"
+    ]
 
 
 SCHEMA_CALLS = {"model_validate", "from_json", "decode"}  # decode: VolumeCache.record's

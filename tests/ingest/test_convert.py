@@ -14,8 +14,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from sihnet.errors import SihnetError
 from sihnet.ingest.dcm2niix import dcm2niix_binary
 from sihnet.ingest.deid import Pseudonyms
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.synth.dicom import (
     SENTINEL,
@@ -318,12 +320,23 @@ def test_dicom_folder_works_where_an_image_does(tmp_path: Path) -> None:
     cache = VolumeCache(tmp_path / "cache")
     folder = tmp_path / f"{SENTINEL}_patient"
     write_series(folder, head_volume((24, 32, 32)))
+    with pytest.raises(SihnetError, match="did not convert"):  # the cache never converts
+        cache.nifti_of(folder)
+    assert convert_dicom_inputs([folder, folder], cache) == 1  # at the command's edge, once
     first = cache.nifti_of(folder)
     assert first.is_file() and SENTINEL not in str(first)
     assert first.parent == tmp_path / "cache" / "dicom"  # under the cache's own root
     mtime = first.stat().st_mtime_ns
-    assert cache.nifti_of(folder) == first and first.stat().st_mtime_ns == mtime  # converted once
+    assert convert_dicom_inputs([folder], VolumeCache(tmp_path / "cache")) == 0  # kept
+    assert cache.nifti_of(folder) == first and first.stat().st_mtime_ns == mtime
     assert cache.nifti_of(tmp_path / "x.nii.gz") == tmp_path / "x.nii.gz"
+    # a folder that cannot be converted: its reason is met where the image is used
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not DICOM")
+    assert convert_dicom_inputs([empty], cache) == 0
+    with pytest.raises(SihnetError, match="0 studies"):
+        cache.nifti_of(empty)
 
 
 def test_real_files_from_pydicom_and_nibabel_are_converted_or_rejected(tmp_path: Path) -> None:
@@ -400,6 +413,7 @@ def test_dicom_folder_in_a_manifest_is_cached_for_training(tmp_path: Path) -> No
     scan = read_manifest(tmp_path / "manifest.csv").scans[0]
     cache = VolumeCache(tmp_path / "cache")  # no SIHNET_CACHE_DIR: the cache's own root is used
     config = load_config("quick").preprocessing
+    convert_dicom_inputs([scan.image], cache)  # what a command does at its edge
     entry = cache.get(scan.image, config)
     assert (
         read_cached(entry).image.shape == (1, *config.size)

@@ -6,7 +6,7 @@ import pytest
 
 from sihnet.config import PreprocessingConfig
 from sihnet.preprocessing.cache import VolumeCache, read_cached
-from sihnet.preprocessing.volume import Preprocessed, preprocess_file
+from sihnet.preprocessing.volume import Preprocessed, preprocess_file, preprocess_volume
 from tests.helpers import brain_like, write_nifti
 
 CONFIG = PreprocessingConfig(spacing_mm=4.0, size=(32, 32, 32))
@@ -17,9 +17,11 @@ def test_second_use_is_a_cache_hit_without_reading_the_nifti(tmp_path: Path) -> 
     cache = VolumeCache(tmp_path / "cache")
     calls: list[Path] = []
 
-    def counting(path: Path, config: PreprocessingConfig) -> Preprocessed:
-        calls.append(path)
-        return preprocess_file(path, config)
+    def counting(
+        volume: np.ndarray, affine: np.ndarray, config: PreprocessingConfig, alignment: None
+    ) -> Preprocessed:
+        calls.append(image)
+        return preprocess_volume(volume, affine, config, alignment)
 
     first = cache.get(image, CONFIG, counting)
     second = VolumeCache(tmp_path / "cache").get(image, CONFIG, counting)  # a new run
@@ -55,7 +57,7 @@ def test_a_failed_preprocessing_writes_no_entry(tmp_path: Path) -> None:
     image = write_nifti(tmp_path / "a.nii.gz", brain_like())
     cache = VolumeCache(tmp_path / "cache")
 
-    def failing(path: Path, config: PreprocessingConfig) -> Preprocessed:
+    def failing(*args: object) -> Preprocessed:
         raise ValueError("boom")
 
     with pytest.raises(ValueError):

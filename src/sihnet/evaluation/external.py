@@ -26,6 +26,7 @@ from sihnet.evaluation.run_metrics import calibration, plot_reliability, plot_ro
 from sihnet.evaluation.statistics import auroc_ci
 from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.inference.ensemble import FoldEnsemble
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.paths import ExternalPaths, RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.schemas import ImageIdentities, PredictionTable, read_json
@@ -52,6 +53,7 @@ def score_cohort(
     Each cached volume is read once for every fold model.
     """
     images = [(scan.row, scan.image) for scan in cohort.scans]
+    convert_dicom_inputs([image for _, image in images], cache)
     entries = cache.cache_images(images, ensemble.config.preprocessing)
     folds = list(ensemble.models)
     per_scan = [

@@ -45,10 +45,12 @@ def onnx_inputs(
         SihnetError: the model folder fails its checks, or the scan cannot be read or aligned.
     """
     from sihnet.inference.ensemble import FoldEnsemble
+    from sihnet.ingest.resolve import convert_dicom_inputs
     from sihnet.preprocessing.cache import VolumeCache, read_cached
 
     config = FoldEnsemble.load(Path(model)).config
     volumes = VolumeCache.open(None if cache is None else Path(cache))
+    convert_dicom_inputs([Path(image)], volumes)
     prepared = read_cached(volumes.get(Path(image), config.preprocessing))
     parts = prepared.model_input()
     arrays = parts if isinstance(parts, tuple) else (parts,)
@@ -76,12 +78,14 @@ def measured_fusion(
     """
     from sihnet.inference.ensemble import FoldEnsemble
     from sihnet.inference.predict import measured_record
+    from sihnet.ingest.resolve import convert_dicom_inputs
     from sihnet.preprocessing.cache import VolumeCache
 
     ensemble = FoldEnsemble.load(Path(model))
     if not ensemble.measured:
         return float(network)
     volumes = VolumeCache.open(None if cache is None else Path(cache))
+    convert_dicom_inputs([Path(image)], volumes)
     features = measured_record(Path(image), volumes, []).get("features", {})
     return ensemble.fused({fold: float(network)}, features)["probability"][fold]
 

@@ -18,6 +18,7 @@ from sihnet.bern import HEAD_FIELDS
 from sihnet.config import InferenceConfig
 from sihnet.errors import SihnetError
 from sihnet.inference.ensemble import FoldEnsemble
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.models.bern_heads import auto_bern, has_heads
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.reference import image_properties, input_warnings
@@ -166,6 +167,7 @@ def run_predict(
     """
     ensemble = FoldEnsemble.load(run, settings=settings, require_all=require_all)
     cache = cache or VolumeCache(default_cache_dir())
+    convert_dicom_inputs(images, cache)
     records: list[dict[str, Any]] = []
     for position, image in enumerate(images, start=1):
         label = image_label(position, image)

@@ -31,6 +31,7 @@ from sihnet.errors import SihnetError
 from sihnet.hashing import tree_sha256
 from sihnet.inference import Inference
 from sihnet.inference.ensemble import FoldEnsemble
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
 from sihnet.outputs import check_output_folder
 from sihnet.paths import RunPaths
@@ -342,6 +343,7 @@ def run_occlusion(
     patch = scale_to_grid(occlusion.patch_1mm, spacing)
     stride = scale_to_grid(occlusion.stride_1mm or occlusion.patch_1mm, spacing)
     cache = cache or VolumeCache(default_cache_dir())
+    convert_dicom_inputs([image_path], cache)
     whole = read_cached(cache.get(image_path, prep))
     prepared = view_of(whole, occlusion.view)
     native = _native_grid(cache.nifti_of(image_path))
@@ -391,9 +393,5 @@ def demo_patient(paths: RunPaths, cohort: Any) -> tuple[str, Path, int]:
 def _native_grid(nifti: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Affine and 3D shape of the patient's image, from its header only (no voxels read)."""
     header: Any = nib.load(str(nifti))
-    shape = header.shape
-    return np.asarray(header.affine, dtype=np.float64), (
-        int(shape[0]),
-        int(shape[1]),
-        int(shape[2]),
-    )
+    i, j, k = (int(n) for n in header.shape[:3])
+    return np.asarray(header.affine, dtype=np.float64), (i, j, k)

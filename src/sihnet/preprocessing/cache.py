@@ -6,7 +6,8 @@ content is hashed on every lookup, never recognised by path, size and time alone
 copied over an old one with the same size and time must not return the old volume. Entries are
 safetensors files (``image`` (1, X, Y, Z) float32, ``affine`` 4x4 float64) written atomically; a
 damaged entry is rebuilt. File names are hashes: no source path or patient identifier appears in
-the cache. A DICOM folder is converted once (``sihnet convert``'s code path) into ``dicom/``.
+the cache. A DICOM folder is converted at the command's edge (``sihnet.ingest.resolve``,
+``sihnet convert``'s code path) into ``dicom/``; the cache only keys and stores.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sihnet.config import PreprocessingConfig
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256, tree_sha256
 from sihnet.preprocessing.registration import Alignment, align_to_template
-from sihnet.preprocessing.volume import Preprocessed, load_volume, preprocess_file
+from sihnet.preprocessing.volume import Preprocessed, load_volume, preprocess_volume
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,10 @@ def _save(entry: Path, result: Preprocessed) -> None:
     write_atomic(entry, lambda temp: save_file(tensors, str(temp), metadata=metadata))
 
 
-def _identity(nifti: Path) -> str:
-    """SHA-256 of a NIfTI's voxels and canonical geometry (:meth:`VolumeCache.image_identity`)."""
+def _identity(volume: np.ndarray, affine: np.ndarray) -> str:
+    """SHA-256 of a scan's voxels and canonical geometry (:meth:`VolumeCache.image_identity`)."""
     import nibabel as nib
 
-    volume, affine = load_volume(nifti)
     canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(volume), affine))
     data = np.ascontiguousarray(np.asarray(canonical.dataobj, dtype=np.float32))
     geometry = np.round(np.asarray(canonical.affine, dtype=np.float64), 3) + 0.0  # no -0.0
@@ -136,6 +136,10 @@ class VolumeCache:
     hits: int = 0
     misses: int = 0
     hashes: dict[str, str] = dataclasses.field(default_factory=dict)
+    failed_conversions: dict[Path, str] = dataclasses.field(default_factory=dict)
+    last_read: tuple[str, tuple[np.ndarray, np.ndarray]] | None = dataclasses.field(
+        default=None, repr=False
+    )
 
     @classmethod
     def open(cls, root: Path | None = None) -> VolumeCache:
@@ -173,14 +177,41 @@ class VolumeCache:
             self.hashes[key] = tree_sha256(path)
         return self.hashes[key]
 
+    def converted_path(self, folder: Path) -> Path:
+        """Where a DICOM folder's NIfTI is kept: ``dicom/<content hash>.nii.gz`` (written by
+        :func:`sihnet.ingest.resolve.convert_dicom_inputs` at the command's edge)."""
+        return self.root / "dicom" / f"{self.content_hash(folder)}.nii.gz"
+
     def nifti_of(self, path: Path) -> Path:
-        """A NIfTI path as is; a DICOM folder converted once into ``dicom/<content hash>.nii.gz``."""
+        """A NIfTI path as is; a DICOM folder's NIfTI, converted at the command's edge (never
+        here: the cache only keys and stores).
+
+        Raises:
+            SihnetError: the folder could not be converted (its reason), or was not converted.
+        """
         if not Path(path).is_dir():
             return Path(path)
-        from sihnet.ingest.convert import dicom_folder_to_nifti
+        if Path(path) in self.failed_conversions:
+            raise SihnetError(self.failed_conversions[Path(path)])
+        target = self.converted_path(path)
+        if not target.is_file():
+            raise SihnetError("a DICOM folder the command did not convert (convert_dicom_inputs)")
+        return target
 
-        target = self.root / "dicom" / f"{self.content_hash(path)}.nii.gz"
-        return dicom_folder_to_nifti(Path(path), target)
+    def load(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The scan's ``(volume (I, J, K) float32, affine)``, read once for all its uses in a row
+        (the alignment, the network's canvas, the reader, the identity): the last scan read is
+        kept, read-only, keyed by its content.
+
+        Raises:
+            SihnetError: the image cannot be read (one line naming its file).
+        """
+        key = self.content_hash(path)
+        if self.last_read is None or self.last_read[0] != key:
+            volume, affine = load_volume(self.nifti_of(path))
+            volume.flags.writeable = False  # shared by its uses: none may change it
+            self.last_read = (key, (volume, affine))
+        return self.last_read[1]
 
     def entry(self, path: Path, config: PreprocessingConfig) -> Path:
         """The cache file for ``path`` under ``config``."""
@@ -222,24 +253,17 @@ class VolumeCache:
         to 1e-3 mm), computed once per file content (``identity/``): the same scan saved in another
         format, another orientation or with another header is the same image."""
         return self.record(
-            path, "identity", IDENTITY_VERSION, lambda: _identity(self.nifti_of(path)), str, _digest
+            path, "identity", IDENTITY_VERSION, lambda: _identity(*self.load(path)), str, _digest
         )
 
-    def alignment(
-        self, path: Path, loaded: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> Alignment:
+    def alignment(self, path: Path) -> Alignment:
         """The scan's registration to the MNI152 template, computed once per content
-        (``alignment/``).
-
-        Args:
-            loaded: the scan's ``(volume, affine)`` when the caller has already read it (it is
-                not read a second time).
-        """
+        (``alignment/``)."""
         return self.record(
             path,
             "alignment",
             ALIGNMENT_VERSION,
-            lambda: align_to_template(*(loaded or load_volume(self.nifti_of(path)))),
+            lambda: align_to_template(*self.load(path)),
             Alignment.as_json,
             Alignment.from_json,  # type: ignore[arg-type]
         )
@@ -248,7 +272,7 @@ class VolumeCache:
         self,
         path: Path,
         config: PreprocessingConfig,
-        compute: Callable[..., Preprocessed] = preprocess_file,
+        compute: Callable[..., Preprocessed] = preprocess_volume,
         misaligned: Misaligned = "refuse",
     ) -> Path:
         """Return the cache file of ``path`` (a NIfTI file or DICOM folder), preprocessing it first
@@ -275,10 +299,7 @@ class VolumeCache:
             except SihnetError:
                 log.warning("a damaged cache entry was rebuilt")
         self.misses += 1
-        if alignment is None:
-            result = compute(self.nifti_of(path), config)
-        else:
-            result = compute(self.nifti_of(path), config, alignment)
+        result = compute(*self.load(path), config, alignment)
         _save(entry, result)
         return entry
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from sihnet.preprocessing.cache import VolumeCache, check_input
-from sihnet.preprocessing.volume import load_volume
 from sihnet.reader.profiles import Scan
 from sihnet.reader.reading import READER_VERSION, is_consistent, read_scan
 from sihnet.schemas import Reading
@@ -28,7 +27,7 @@ def load_scan(image: Path, cache: VolumeCache) -> Scan:
         SihnetError: the image cannot be read (one line naming its file).
     """
     check_input(Path(image))
-    volume, affine = load_volume(cache.nifti_of(image))
+    volume, affine = cache.load(image)
     return Scan(np.asarray(volume, dtype=np.float32), affine)
 
 
@@ -54,7 +53,7 @@ def read_image(image: Path, cache: VolumeCache, scan: Scan | None = None) -> Rea
 
     def compute() -> Reading:
         loaded = scan or load_scan(image, cache)
-        alignment = cache.alignment(image, (loaded.volume, loaded.affine))
+        alignment = cache.alignment(image)
         return read_scan(loaded.volume, loaded.affine, alignment)
 
     return cache.record(

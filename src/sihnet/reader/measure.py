@@ -27,6 +27,7 @@ from sihnet.atomic import write_json_atomic
 from sihnet.bern import FIELDS
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.outputs import check_output_folder
 from sihnet.paths import MeasurePaths
 from sihnet.preprocessing.cache import VolumeCache
@@ -153,6 +154,7 @@ def run_measure(scans: Sequence[tuple[str, Path]], out: Path, cache: VolumeCache
     patients = [p or f"scan_{i + 1}" for i, (p, _) in enumerate(scans)]
     names = _names(patients)
     paths = _prepare(Path(out), names)
+    convert_dicom_inputs([image for _, image in scans], cache)
     rows: list[dict[str, object]] = []
     failed = not_measured = 0
     try:

@@ -30,6 +30,7 @@ from sihnet.data.splits import (
 )
 from sihnet.errors import SihnetError, TrainingInterrupted
 from sihnet.hashing import file_sha256, text_sha256
+from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
@@ -184,6 +185,7 @@ def prepare_run(
     write_cohort_record(paths, cohort, config.cross_validation.folds)
     torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
     images = [(scan.row, scan.image) for scan in cohort.scans]
+    convert_dicom_inputs([image for _, image in images], cache)
     entries = cache.cache_images(images, config.preprocessing)
     stop = stop_requested()
     if stop is not None:
