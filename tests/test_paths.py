@@ -1,5 +1,6 @@
-"""Every artefact path of a run or model folder comes from :class:`sihnet.paths.RunPaths`: the
-name of a run file is written in ``paths.py`` and nowhere else in the code (docstrings aside)."""
+"""Every artefact path of a run, model, occlusion or measure folder comes from :mod:`sihnet.paths`
+(``RunPaths``, ``OcclusionPaths``, ``MeasurePaths``): the name of such a file is written in
+``paths.py`` and nowhere else in the code (docstrings aside)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,30 @@ import re
 from pathlib import Path
 
 import sihnet
-from sihnet.paths import RunPaths
+from sihnet.paths import MeasurePaths, OcclusionPaths, RunPaths
 
 SRC = Path(sihnet.__file__).parent
 
 
 def run_file_names() -> set[str]:
-    """The file names RunPaths gives for a run folder (fold 0 and a named external cohort)."""
-    paths, names = RunPaths(Path("RUN")), set()
-    for attribute in dir(RunPaths):
-        if attribute.startswith("_"):
-            continue
-        value = getattr(paths, attribute)
-        if callable(value):
-            for argument in (0, "x"):
-                try:
-                    value = value(argument)
-                except Exception:
-                    continue
-                break
-        if isinstance(value, Path) and value.suffix:
-            names.add(value.name)
+    """The file names the path classes give (fold 0, a named external cohort, a scan "x")."""
+    names = set()
+    for kind in (RunPaths, OcclusionPaths, MeasurePaths):
+        paths = kind(Path("RUN"))
+        for attribute in dir(kind):
+            if attribute.startswith("_"):
+                continue
+            value = getattr(paths, attribute)
+            if callable(value):
+                for argument in ((0,), ("x",), ()):
+                    try:
+                        value = value(*argument)
+                    except Exception:
+                        continue
+                    break
+            for path in value if isinstance(value, tuple) else (value,):
+                if isinstance(path, Path) and path.suffix and path.stem not in ("x", "0"):
+                    names.add(path.name)
     return names
 
 
@@ -52,7 +56,9 @@ def _strings(tree: ast.AST) -> list[tuple[int, str]]:
 
 def misplaced(root: Path, names: set[str]) -> list[str]:
     """``module:line name`` for each run file name written outside ``paths.py``."""
-    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(names))) + r")(?![\w-])")
+    pattern = re.compile(
+        r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(names))) + r")(?![\w-]|\.\w)"
+    )  # a template "report.html.j2" is not a run file
     found = []
     for module in sorted(root.rglob("*.py")):
         if module.name == "paths.py" and module.parent == root:
@@ -65,6 +71,7 @@ def misplaced(root: Path, names: set[str]) -> list[str]:
 def test_run_file_names_are_written_only_in_paths() -> None:
     names = run_file_names()
     assert {"summary.json", "operating_points.json", "best.safetensors", "splits.json"} <= names
+    assert {"occlusion.json", "regions.tsv", "measure.json", "MODEL_CARD.md"} <= names
     assert misplaced(SRC, names) == []
 
 

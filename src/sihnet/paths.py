@@ -163,6 +163,44 @@ class RunPaths:
         """Every training command's log lines, appended (the command line first)."""
         return self.root / "train.log"
 
+    @property
+    def comparison(self) -> Path:
+        """``evaluate --compare-with``: this run against another on the same patients."""
+        return self.root / "comparison.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def model_card(self) -> Path:
+        """An exported model's card (the MONAI bundle's ``docs/README.md`` holds it too)."""
+        return self.root / "MODEL_CARD.md"
+
+    @property
+    def bundle_readme(self) -> Path:
+        return self.root / "docs" / "README.md"
+
+    @property
+    def bundle_inference_config(self) -> Path:
+        return self.root / "configs" / "inference.json"
+
+    @property
+    def bundle_metadata(self) -> Path:
+        return self.root / "configs" / "metadata.json"
+
+    @property
+    def bundle_logging_config(self) -> Path:
+        return self.root / "configs" / "logging.conf"
+
+    def exported_weights(self, fold: int) -> Path:
+        """A fold's weights in an exported model (the MONAI bundle's ``models/``)."""
+        return self.root / "models" / f"fold_{fold}.safetensors"
+
+    def onnx_graph(self, fold: int) -> Path:
+        """A fold's network as an ONNX graph (``sihnet export --onnx``)."""
+        return self.root / "onnx" / f"fold_{fold}.onnx"
+
     def check_usable(self) -> None:
         """``--out`` must be a new or empty folder, or a sihnet run (it has ``config.yaml``): an
         existing folder of other files is never taken over.
@@ -256,6 +294,72 @@ class MeasurePaths:
     def outputs(self, name: str) -> tuple[Path, Path, Path]:
         """The files one scan's reading writes."""
         return self.reading(name), self.picture(name), self.markups(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class OcclusionPaths:
+    """The folder ``sihnet occlusion`` writes (``sihnet.interpret.patient_map``)."""
+
+    root: Path
+
+    @property
+    def model_input(self) -> Path:
+        return self.root / "input.nii.gz"
+
+    @property
+    def occlusion_map(self) -> Path:
+        return self.root / "occlusion.nii.gz"
+
+    @property
+    def native_map(self) -> Path:
+        return self.root / "occlusion_native.nii.gz"
+
+    @property
+    def figure(self) -> Path:
+        return self.root / "occlusion.png"
+
+    @property
+    def regions(self) -> Path:
+        return self.root / "regions.tsv"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "occlusion.json"
+
+    def outputs(self) -> tuple[Path, ...]:
+        """Every file of the folder (a folder holding others is not taken over)."""
+        return (
+            self.model_input,
+            self.occlusion_map,
+            self.native_map,
+            self.figure,
+            self.regions,
+            self.record,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CachePaths:
+    """The preprocessed-volume cache's layout (``sihnet.preprocessing.cache``): file names are
+    content hashes, never a source path or an identifier."""
+
+    root: Path
+
+    def volume(self, key: str) -> Path:
+        """A preprocessed volume (safetensors) under its key (content and settings)."""
+        return self.root / "volumes" / key[:2] / f"{key}.safetensors"
+
+    def record(self, kind: str, key: str) -> Path:
+        """A content-keyed JSON record: ``identity``, ``alignment``, ``reading``."""
+        return self.root / kind / key[:2] / f"{key}.json"
+
+    def converted(self, content: str) -> Path:
+        """A DICOM folder's NIfTI, under the folder's content hash."""
+        return self.root / "dicom" / f"{content}.nii.gz"
+
+    def machine_file(self, name: str) -> Path:
+        """A file of this machine's, keyed by nothing of a scan (the precision decisions)."""
+        return self.root / name
 
 
 def is_sihnet_folder(folder: Path) -> bool:

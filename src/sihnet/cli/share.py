@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 
 from sihnet.cli.options import app
+from sihnet.paths import RunPaths
+
+REPORT = RunPaths(Path("RUN")).report  # the help's default, named where every run file is
 
 
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'sihnet train'.")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file (default: RUN/report.html).")
+        Path | None, typer.Option("--out", help=f"HTML file (default: {REPORT}).")
     ] = None,
     occlusion: Annotated[
         list[Path] | None,
@@ -47,4 +50,4 @@ def export(
 
     folder = run_export(run, out, allow_missing_folds, onnx)
     typer.echo(f"model: {folder}")
-    typer.echo(f"card:  {folder / 'MODEL_CARD.md'}")
+    typer.echo(f"card:  {RunPaths(folder).model_card}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sihnet.paths import RunPaths
+from sihnet.paths import OcclusionPaths, RunPaths
 
 if TYPE_CHECKING:  # results types only; the commands import the stages lazily
     from sihnet.evaluation.run_metrics import RunMetrics
@@ -158,4 +158,4 @@ def occlusion_lines(record: OcclusionRecord, out: Path) -> list[str]:
             f"  #{row['rank']} {row['sign']}: peak {row['peak']:+.4g} at "
             f"({row['x_mm']}, {row['y_mm']}, {row['z_mm']}) mm, {row['location']}"
         )
-    return [*lines, f"figure: {out / 'occlusion.png'}"]
+    return [*lines, f"figure: {OcclusionPaths(out).figure}"]

@@ -62,7 +62,7 @@ def compare_runs(run: RunPaths, other: RunPaths, seed: int = 0) -> dict[str, Any
         "difference_bootstrap_ci95": [low, high],
         "delong_p": p_value,
     }
-    write_json_atomic(run.root / "comparison.json", result)
+    write_json_atomic(run.comparison, result)
     return result
 
 

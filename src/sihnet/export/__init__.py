@@ -52,7 +52,7 @@ def _write_onnx(folder: Path, config: Any, folds: list[int]) -> None:
 
     for k in folds:
         network = load_fold_model(RunPaths(folder), k, torch.device("cpu"), config)
-        export_fold(network, config, folder / "onnx" / f"fold_{k}.onnx")
+        export_fold(network, config, RunPaths(folder).onnx_graph(k))
 
 
 def _check_out(out: Path, run: Path) -> None:
@@ -137,8 +137,8 @@ def run_export(run: Path, out: Path, allow_missing_folds: bool = False, onnx: bo
             PredictionTable.read(paths.oof_predictions), paths.read_cohort()
         )
         card = model_card_text(config, metrics, paths.read_cohort(), subgroups, model_sha256, onnx)
-        write_text_atomic(staging / "MODEL_CARD.md", card)
-        write_text_atomic(staging / "docs" / "README.md", card)
+        write_text_atomic(staged.model_card, card)
+        write_text_atomic(staged.bundle_readme, card)
         # model.json last: it covers every other file of the folder (issue 31 row 3)
         _, files = model_identity(staged, exported, thresholds, every_file=True)
         record = ModelRecord(

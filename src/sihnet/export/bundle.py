@@ -173,13 +173,13 @@ def link_or_copy(source: Path, target: Path) -> None:
 def write_bundle_files(folder: Path, folds: list[int]) -> None:
     """``models/``, ``configs/inference.json`` and ``LICENSE`` (the metadata and the model card are
     written once the model's identity is known)."""
+    paths = RunPaths(folder)
     for k in folds:
-        source = RunPaths(folder).best_weights(k)
-        link_or_copy(source, folder / "models" / f"fold_{k}.safetensors")
-    write_json_atomic(folder / "configs" / "inference.json", inference_config())
-    write_text_atomic(folder / "configs" / "logging.conf", LOGGING_CONF)
+        link_or_copy(paths.best_weights(k), paths.exported_weights(k))
+    write_json_atomic(paths.bundle_inference_config, inference_config())
+    write_text_atomic(paths.bundle_logging_config, LOGGING_CONF)
     write_text_atomic(folder / "LICENSE", LICENSE_TEXT)
 
 
 def write_metadata(folder: Path, config: ExperimentConfig, model_sha256: str) -> None:
-    write_json_atomic(folder / "configs" / "metadata.json", metadata(config, model_sha256))
+    write_json_atomic(RunPaths(folder).bundle_metadata, metadata(config, model_sha256))

@@ -21,6 +21,7 @@ from torch import nn
 from sihnet.atomic import write_text_atomic
 from sihnet.config import InferenceConfig
 from sihnet.errors import SihnetError
+from sihnet.paths import RunPaths
 
 
 def bundle_root() -> str:
@@ -33,7 +34,7 @@ def bundle_root() -> str:
             configs = Path(arguments[arguments.index(flag) + 1].split(",")[0]).resolve().parent
             return str(configs.parent if configs.name == "configs" else configs)
     for entry in sys.path[1:2]:
-        if (Path(entry) / "configs" / "inference.json").is_file():
+        if RunPaths(Path(entry)).bundle_inference_config.is_file():
             return str(Path(entry).resolve())
     return str(Path.cwd())
 
@@ -58,7 +59,8 @@ def check_bundle_root(root: str) -> None:
     if Path(root).resolve() != running:
         _refuse(
             SihnetError(
-                f"{running.name}/configs/inference.json points at another model folder "
+                f"{running.name}/{RunPaths(Path('.')).bundle_inference_config} points at another "
+                "model folder "
                 f"({Path(root).name}); refused"
             )
         )

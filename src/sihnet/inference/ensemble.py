@@ -85,9 +85,8 @@ def identity_files(paths: RunPaths, folds: list[int]) -> list[Path]:
     ]
     if paths.reference.is_file():
         files.append(paths.reference)
-    for folder, suffix in (("models", ".safetensors"), ("onnx", ".onnx")):  # an exported model's
-        extra = [paths.root / folder / f"fold_{k}{suffix}" for k in folds]  # bundle and ONNX files
-        files += [f for f in extra if f.is_file()]
+    extra = [f for k in folds for f in (paths.exported_weights(k), paths.onnx_graph(k))]
+    files += [f for f in extra if f.is_file()]  # an exported model's bundle and ONNX files
     return files
 
 

@@ -34,7 +34,7 @@ from sihnet.inference.ensemble import FoldEnsemble
 from sihnet.ingest.resolve import convert_dicom_inputs
 from sihnet.interpret.occlusion import OcclusionResult, occlusion_map
 from sihnet.outputs import check_output_folder
-from sihnet.paths import RunPaths
+from sihnet.paths import OcclusionPaths, RunPaths
 from sihnet.preprocessing.cache import VolumeCache, default_cache_dir, read_cached
 from sihnet.preprocessing.volume import Preprocessed, resample_to_canvas
 from sihnet.schemas import PredictionTable
@@ -42,14 +42,6 @@ from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILES = (
-    "input.nii.gz",
-    "occlusion.nii.gz",
-    "occlusion_native.nii.gz",
-    "occlusion.png",
-    "regions.tsv",
-    "occlusion.json",
-)
 REGION_COLUMNS = ("rank", "sign", "peak", "x_mm", "y_mm", "z_mm", "volume_ml", "location")
 
 
@@ -267,7 +259,8 @@ def _prepare_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise SihnetError(f"--out {out.name} is a file; give a folder")
     if out.is_dir():
-        foreign = [p.name for p in out.iterdir() if p.name not in OUTPUT_FILES]
+        own = {p.name for p in OcclusionPaths(out).outputs()}
+        foreign = [p.name for p in out.iterdir() if p.name not in own]
         if foreign:
             raise SihnetError(
                 f"--out {out.name} holds other files ({foreign[0]}); give a new or empty folder"
@@ -294,16 +287,17 @@ def _write_outputs(
     native: tuple[np.ndarray, tuple[int, int, int]],
     target: str,
 ) -> tuple[list[dict[str, Any]], int]:
-    save_nifti(folder / "input.nii.gz", prepared.image[0], prepared.affine)
-    save_nifti(folder / "occlusion.nii.gz", effect, prepared.affine)
+    paths = OcclusionPaths(folder)
+    save_nifti(paths.model_input, prepared.image[0], prepared.affine)
+    save_nifti(paths.occlusion_map, effect, prepared.affine)
     native_affine, native_shape = native
     resampled = resample_to_canvas(effect, prepared.affine, native_affine, native_shape)
-    save_nifti(folder / "occlusion_native.nii.gz", resampled, native_affine)
+    save_nifti(paths.native_map, resampled, native_affine)
     regions = top_regions(effect, prepared.image[0], prepared.affine)
     shown = [{**row, "peak": f"{row['peak']:.6g}"} for row in regions]
-    write_table(folder / "regions.tsv", REGION_COLUMNS, shown, delimiter="\t")
+    write_table(paths.regions, REGION_COLUMNS, shown, delimiter="\t")
     title = f"occlusion map, {target} of fistula class"
-    return regions, plot_panels(folder / "occlusion.png", prepared.image[0], effect, title)
+    return regions, plot_panels(paths.figure, prepared.image[0], effect, title)
 
 
 def check_occlusion_batch(ensemble: FoldEnsemble, batch: int) -> None:
@@ -366,7 +360,7 @@ def run_occlusion(
             figure_sagittal_slice=slice_x,
             regions=regions,
         )
-        write_json_atomic(staging / "occlusion.json", record.as_json())
+        write_json_atomic(OcclusionPaths(staging).record, record.as_json())
         _swap_in(staging, Path(out))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

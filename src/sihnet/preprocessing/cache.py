@@ -30,6 +30,7 @@ from sihnet.atomic import write_atomic, write_json_atomic
 from sihnet.config import PreprocessingConfig
 from sihnet.errors import SihnetError
 from sihnet.hashing import text_sha256, tree_sha256
+from sihnet.paths import CachePaths
 from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.preprocessing.volume import Preprocessed, load_volume, preprocess_volume
 
@@ -165,7 +166,7 @@ class VolumeCache:
     def machine_file(self, name: str) -> Path:
         """A file of this machine's kept in the cache folder, keyed by nothing of a scan (the
         precision decisions): the only path of the cache built outside this class."""
-        return self.root / name
+        return CachePaths(self.root).machine_file(name)
 
     def content_hash(self, path: Path) -> str:
         """SHA-256 of a file's bytes (a folder: of its files' names and bytes); a file is hashed
@@ -180,7 +181,7 @@ class VolumeCache:
     def converted_path(self, folder: Path) -> Path:
         """Where a DICOM folder's NIfTI is kept: ``dicom/<content hash>.nii.gz`` (written by
         :func:`sihnet.ingest.resolve.convert_dicom_inputs` at the command's edge)."""
-        return self.root / "dicom" / f"{self.content_hash(folder)}.nii.gz"
+        return CachePaths(self.root).converted(self.content_hash(folder))
 
     def nifti_of(self, path: Path) -> Path:
         """A NIfTI path as is; a DICOM folder's NIfTI, converted at the command's edge (never
@@ -217,7 +218,7 @@ class VolumeCache:
         """The cache file for ``path`` under ``config``."""
         settings = json.dumps(dataclasses.asdict(config), sort_keys=True)
         key = text_sha256(f"{self.content_hash(path)}|{settings}|v{PREPROCESSING_VERSION}")
-        return self.root / "volumes" / key[:2] / f"{key}.safetensors"
+        return CachePaths(self.root).volume(key)
 
     def record(
         self,
@@ -238,7 +239,7 @@ class VolumeCache:
                 ``KeyError`` or ``TypeError`` on a record it does not accept.
         """
         key = text_sha256(f"{self.content_hash(path)}|{kind} v{version}")
-        record = self.root / kind / key[:2] / f"{key}.json"
+        record = CachePaths(self.root).record(kind, key)
         if record.is_file():
             try:
                 return decode(json.loads(record.read_text()))

@@ -28,7 +28,7 @@ from sihnet.data.splits import load_splits
 from sihnet.errors import SihnetError
 from sihnet.hashing import file_sha256
 from sihnet.outputs import check_output_file, starts_with
-from sihnet.paths import RunPaths
+from sihnet.paths import OcclusionPaths, RunPaths
 from sihnet.report.checklist import checklist
 from sihnet.report.figures import decision_curve_figure, file_uri, training_figure
 from sihnet.report.model_card import subgroup_aurocs, template_environment
@@ -149,12 +149,13 @@ def occlusion_views(folders: list[Path]) -> list[dict[str, Any]]:
     """Each occlusion folder's figure, record and volumes (for the viewer)."""
     views = []
     for index, folder in enumerate(folders):
-        record = read_json_as(folder / "occlusion.json", OcclusionFile)
+        files = OcclusionPaths(folder)
+        record = read_json_as(files.record, OcclusionFile)
         views.append({
             "id": f"viewer{index}", "name": folder.name, "record": record,
-            "figure": file_uri(folder / "occlusion.png"),
-            "input": _nifti_base64(folder / "input.nii.gz"),
-            "map": _nifti_base64(folder / "occlusion.nii.gz"),
+            "figure": file_uri(files.figure),
+            "input": _nifti_base64(files.model_input),
+            "map": _nifti_base64(files.occlusion_map),
             "peak": max((abs(r["peak"]) for r in record.get("regions", [])), default=1.0),
         })  # fmt: skip
     return views
@@ -237,7 +238,8 @@ def report_context(paths: RunPaths, occlusion_dirs: list[Path]) -> dict[str, Any
     metrics, cohort = read_json_as(paths.metrics, MetricsFile), paths.read_cohort()
     folds = metrics["folds_evaluated"]
     oof = PredictionTable.read(paths.oof_predictions)
-    found = sorted({p.parent for p in paths.root.rglob("occlusion.json")})
+    record_name = OcclusionPaths(paths.root).record.name
+    found = sorted({p.parent for p in paths.root.rglob(record_name)})
     occlusions = occlusion_views(
         [*found, *[Path(d) for d in occlusion_dirs if Path(d) not in found]]
     )
@@ -287,13 +289,12 @@ def run_report(
     """Write the report (default ``RUN/report.html``) and return its path."""
     paths = RunPaths(Path(run))
     paths.require_run("report")
-    target = Path(out) if out is not None else paths.root / "report.html"
-    check_output_file(
-        target, "report", own=paths.root / "report.html", earlier=starts_with(GENERATOR)
-    )
+    target = Path(out) if out is not None else paths.report
+    check_output_file(target, "report", own=paths.report, earlier=starts_with(GENERATOR))
     for folder in occlusion_dirs or []:
-        if not (Path(folder) / "occlusion.json").is_file():
-            raise SihnetError(f"--occlusion {Path(folder).name} holds no occlusion.json")
+        record = OcclusionPaths(Path(folder)).record
+        if not record.is_file():
+            raise SihnetError(f"--occlusion {Path(folder).name} holds no {record.name}")
     context = report_context(paths, list(occlusion_dirs or []))
     try:
         html = template_environment().get_template("report.html.j2").render(**context)
