@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sihnet.bern_reading import SIGN_READINGS
 from sihnet.evaluation.operating_points import youden_threshold
 from sihnet.evaluation.statistics import auroc_ci
-from sihnet.reader.reading import SIGN_RULES
 from sihnet.tables import read_rows
 
 DEVELOPMENT = ("dev1", "dev2")
@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     result = {}
-    for item, (measure, current) in SIGN_RULES.items():
+    for sign in SIGN_READINGS:
+        item, measure, current = sign.name, str(sign.measure), sign.threshold
         labels, values = pooled(args.work, measure, item)
         threshold = youden_threshold(labels, values)
         result[item] = {

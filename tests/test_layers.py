@@ -13,7 +13,7 @@ SRC = Path(sihnet.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "errors atomic hashing tables bern landmarks config_schema config_sections progress template",
+        "errors atomic hashing tables bern bern_reading landmarks config_schema config_sections progress template",
         "config schemas",
         "paths outputs",
         "data synth",

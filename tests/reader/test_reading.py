@@ -18,9 +18,9 @@ from sihnet.synth.render import render, template_to_world
 SPACING_MM = 2.0
 POSE = Acquisition(noise_sd=0.01, rotation_deg=(4.0, -2.0, 3.0), translation_mm=(2.0, -3.0, 1.0))
 ANATOMY = Baseline(
-    suprasellar_mm=6.0,
-    prepontine_mm=6.5,
-    mamillopontine_mm=8.0,
+    suprasellar_cistern_mm=6.0,
+    prepontine_cistern_mm=6.5,
+    mamillopontine_distance_mm=8.0,
     deformation_mm=2.0,
     deformation_seed=3,
     head_scale=(1.02, 0.98, 1.0),

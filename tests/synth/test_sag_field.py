@@ -51,7 +51,9 @@ def baseline() -> tuple[np.ndarray, np.ndarray, Reading, np.ndarray, np.ndarray]
     patient = Patient(
         1,
         Signs(),
-        Baseline(suprasellar_mm=6.0, prepontine_mm=6.5, mamillopontine_mm=8.0),
+        Baseline(
+            suprasellar_cistern_mm=6.0, prepontine_cistern_mm=6.5, mamillopontine_distance_mm=8.0
+        ),
         Acquisition(noise_sd=0.01, rotation_deg=(4.0, -2.0, 3.0), translation_mm=(2.0, -3.0, 1.0)),
     )
     data, affine = render(patient, 2.0)

@@ -100,8 +100,8 @@ def reader_section(
     """
     if not paths.read_config().measured.enabled:
         return None
+    from sihnet.bern_reading import BY_NAME
     from sihnet.models.measurements import read_verified_measurements
-    from sihnet.reader.reading import SIGN_RULES
 
     measures = read_verified_measurements(paths, sorted(set(pooled.folds.tolist())))
     patients = [p for p in pooled.patient_ids if p in measures]
@@ -115,7 +115,7 @@ def reader_section(
     for item in HEAD_ITEMS:
         truth = column(item.name, reader)
         if item.kind == "sign":
-            measure, threshold = SIGN_RULES[item.name]
+            measure, threshold = str(BY_NAME[item.name].measure), BY_NAME[item.name].threshold
             value = column(measure, features)
             known = np.isfinite(truth) & np.isfinite(value)
             entry = {"measure": measure, **_sign(value[known] >= threshold, truth[known])}

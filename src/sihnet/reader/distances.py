@@ -22,7 +22,6 @@ import dataclasses
 import numpy as np
 
 from sihnet import landmarks
-from sihnet.bern import MAMILLOPONTINE
 from sihnet.reader.profiles import STEP_MM, Profile, Scan
 
 SEARCH_MM = 5.0  # how far from its landmark an edge may lie
@@ -178,11 +177,17 @@ def cistern(
     )
 
 
-def mamillopontine(
-    scan: Scan, mamillary: np.ndarray, pons_top: np.ndarray, vertical: np.ndarray, csf: float
+def between_levels(
+    name: str,
+    scan: Scan,
+    mamillary: np.ndarray,
+    pons_top: np.ndarray,
+    vertical: np.ndarray,
+    csf: float,
 ) -> Distance:
-    """Vertical distance from the mamillary bodies' lower edge to the pons' upper edge."""
-    name = MAMILLOPONTINE.name
+    """A vertical distance between two structures' edges, each found on a vertical through its
+    landmark: the mamillopontine distance, from the mamillary bodies' lower edge to the pons'
+    upper edge."""
     contrast = MIN_SLOPE * _contrast(scan, mamillary, vertical, csf)
     if not contrast > 0:
         return _not_measured(name, "the mamillary bodies are not brighter than CSF")

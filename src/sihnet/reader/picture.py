@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from sihnet.atomic import write_atomic
-from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
+from sihnet.bern_reading import BY_NAME
 from sihnet.reader.profiles import Scan
 from sihnet.schemas import Reading
 
 HALF_WIDTH_MM = 40.0  # around the landmarks' centre, along the anterior and vertical axes
 STEP_MM = 0.25
-COLOURS = {SUPRASELLAR.name: "#ffcc00", PREPONTINE.name: "#33ddff", MAMILLOPONTINE.name: "#ff66cc"}
 
 
 def _plane(reading: Reading) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,19 +52,24 @@ def write_picture(path: Path, scan: Scan, reading: Reading) -> None:
                       color="#ff9999", fontsize=6)  # fmt: skip
     legend = []
     for name, distance in reading.distances.items():
-        colour = COLOURS.get(name, "white")
+        how = BY_NAME[name]  # the line's colour and shape: how the item is read
+        colour = how.colour
         if distance.start is None or distance.end is None or distance.mm is None:
             continue
         (x0, y0), (x1, y1) = (
             _in_plane(p, centre, (anterior, superior)) for p in (distance.start, distance.end)
         )
-        if name == MAMILLOPONTINE.name:  # a vertical distance: the two levels and the span
+        if how.end is not None:  # a distance between two levels: the levels and the span
             axis.plot([x0 - 3, x0 + 3], [y0, y0], "-", color=colour, linewidth=1)
             axis.plot([x1 - 3, x1 + 3], [y1, y1], "-", color=colour, linewidth=1)
             x0 = x1 = (x0 + x1) / 2
         axis.plot([x0, x1], [y0, y1], "-", color=colour, linewidth=1.5)
         axis.plot(
-            [x0, x1], [y0, y1], "_" if name != PREPONTINE.name else ".", color=colour, markersize=6
+            [x0, x1],
+            [y0, y1],
+            "_" if how.direction == "vertical" else ".",
+            color=colour,
+            markersize=6,
         )
         legend.append(
             (colour, f"{name.replace('_mm', '').replace('_', ' ')}: {distance.mm:.1f} mm")

@@ -13,15 +13,8 @@ import time
 import numpy as np
 
 from sihnet import landmarks
-from sihnet.bern import (
-    DISTANCE_FIELDS,
-    PACHYMENINGEAL,
-    PREPONTINE,
-    SUBDURAL,
-    SUPRASELLAR,
-    VENOUS_SINUS,
-    score_fields,
-)
+from sihnet.bern import DISTANCE_FIELDS, SUPRASELLAR, score_fields
+from sihnet.bern_reading import BY_NAME, DISTANCE_READINGS, READ_RANGE_MM, SIGN_READINGS
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.registration import Alignment, align_to_template
 from sihnet.reader import contrast, distances, signs
@@ -32,22 +25,11 @@ from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
 READER_VERSION = 14  # part of the cache key: raise it with any change of what is read
-# A sign is called present at or above these: Youden's point on the development cohorts dev1 and
-# dev2 pooled (benchmarks/reader_thresholds.py; 80 synthetic heads; docs/reader.md), re-derived
-# with the deterministic reader of December 2026 (dural 2.25 -> 2.15, subdural 1.65 -> 2.38).
-DURAL_ENHANCEMENT = 2.15  # mm x white matter across the brain's edge
-SINUS_HEIGHT_MM = 5.97  # the superior sagittal sinus' height
-SUBDURAL_FLUID_MM = 2.38  # fluid outside the brain's edge at the lateral convexities
-MAX_DISTANCE_MM = 12.0  # the largest Bern distance of an adult (normal ranges: docs/synthetic.md)
 MAX_SLICE_MM = 3.5  # thicker slices average the midline structures: no distance is read
-SIGN_MEASURES = ("dural_enhancement", "sinus_height_mm", "subdural_fluid_mm", "pituitary_height_mm")
+# The signs' measures (sihnet.bern_reading) and the pituitary's height.
+SIGN_MEASURES = (*(str(r.measure) for r in SIGN_READINGS), "pituitary_height_mm")
 # The reader's continuous quantities: what a model of the measured items weighs.
 FEATURES: tuple[str, ...] = (*SIGN_MEASURES, *DISTANCE_FIELDS)
-SIGN_RULES = {
-    PACHYMENINGEAL.name: ("dural_enhancement", DURAL_ENHANCEMENT),
-    VENOUS_SINUS.name: ("sinus_height_mm", SINUS_HEIGHT_MM),
-    SUBDURAL.name: ("subdural_fluid_mm", SUBDURAL_FLUID_MM),
-}
 
 
 def features_of(reading: Reading) -> dict[str, float | None]:
@@ -74,11 +56,8 @@ def items_not_measured(reading: Reading) -> dict[str, str]:
     reasons = {}
     for item, value in reading.items.items():
         if value is None:
-            quantity = (
-                reading.measures.get(SIGN_RULES[item][0])
-                if item in SIGN_RULES
-                else reading.distances.get(item)
-            )
+            measure = BY_NAME[item].measure
+            quantity = reading.measures.get(measure) if measure else reading.distances.get(item)
             reasons[item] = quantity.reason if quantity is not None else "not read"
     return reasons
 
@@ -92,10 +71,10 @@ def is_consistent(reading: Reading) -> bool:
     if reading.problem:
         return not reading.items and reading.bern_score_min is None
     expected: dict[str, float | None] = {}
-    for item, (measure, threshold) in SIGN_RULES.items():
-        read = reading.measures.get(measure)
+    for sign in SIGN_READINGS:
+        read = reading.measures.get(str(sign.measure))
         value = None if read is None else read.value
-        expected[item] = None if value is None else float(value >= threshold)
+        expected[sign.name] = None if value is None else sign.call(value)
     for name in DISTANCE_FIELDS:
         distance = reading.distances.get(name)
         mm = None if distance is None else distance.mm
@@ -124,12 +103,12 @@ def _csf_level(
     from scipy import ndimage
 
     values = []
-    for origin, direction in (
-        (points[landmarks.CHIASM_FLOOR.name], vertical),
-        (points[landmarks.PONS_ANTERIOR.name], normal),
-        (points[landmarks.MAMILLARY_BODY.name], vertical),
-    ):
-        profile = Profile.along(scan, origin, direction, -8.0, 4.0)
+    lines = {"vertical": vertical, "clivus_normal": normal}
+    for reading in DISTANCE_READINGS:
+        assert reading.start is not None and reading.direction is not None
+        profile = Profile.along(
+            scan, points[reading.start.name], lines[reading.direction], -8.0, 4.0
+        )
         finite = profile.values[np.isfinite(profile.values)]
         if finite.size > 10:
             values.append(ndimage.uniform_filter1d(finite, 10))
@@ -178,8 +157,11 @@ def read_scan(
     ]
     measures = _sign_measures(scan, alignment, rotation, white, csf)
     # under the plausible suprasellar edge only: an implausible one is not the gland's top
-    chiasm = points[landmarks.CHIASM_FLOOR.name]
-    measures |= _pituitary(scan, read[0], chiasm, vertical, csf, white)
+    suprasellar = BY_NAME[SUPRASELLAR.name]
+    assert suprasellar.start is not None
+    chiasm = points[suprasellar.start.name]
+    cistern = next(d for d in read if d.name == SUPRASELLAR.name)
+    measures |= _pituitary(scan, cistern, chiasm, vertical, csf, white)
     measures = contrast.without_contrast(measures)
     return _reading(
         read, measures, alignment, warp, white, csf, points, time.perf_counter() - started
@@ -189,24 +171,20 @@ def read_scan(
 def _distances(
     scan: Scan, points: dict[str, np.ndarray], rotation: np.ndarray, csf: float, white: float
 ) -> list[distances.Distance]:
-    """The three Bern distances from their landmarks (world mm): suprasellar, prepontine,
-    mamillopontine."""
+    """The three Bern distances as :data:`sihnet.bern_reading.READINGS` reads them (world mm):
+    a cistern from its landmark across the CSF, a distance between two landmarks' levels."""
     vertical, normal = distances.template_directions(rotation)
-    return [
-        distances.cistern(
-            SUPRASELLAR.name, scan, points[landmarks.CHIASM_FLOOR.name], vertical, csf, white
-        ),
-        distances.cistern(
-            PREPONTINE.name, scan, points[landmarks.PONS_ANTERIOR.name], normal, csf, white
-        ),
-        distances.mamillopontine(
-            scan,
-            points[landmarks.MAMILLARY_BODY.name],
-            points[landmarks.PONS_SUPERIOR.name],
-            vertical,
-            csf,
-        ),
-    ]
+    lines = {"vertical": vertical, "clivus_normal": normal}
+    read = []
+    for item in DISTANCE_READINGS:
+        assert item.start is not None and item.direction is not None
+        start, line = points[item.start.name], lines[item.direction]
+        if item.end is None:
+            read.append(distances.cistern(item.name, scan, start, line, csf, white))
+        else:
+            end = points[item.end.name]
+            read.append(distances.between_levels(item.name, scan, start, end, line, csf))
+    return read
 
 
 def _pituitary(
@@ -265,9 +243,11 @@ def _thin_enough(distance: distances.Distance, scan: Scan) -> distances.Distance
 
 
 def _plausible(distance: distances.Distance) -> distances.Distance:
-    """A distance beyond any adult's (over ``MAX_DISTANCE_MM``, or below -1 mm) was read off the
-    wrong structures: not measured, with the value in the reason."""
-    if distance.mm is None or -1.0 <= distance.mm <= MAX_DISTANCE_MM:
+    """A distance outside the reader's range (``READ_RANGE_MM``: beyond any adult's, or edges
+    crossing by more than the blur) was read off the wrong structures: not measured, with the
+    value in the reason."""
+    low, high = READ_RANGE_MM
+    if distance.mm is None or low <= distance.mm <= high:
         return distance
     return distances.Distance(
         distance.name,
@@ -320,9 +300,9 @@ def _reading(
     seconds: float,
 ) -> Reading:
     items: dict[str, float | None] = {}
-    for item, (measure, threshold) in SIGN_RULES.items():
-        value = _fixed(measures[measure].value)
-        items[item] = None if value is None else float(value >= threshold)
+    for sign in SIGN_READINGS:
+        value = _fixed(measures[str(sign.measure)].value)
+        items[sign.name] = None if value is None else sign.call(value)
     for distance in read:
         mm = _fixed(distance.mm)
         items[distance.name] = None if mm is None else round(max(mm, 0.0), 2)

@@ -21,7 +21,14 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from sihnet.bern import DISTANCE_FIELDS, ITEMS, bern_scores
+from sihnet.bern import (
+    DISTANCE_FIELDS,
+    ITEMS,
+    MAMILLOPONTINE,
+    PREPONTINE,
+    SUPRASELLAR,
+    bern_scores,
+)
 from sihnet.schemas import CohortReaders, DistanceSpread, GeneratorCeiling, Readers
 from sihnet.synth.field import SplineField
 from sihnet.synth.geometry import DEFORMATION_KNOTS_MM, SagMap, SkullBase
@@ -72,16 +79,19 @@ def draw_population(rng: np.random.Generator, labels: np.ndarray) -> Population:
     sag = SagMap.of(
         sag_mm[:, None],
         (COMPRESSION_PER_SAG * sag_mm * factor)[:, None],
-        columns["mamillopontine_mm"][:, None],
+        columns[MAMILLOPONTINE.name][:, None],
         columns["brainstem_offset_mm"][:, None],
     )
     normal = SagMap.of(
-        0.0, 0.0, columns["mamillopontine_mm"][:, None], columns["brainstem_offset_mm"][:, None]
+        0.0,
+        0.0,
+        columns[MAMILLOPONTINE.name][:, None],
+        columns["brainstem_offset_mm"][:, None],
     )
     skull = SkullBase.of(
         normal,
-        columns["suprasellar_mm"][:, None],
-        columns["prepontine_mm"][:, None],
+        columns[SUPRASELLAR.name][:, None],
+        columns[PREPONTINE.name][:, None],
         columns["pituitary_height_mm"][:, None],
         pituitary_mm[:, None],
     )

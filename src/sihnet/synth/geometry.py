@@ -51,12 +51,12 @@ class SagMap:
     def of(
         sag_mm: Values,
         midbrain_compression_mm: Values,
-        mamillopontine_mm: Values,
+        mamillopontine_distance_mm: Values,
         brainstem_offset_mm: Values,
     ) -> SagMap:
         """The map of a patient's sag and compression on its own anatomy (baseline
         mamillopontine distance and brainstem height)."""
-        relative = mamillopontine_mm - atlas.TEMPLATE_MPD_MM - midbrain_compression_mm
+        relative = mamillopontine_distance_mm - atlas.TEMPLATE_MPD_MM - midbrain_compression_mm
         relative = np.maximum(relative, 0.3 - atlas.TEMPLATE_MPD_MM)  # keeps MPD >= 0.3 mm
         pons = sag_mm + brainstem_offset_mm
         return SagMap(pons, pons - relative)
@@ -68,7 +68,7 @@ class SagMap:
         return SagMap.of(
             signs.sag_mm if with_signs else 0.0,
             signs.midbrain_compression_mm if with_signs else 0.0,
-            baseline.mamillopontine_mm,
+            baseline.mamillopontine_distance_mm,
             baseline.brainstem_offset_mm,
         )
 
@@ -197,8 +197,8 @@ class SkullBase:
     @staticmethod
     def of(
         normal_anatomy: SagMap,
-        suprasellar_mm: Values,
-        prepontine_mm: Values,
+        suprasellar_cistern_mm: Values,
+        prepontine_cistern_mm: Values,
         pituitary_height_mm: Values,
         pituitary_mm: Values,
     ) -> SkullBase:
@@ -206,7 +206,7 @@ class SkullBase:
         its brain position without SIH signs) has its baseline cisterns."""
         moved = normal_anatomy.forward(np.stack([atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]))
         chiasm, pons_front = moved[..., 0, :], moved[..., 1, :]
-        top_baseline = chiasm[..., 2] - _flat(suprasellar_mm)
+        top_baseline = chiasm[..., 2] - _flat(suprasellar_cistern_mm)
         bottom = top_baseline - _flat(pituitary_height_mm)
         engorgement = _flat(pituitary_mm) + np.zeros_like(top_baseline)
         top = top_baseline + engorgement
@@ -214,7 +214,7 @@ class SkullBase:
         centre = np.stack([zeros, zeros + 3.0, (top + bottom) / 2], -1)
         radii = np.stack([zeros + 6.0, 5.0 + 0.4 * engorgement, (top - bottom) / 2], -1)
         normal, direction = landmarks.CLIVUS_NORMAL, landmarks.CLIVUS_DIRECTION
-        point = pons_front - _flat(prepontine_mm)[..., None] * normal
+        point = pons_front - _flat(prepontine_cistern_mm)[..., None] * normal
         return SkullBase(centre, radii, point, normal, direction)
 
     @staticmethod
@@ -222,8 +222,8 @@ class SkullBase:
         baseline = patient.baseline
         return SkullBase.of(
             SagMap.of_patient(patient, with_signs=False),
-            baseline.suprasellar_mm,
-            baseline.prepontine_mm,
+            baseline.suprasellar_cistern_mm,
+            baseline.prepontine_cistern_mm,
             baseline.pituitary_height_mm,
             patient.signs.pituitary_mm,
         )

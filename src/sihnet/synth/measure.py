@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sihnet.bern import (
-    MAMILLOPONTINE,
-    PACHYMENINGEAL,
-    PREPONTINE,
-    SUBDURAL,
-    SUPRASELLAR,
-    VENOUS_SINUS,
-)
+from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
+from sihnet.bern_reading import SIGN_READINGS
 from sihnet.synth import anatomy as atlas
 from sihnet.synth.field import SplineField
 from sihnet.synth.geometry import SagMap, SkullBase, deformation_of, template_to_head
@@ -29,12 +23,8 @@ from sihnet.synth.patient import SIGN_MODELS, VISIBLE_SEVERITY, Patient
 BRAIN_LANDMARKS = np.stack(
     [atlas.MAMILLARY_INFERIOR, atlas.PONS_SUPERIOR, atlas.CHIASM_FLOOR, atlas.PONS_ANTERIOR]
 )
-# Bern sign items and the latent sign whose visibility each is.
-SIGN_OF_ITEM = {
-    PACHYMENINGEAL.name: "dural_enhancement",
-    VENOUS_SINUS.name: "venous_engorgement",
-    SUBDURAL.name: "subdural_mm",
-}
+# Bern sign items and the latent sign whose visibility each is (sihnet.bern_reading's table).
+SIGN_OF_ITEM = {r.name: str(r.synth) for r in SIGN_READINGS}
 SIGN_INDEX = {model.field: i for i, model in enumerate(SIGN_MODELS)}
 
 

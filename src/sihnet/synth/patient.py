@@ -25,6 +25,8 @@ import dataclasses
 
 import numpy as np
 
+from sihnet.bern import MAMILLOPONTINE, PREPONTINE, SUPRASELLAR
+
 VISIBLE_SEVERITY = 0.3
 NORMAL_APPEARING = 0.2  # share of fistula patients drawn as controls
 # Brain sag: the diencephalon descends this much more than the pons per mm of sag (midbrain
@@ -98,8 +100,9 @@ class Baseline:
     """A patient's normal anatomy before SIH signs.
 
     Attributes:
-        suprasellar_mm, prepontine_mm, mamillopontine_mm: the three Bern distances the anatomy
-            has without SIH signs, head-frame mm before head size.
+        suprasellar_cistern_mm, prepontine_cistern_mm, mamillopontine_distance_mm: the three
+            Bern distances (named as their items) the anatomy has without SIH signs, head-frame
+            mm before head size.
         pituitary_height_mm: height of the gland without engorgement.
         brainstem_offset_mm: constitutional descent of the brainstem and skull base against the
             vault (negative: higher), mm.
@@ -108,9 +111,9 @@ class Baseline:
         deformation_seed: seed of the deformation.
     """
 
-    suprasellar_mm: float = 6.0
-    prepontine_mm: float = 6.5
-    mamillopontine_mm: float = 8.5
+    suprasellar_cistern_mm: float = 6.0
+    prepontine_cistern_mm: float = 6.5
+    mamillopontine_distance_mm: float = 8.5
     pituitary_height_mm: float = 6.0
     brainstem_offset_mm: float = 0.0
     head_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -196,9 +199,9 @@ def draw_baseline_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndar
     (``head_scale`` (n, 3)); ``deformation_seed`` excluded. Calibration: ``docs/synthetic.md``."""
     size = rng.uniform(0.92, 1.08, n)
     return {
-        "suprasellar_mm": np.clip(rng.normal(6.0, 1.8, n), 2.0, 11.0),
-        "prepontine_mm": np.clip(rng.normal(5.8, 1.4, n), 2.5, 10.0),
-        "mamillopontine_mm": np.clip(rng.normal(7.6, 1.6, n), 3.5, 12.0),
+        SUPRASELLAR.name: np.clip(rng.normal(6.0, 1.8, n), 2.0, 11.0),
+        PREPONTINE.name: np.clip(rng.normal(5.8, 1.4, n), 2.5, 10.0),
+        MAMILLOPONTINE.name: np.clip(rng.normal(7.6, 1.6, n), 3.5, 12.0),
         "pituitary_height_mm": np.clip(rng.normal(6.0, 1.0, n), 3.5, 9.0),
         "brainstem_offset_mm": np.clip(rng.normal(0.0, 1.5, n), -4.0, 4.0),
         "head_scale": size[:, None] * np.exp(rng.normal(0.0, 0.04, (n, 3))),
