@@ -126,6 +126,12 @@ class RunPaths:
         return self.fold_dir(fold) / "measured_model.json"
 
     @property
+    def cohort_ceiling(self) -> Path:
+        """A synthetic cohort's ceiling on the run's patients (the ideal reader, the ground-truth
+        Bern score), when the run's manifest is a whole synthetic cohort."""
+        return self.root / "cohort_ceiling.json"
+
+    @property
     def image_identities(self) -> Path:
         """The training images' identities (voxels and geometry; no paths): an external cohort
         that reuses one is warned about."""

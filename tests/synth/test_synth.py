@@ -195,3 +195,20 @@ def test_no_shortcut_header_fields_and_global_intensity_do_not_give_the_label() 
     auroc = roc_auc_score(labels, scores[:, 1])
     print(f"header and global intensity: AUROC {auroc:.3f}")
     assert auroc <= 0.65
+
+
+def test_a_run_on_a_whole_synthetic_cohort_carries_its_ceiling(
+    tiny_cohort: Path, tiny_run: Path
+) -> None:
+    """The cohort's ceiling reaches the run's metrics.json (beside its AUROC) only when the
+    manifest holds exactly the cohort's patients."""
+    import json
+
+    from sihnet.synth.cohort import cohort_ceiling
+
+    ids = [r["patient_id"] for r in csv.DictReader(tiny_cohort.open())]
+    ceiling = cohort_ceiling(tiny_cohort, ids)
+    assert ceiling is not None and ceiling.n_patients == 12
+    assert cohort_ceiling(tiny_cohort, ids[1:]) is None  # a subset has another ceiling
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["ceiling"] == ceiling.model_dump()

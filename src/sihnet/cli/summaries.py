@@ -47,6 +47,12 @@ def metrics_lines(metrics: RunMetrics, paths: RunPaths) -> list[str]:
             f"Bern {bern.auroc_bern:.4f} [{bern.auroc_bern_ci95[0]:.3f}–{bern.auroc_bern_ci95[1]:.3f}], "
             f"difference {bern.auroc_difference:+.4f}, DeLong p = {bern.delong_p:.3g}"
         )
+    if metrics.ceiling is not None:
+        lines.append(
+            f"ceiling of these {metrics.ceiling['n_patients']} synthetic patients: ideal reader "
+            f"{metrics.ceiling['ideal_reader_auroc']:.4f}, ground-truth Bern score "
+            f"{metrics.ceiling['bern_truth_auroc']:.4f}"
+        )
     lines += [f"metrics: {paths.metrics}", f"roc:     {paths.roc_plot}"]
     if bern is not None and bern.compared:
         lines.append(f"vs Bern: {paths.roc_vs_bern_plot}")

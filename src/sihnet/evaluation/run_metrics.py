@@ -32,7 +32,7 @@ from sihnet.evaluation.clinical import calibration_intercept_slope, decision_cur
 from sihnet.evaluation.operating_points import fixed_thresholds
 from sihnet.evaluation.statistics import auroc_ci, bootstrap_auroc_ci
 from sihnet.paths import RunPaths
-from sihnet.schemas import FoldSummary, PredictionTable
+from sihnet.schemas import CohortReaders, FoldSummary, PredictionTable, read_json_as
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class RunMetrics:
     reader: dict[str, Any] | None = (
         None  # measured runs (sihnet.evaluation.auto_bern.reader_section)
     )
+    ceiling: dict[str, Any] | None = None  # a whole synthetic cohort's (RUN/cohort_ceiling.json)
 
     @property
     def folds_missing(self) -> list[int]:
@@ -97,6 +98,8 @@ class RunMetrics:
         values["folds_missing"] = self.folds_missing
         if self.auto_bern is None:
             del values["auto_bern"]
+        if self.ceiling is None:
+            del values["ceiling"]
         if self.bern is None:
             del values["bern"]
         else:
@@ -245,6 +248,9 @@ def run_evaluation(paths: RunPaths) -> RunMetrics:
         notes=NOTES,
         auto_bern=auto_bern_section(paths, present, cohort.get("bern", {})),
         reader=reader_section(paths, pooled, cohort.get("bern", {})),
+        ceiling=read_json_as(paths.cohort_ceiling, CohortReaders)
+        if paths.cohort_ceiling.is_file()
+        else None,
         **_fold_metrics(folds, pooled, config.seed),
     )
     plot_reliability(paths.reliability_plot, metrics.calibration)

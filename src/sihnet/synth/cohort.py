@@ -9,7 +9,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,11 @@ from sihnet.atomic import write_atomic, write_json_atomic, write_nifti_atomic
 from sihnet.bern import FIELDS, bern_score
 from sihnet.errors import SihnetError
 from sihnet.outputs import check_output_folder
-from sihnet.schemas import CeilingFile
+from sihnet.schemas import CeilingFile, CohortReaders, read_json
 from sihnet.synth.ceiling import cohort_readers, generator_ceiling
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient, sample_patient
-from sihnet.tables import write_table
+from sihnet.tables import read_rows, write_table
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,22 @@ MANIFEST_COLUMNS = (
     "site",
     *FIELDS,
 )
+
+
+def cohort_ceiling(manifest: Path, patient_ids: Iterable[str]) -> CohortReaders | None:
+    """The ceiling of a synthetic cohort's own patients (``ceiling.json`` beside its manifest:
+    the ideal reader and the ground-truth Bern score), when the manifest holds exactly the
+    cohort's patients; None for any other manifest (a subset has another ceiling).
+
+    Raises:
+        SihnetError: the cohort's ceiling.json is damaged.
+    """
+    folder = Path(manifest).parent
+    if not ((folder / CEILING).is_file() and (folder / TRUTH).is_file()):
+        return None
+    if {r["patient_id"] for r in read_rows(folder / TRUTH)} != set(patient_ids):
+        return None
+    return read_json(folder / CEILING, CeilingFile).cohort
 
 
 def cohort_patients(n: int, seed: int) -> list[Patient]:

@@ -35,6 +35,7 @@ from sihnet.paths import RunPaths
 from sihnet.preprocessing.cache import VolumeCache, read_cached
 from sihnet.preprocessing.reference import image_properties, reference_statistics
 from sihnet.schemas import CohortFile, ImageIdentities
+from sihnet.synth.cohort import cohort_ceiling
 from sihnet.training.checkpoint import stop_requested
 from sihnet.training.distributed import World, broadcast_error
 
@@ -183,6 +184,9 @@ def prepare_run(
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted write", removed)
     write_cohort_record(paths, cohort, config.cross_validation.folds)
+    ceiling = cohort_ceiling(cohort.source, cohort.patient_ids)
+    if ceiling is not None:  # beside the run's AUROC in metrics.json and the report
+        write_json_atomic(paths.cohort_ceiling, ceiling.model_dump())
     torch.set_num_threads(config.training.threads or os.cpu_count() or 1)
     images = [(scan.row, scan.image) for scan in cohort.scans]
     convert_dicom_inputs([image for _, image in images], cache)
