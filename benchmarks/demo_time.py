@@ -1,5 +1,6 @@
 """The demo as a newcomer meets it: a fresh clone, ``make test`` (or only the venv), then
-``make demo`` timed, once per synthetic cohort seed (median of the runs' wall times).
+``make demo`` timed, once per synthetic cohort seed (median of the runs' wall times), with where
+its time goes (the demo's own ``stage_seconds.json``).
 
     python benchmarks/demo_time.py [--seeds 0 1 2] [--skip-tests] [--out benchmarks/results]
 
@@ -46,9 +47,11 @@ def main() -> None:
             out = f"demo_seed{seed}"
             seconds = timed(["make", "demo", f"DEMO_OUT={out}", f"DEMO_SEED={seed}"], clone, env)
             metrics = json.loads((clone / out / "run" / "metrics.json").read_text())
+            stages = json.loads((clone / out / "stage_seconds.json").read_text())
             rows.append(
                 {"seed": seed, "seconds": seconds, "auroc": metrics["auroc_pooled"],
-                 "ci95": metrics["auroc_pooled_ci95"]}
+                 "ci95": metrics["auroc_pooled_ci95"], "stages": stages,
+                 "ceiling": metrics.get("ceiling"), "bern": metrics.get("bern", {}).get("auroc_bern")}
             )  # fmt: skip
     median = statistics.median(r["seconds"] for r in rows)
     result = {"setup": "make venv" if args.skip_tests else "make test", "setup_seconds": setup,
@@ -57,12 +60,18 @@ def main() -> None:
     (args.out / "demo_time.json").write_text(json.dumps(result, indent=2))
     lines = [
         f"# make demo from a fresh clone ({result['setup']} first: {setup:.0f} s; {os.cpu_count()} CPUs)",
-        "", "| seed | demo wall time | pooled OOF AUROC [95% CI] |", "|---|---|---|",
+        "", "| seed | demo wall time | seconds per stage | pooled OOF AUROC [95% CI] | Bern score | "
+        "ground-truth Bern / ideal reader (same patients) |", "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row in rows:
         low, high = row["ci95"]
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in row["stages"].items())
+        ceiling = row["ceiling"] or {}
+        truth = f"{ceiling.get('bern_truth_auroc', float('nan')):.3f} / {ceiling.get('ideal_reader_auroc', float('nan')):.3f}"
+        bern = "–" if row["bern"] is None else f"{row['bern']:.3f}"
         lines.append(
-            f"| {row['seed']} | {row['seconds'] / 60:.1f} min | {row['auroc']:.3f} [{low:.3f}–{high:.3f}] |"
+            f"| {row['seed']} | {row['seconds'] / 60:.1f} min | {stages} | {row['auroc']:.3f} "
+            f"[{low:.3f}–{high:.3f}] | {bern} | {truth} |"
         )
     lines.append(f"\nmedian demo time: {median / 60:.1f} min")
     (args.out / "demo_time.md").write_text("\n".join(lines) + "\n")

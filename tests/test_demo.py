@@ -3,6 +3,7 @@ the tiny configuration instead of the quick profile."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,6 @@ def test_the_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert (run / "occlusion" / "occlusion.nii.gz").is_file() and result.occlusion.folds
     assert result.report == run / "report.html" and "Occlusion maps" in result.report.read_text()
     assert "(fistula) with fold" in result.occlusion_line
+    stages = json.loads((tmp_path / "demo" / "stage_seconds.json").read_text())
+    assert list(stages) == list(demo.DEMO_SHARES) and all(s >= 0 for s in stages.values())
+    assert stages["training"] > 0

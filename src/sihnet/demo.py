@@ -6,26 +6,29 @@ model that never saw it, and write the report::
 
     OUT/cohort/                 the synthetic cohort (cohort.csv, images/, montage.png)
     OUT/run/                    the run folder; OUT/run/occlusion/ the map; OUT/run/report.html
+    OUT/stage_seconds.json      the wall seconds of each stage (where the demo's time goes)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from sihnet import progress
+from sihnet.atomic import write_json_atomic
 from sihnet.config import OcclusionConfig, load_config
 from sihnet.data.manifest import read_manifest
 from sihnet.evaluation.run_metrics import RunMetrics, run_evaluation
 from sihnet.interpret.patient_map import OcclusionRecord, demo_patient, run_occlusion
-from sihnet.paths import RunPaths
+from sihnet.paths import DemoPaths, RunPaths
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.report.build import run_report
-from sihnet.synth.cohort import run_synth
+from sihnet.synth.cohort import MANIFEST, run_synth
 from sihnet.training.cross_validation import run_training
 
-# Shares of the demo's time per stage, for the job bar's estimate of the time left (measured by
-# benchmarks/demo_time.py on a 2-core machine; see the README's demo section).
+# Shares of the demo's time per stage, for the job bar's estimate of the time left (a demo's
+# stage_seconds.json, benchmarks/demo_time.py, on a 2-core machine; docs/benchmarks.md).
 DEMO_SHARES = {
     "synthesis": 0.02,
     "training": 0.94,
@@ -67,23 +70,33 @@ def run_demo(
         occlusion: the map's patch and stride (its fold is the held-out patient's); default
             ``DEMO_OCCLUSION``.
     """
+    folder, seconds = DemoPaths(Path(out)), dict[str, float]()
+    clock = time.perf_counter()
+
+    def done(stage: str) -> None:
+        nonlocal clock
+        job.update(stage, 1, 1)
+        seconds[stage], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+
     with progress.job_progress(DEMO_SHARES, "demo") as job:
-        manifest = Path(out) / "cohort" / "cohort.csv"
+        manifest = folder.cohort_folder / MANIFEST
         if not manifest.is_file():
-            run_synth(manifest.parent, n=n, seed=seed, spacing_mm=spacing_mm)
-        job.update("synthesis", 1, 1)
-        paths = RunPaths(Path(out) / "run")
+            run_synth(folder.cohort_folder, n=n, seed=seed, spacing_mm=spacing_mm)
+        done("synthesis")
+        paths = folder.run
         cohort = read_manifest(manifest)
         run_training(load_config(profile), cohort, paths, cache)
-        job.update("training", 1, 1)
+        done("training")
         metrics = run_evaluation(paths)
-        job.update("evaluation", 1, 1)
+        done("evaluation")
         patient, image, fold = demo_patient(paths, cohort)
         line = f"occlusion map of {patient} (fistula) with fold {fold}'s model, which never saw it:"
         map_options = dataclasses.replace(occlusion or DEMO_OCCLUSION, fold=fold)
         record = run_occlusion(
             paths.root, image, paths.root / "occlusion", map_options, cache=cache
         )
+        done("occlusion")
         report = run_report(paths.root)
-        job.update("report", 1, 1)
+        done("report")
+    write_json_atomic(folder.stage_seconds, seconds)
     return DemoResult(paths, metrics, record, line, report)

@@ -345,6 +345,26 @@ class OcclusionPaths:
 
 
 @dataclasses.dataclass(frozen=True)
+class DemoPaths:
+    """The folder ``sihnet demo`` writes: the synthetic cohort, the run, each stage's seconds."""
+
+    root: Path
+
+    @property
+    def cohort_folder(self) -> Path:
+        return self.root / "cohort"
+
+    @property
+    def run(self) -> RunPaths:
+        return RunPaths(self.root / "run")
+
+    @property
+    def stage_seconds(self) -> Path:
+        """Wall seconds of each stage of the last demo (``benchmarks/demo_time.py`` reads it)."""
+        return self.root / "stage_seconds.json"
+
+
+@dataclasses.dataclass(frozen=True)
 class CachePaths:
     """The preprocessed-volume cache's layout (``sihnet.preprocessing.cache``): file names are
     content hashes, never a source path or an identifier."""
