@@ -29,12 +29,12 @@ from sihnet.training.cross_validation import run_training
 
 # Shares of the demo's time per stage, for the job bar's estimate of the time left (a demo's
 # stage_seconds.json, benchmarks/demo_time.py, on a 2-core machine; docs/benchmarks.md).
-DEMO_SHARES = {
-    "synthesis": 0.02,
+DEMO_SHARES = {  # 2026-12-07, AVX-512 class, fp32: 69 / 1,799 / 1 / 27 / 0.4 s
+    "synthesis": 0.04,
     "training": 0.94,
-    "evaluation": 0.01,
-    "occlusion": 0.02,
-    "report": 0.01,
+    "evaluation": 0.005,
+    "occlusion": 0.01,
+    "report": 0.005,
 }
 
 
