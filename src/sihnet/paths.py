@@ -117,8 +117,7 @@ class RunPaths:
         return self.fold_dir(fold) / "summary.json"
 
     def fold_measured_predictions(self, fold: int) -> Path:
-        """A measured run's fold: the run's ``probability`` (fused) beside the network's and the
-        measured model's; ``predictions.csv`` stays the network's."""
+        """A measured run's fold: its fused ``probability``, the network's and the measured's."""
         return self.fold_dir(fold) / "measured_predictions.csv"
 
     def fold_measured_model(self, fold: int) -> Path:
@@ -127,8 +126,7 @@ class RunPaths:
 
     @property
     def cohort_ceiling(self) -> Path:
-        """A synthetic cohort's ceiling on the run's patients (the ideal reader, the ground-truth
-        Bern score), when the run's manifest is a whole synthetic cohort."""
+        """A whole synthetic cohort's ceiling (the ideal reader, the ground-truth Bern score)."""
         return self.root / "cohort_ceiling.json"
 
     @property
@@ -139,9 +137,7 @@ class RunPaths:
 
     @property
     def patient_measures(self) -> Path:
-        """What the automatic Bern reader measured, one row per patient, a patient's scans
-        averaged (``measured`` runs; ``sihnet measure``'s per-scan table is
-        ``MeasurePaths.table``)."""
+        """The automatic Bern reader's measures per patient (``measured`` runs)."""
         return self.root / "patient_measures.csv"
 
     @property
@@ -180,7 +176,6 @@ class RunPaths:
 
     @property
     def model_card(self) -> Path:
-        """An exported model's card (the MONAI bundle's ``docs/README.md`` holds it too)."""
         return self.root / "MODEL_CARD.md"
 
     @property
@@ -200,11 +195,9 @@ class RunPaths:
         return self.root / "configs" / "logging.conf"
 
     def exported_weights(self, fold: int) -> Path:
-        """A fold's weights in an exported model (the MONAI bundle's ``models/``)."""
         return self.root / "models" / f"fold_{fold}.safetensors"
 
     def onnx_graph(self, fold: int) -> Path:
-        """A fold's network as an ONNX graph (``sihnet export --onnx``)."""
         return self.root / "onnx" / f"fold_{fold}.onnx"
 
     def check_usable(self) -> None:
@@ -346,7 +339,7 @@ class OcclusionPaths:
 
 @dataclasses.dataclass(frozen=True)
 class DemoPaths:
-    """The folder ``sihnet demo`` writes: the synthetic cohort, the run, each stage's seconds."""
+    """The folder ``sihnet demo`` writes: the cohort, the run, each stage's wall seconds."""
 
     root: Path
 
@@ -360,7 +353,6 @@ class DemoPaths:
 
     @property
     def stage_seconds(self) -> Path:
-        """Wall seconds of each stage of the last demo (``benchmarks/demo_time.py`` reads it)."""
         return self.root / "stage_seconds.json"
 
 
@@ -372,15 +364,12 @@ class CachePaths:
     root: Path
 
     def volume(self, key: str) -> Path:
-        """A preprocessed volume (safetensors) under its key (content and settings)."""
         return self.root / "volumes" / key[:2] / f"{key}.safetensors"
 
     def record(self, kind: str, key: str) -> Path:
-        """A content-keyed JSON record: ``identity``, ``alignment``, ``reading``."""
         return self.root / kind / key[:2] / f"{key}.json"
 
     def converted(self, content: str) -> Path:
-        """A DICOM folder's NIfTI, under the folder's content hash."""
         return self.root / "dicom" / f"{content}.nii.gz"
 
     def machine_file(self, name: str) -> Path:
