@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, TypeAdapter
 
 from sihnet.config_sections import Fusion
 from sihnet.hashing import text_sha256
@@ -40,6 +40,8 @@ class MeasuredModel:
     Its JSON is sealed with the SHA-256 of its content: an edited file is refused, as an edited
     exported model is (``EditedModelError``).
     """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # its file's schema (from_json)
 
     features: tuple[str, ...]
     medians: tuple[float, ...]
@@ -92,33 +94,24 @@ class MeasuredModel:
 
     @staticmethod
     def from_json(values: object) -> MeasuredModel:
-        """Read a model's JSON through its schema (:class:`MeasuredModelFile`; a model written
-        before the seal existed has none).
+        """Read a model's JSON, the dataclass itself its schema (unknown keys refused; a model
+        written before the seal existed has none).
 
         Raises:
-            pydantic.ValidationError (a ``ValueError``): not a measured model's file.
+            ValueError (pydantic's ValidationError among them): not a measured model's file.
             EditedModelError: its content does not match its seal.
         """
-        record = MeasuredModelFile.model_validate(values)
-        content = record.model_dump(exclude={"sha256"})
-        if record.sha256 is not None and record.sha256 != _seal(content):
+        if not isinstance(values, Mapping):
+            raise ValueError("a measured model's file holds an object")
+        seal = values.get("sha256")
+        content = {k: v for k, v in values.items() if k != "sha256"}
+        model = _SCHEMA.validate_python(content)
+        if seal is not None and seal != _seal(dataclasses.asdict(model)):
             raise EditedModelError("its content does not match its SHA-256")
-        return MeasuredModel(**content)
+        return model
 
 
-class MeasuredModelFile(BaseModel):
-    """The schema of ``fold_K/measured_model.json`` (:meth:`MeasuredModel.as_json`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    features: tuple[str, ...]
-    medians: tuple[float, ...]
-    means: tuple[float, ...]
-    scales: tuple[float, ...]
-    coefficients: tuple[float, ...]
-    intercept: float
-    measurements_sha256: str = ""
-    sha256: str | None = None
+_SCHEMA = TypeAdapter(MeasuredModel)
 
 
 class EditedModelError(ValueError):
