@@ -10,7 +10,10 @@ scan and the scans not measured. ``OUT/<cohort>.json`` per cohort, ``OUT/table.m
         --cohorts r1,r2,r3
 
 Cohorts (seed, voxel size mm, patients): ``r1``-``r3`` were used for no choice (the acceptance of
-issue 28); ``dev1``-``dev2`` are the ones the reader was developed on.
+issue 28); ``dev1``-``dev2`` are the ones the reader was developed on. ``ra1``-``ra3`` are real
+healthy heads with SIH added (``sihnet synth --heads HEADS``, issue 34; each study at its source
+head's voxel size): give ``--heads``, the folder of the healthy heads
+(``benchmarks/real_heads/get_heads.py``; its ``healthy`` rows), and they were used for no choice.
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
-COHORTS: dict[str, tuple[int, float, int]] = {
+COHORTS: dict[str, tuple[int, float | None, int]] = {  # seed, voxel mm (None: the heads'), n
     "dev1": (901, 1.5, 40),
     "dev2": (902, 2.5, 40),
     "r1": (811, 1.0, 60),
     "r2": (812, 1.5, 60),
     "r3": (813, 2.5, 60),
+    "ra1": (1511, None, 60),
+    "ra2": (1512, None, 60),
+    "ra3": (1513, None, 60),
 }
+REAL = ("ra1", "ra2", "ra3")
 SIGNS = {  # Bern sign item -> the reader's continuous measure of it
     "pachymeningeal_enhancement": "dural_enhancement",
     "venous_sinus_engorgement": "sinus_height_mm",
@@ -110,10 +117,27 @@ def cohort_result(folder: Path, measured: Path, seconds: float) -> dict[str, Any
     return result
 
 
-def run_cohort(name: str, work: Path, out: Path) -> dict[str, Any]:
+def run_cohort(name: str, work: Path, out: Path, heads: Path | None = None) -> dict[str, Any]:
     seed, spacing, n = COHORTS[name]
     folder, measured = work / name, work / f"{name}_measured"
-    if not (folder / "truth.csv").is_file():
+    if not (folder / "truth.csv").is_file() and name in REAL:
+        if heads is None:
+            raise SystemExit(f"{name} is made of real heads: give --heads")
+        cache = work / "heads_cache"
+        sihnet(
+            "synth",
+            "--out",
+            folder,
+            "--n",
+            n,
+            "--seed",
+            seed,
+            "--heads",
+            heads,
+            "--cache-dir",
+            cache,
+        )
+    elif not (folder / "truth.csv").is_file():
         sihnet("synth", "--out", folder, "--n", n, "--seed", seed, "--spacing", spacing)
     started = time.perf_counter()
     earlier = out / f"{name}.json"
@@ -127,7 +151,7 @@ def run_cohort(name: str, work: Path, out: Path) -> dict[str, Any]:
     result = {
         "cohort": name,
         "seed": seed,
-        "spacing_mm": spacing,
+        "spacing_mm": spacing or "the heads'",
         **cohort_result(folder, measured, seconds),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -166,10 +190,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/reader"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/sihnet-reader"))
     parser.add_argument("--cohorts", default="r1,r2,r3")
+    parser.add_argument("--heads", type=Path, default=None, help="healthy heads (ra1-ra3)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     for name in args.cohorts.split(","):
-        print(json.dumps(run_cohort(name, args.work, args.out)), flush=True)
+        print(json.dumps(run_cohort(name, args.work, args.out, args.heads)), flush=True)
         write_table(args.out)
 
 

@@ -18,18 +18,39 @@ def synth(
     n: Annotated[int, typer.Option("--n", help="Patients (66/129 of them with fistula).")] = 129,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, identical files.")] = 0,
     spacing: Annotated[
-        float, typer.Option("--spacing", help="Voxel size in mm (3D: isotropic).")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--spacing",
+            help="Voxel size in mm (3D: isotropic; default 1, or with --heads each head's own).",
+        ),
+    ] = None,
     reader_noise: Annotated[
         float, typer.Option("--reader-noise", help="SD (mm) of reader error in the Bern distances.")
     ] = 0.0,
+    heads: Annotated[
+        Path | None,
+        typer.Option(
+            "--heads",
+            help="A folder of real healthy head scans (NIfTI): SIH is added to them instead of "
+            "the built-in phantom (docs/synthetic.md).",
+        ),
+    ] = None,
+    cache_dir: CacheOption = None,
 ) -> None:
     """Write a synthetic CE-T1 cohort with SIH signs: NIfTI files, cohort.csv, truth.csv,
-    ceiling.json (the best any reader could do), montage.png."""
+    ceiling.json (the best any reader could do), montage.png. With --heads, the signs are added
+    to real healthy heads with their exact truth."""
     from sihnet.schemas import CeilingFile, read_json
     from sihnet.synth.cohort import CEILING, MONTAGE, run_synth
 
-    manifest = run_synth(out, n=n, seed=seed, spacing_mm=spacing, reader_noise_mm=reader_noise)
+    if heads is None:
+        manifest = run_synth(out, n, seed, spacing or 1.0, reader_noise)
+    else:
+        from sihnet.preprocessing.cache import VolumeCache
+        from sihnet.synth.real_cohort import head_files, run_real_synth
+
+        cache = VolumeCache.open(cache_dir)
+        manifest = run_real_synth(out, head_files(heads), cache, n, seed, spacing, reader_noise)
     for line in ceiling_lines(read_json(manifest.parent / CEILING, CeilingFile)):
         typer.echo(line)
     typer.echo(f"manifest: {manifest}")

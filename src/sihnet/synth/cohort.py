@@ -60,6 +60,28 @@ def cohort_ceiling(manifest: Path, patient_ids: Iterable[str]) -> CohortReaders 
     return read_json(folder / CEILING, CeilingFile).cohort
 
 
+def prepare_output(out: Path, n: int, spacing_mm: float | None) -> Path:
+    """``out`` made ready for a cohort of ``n`` patients at ``spacing_mm`` (``out/images``
+    created).
+
+    Raises:
+        SihnetError: fewer than two patients, a voxel size outside 0.25-8 mm, or ``out`` holds
+            something else than a cohort.
+    """
+    if n < 2:
+        raise SihnetError("--n must be at least 2")
+    if spacing_mm is not None and not 0.25 <= spacing_mm <= 8:
+        raise SihnetError("--spacing must be between 0.25 and 8 mm")
+    out = Path(out)
+    check_output_folder(out, "synth")
+    if out.is_dir() and any(out.iterdir()) and not (out / TRUTH).is_file():
+        raise SihnetError(
+            f"--out {out.name} is not empty and not an earlier synthetic cohort; give a new folder"
+        )
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def cohort_patients(n: int, seed: int) -> list[Patient]:
     """Draw ``n`` patients, ``round(n * 66 / 129)`` with a fistula, in shuffled order."""
     rng = np.random.default_rng(seed)
@@ -208,17 +230,7 @@ def run_synth(
     Returns:
         The manifest path ``out/cohort.csv``.
     """
-    if n < 2:
-        raise SihnetError("--n must be at least 2")
-    if not 0.25 <= spacing_mm <= 8:
-        raise SihnetError("--spacing must be between 0.25 and 8 mm")
-    out = Path(out)
-    check_output_folder(out, "synth")
-    if out.is_dir() and any(out.iterdir()) and not (out / TRUTH).is_file():
-        raise SihnetError(
-            f"--out {out.name} is not empty and not an earlier synthetic cohort; give a new folder"
-        )
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    out = prepare_output(out, n, spacing_mm)
     patients = cohort_patients(n, seed)
     ids = [f"synth-{i + 1:03d}" for i in range(n)]
     files = [out / "images" / f"{pid}.nii.gz" for pid in ids]

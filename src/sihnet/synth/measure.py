@@ -91,12 +91,17 @@ def visible_signs(severities: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def measure_bern_fields(
-    patient: Patient, reader_noise_mm: float = 0.0, rng: np.random.Generator | None = None
+    patient: Patient,
+    reader_noise_mm: float = 0.0,
+    rng: np.random.Generator | None = None,
+    distances: dict[str, float] | None = None,
 ) -> dict[str, float | int]:
     """The six Bern fields of the manifest contract for one patient.
 
     Args:
         patient: the synthetic patient.
+        distances: its three Bern distances, mm, where they are known otherwise (a real head
+            with SIH added, :mod:`sihnet.synth.real`); else measured on the generator's geometry.
         reader_noise_mm: standard deviation of a reader's measurement error (0 = ground truth).
             Binary signs within 0.1 of the visible threshold are also called at random then.
         rng: source of the reader noise.
@@ -110,7 +115,7 @@ def measure_bern_fields(
             fields[item] = int(rng.random() < 0.5)
         else:
             fields[item] = int(severity >= VISIBLE_SEVERITY)
-    for name, value in measure_distances(patient).items():
+    for name, value in (distances or measure_distances(patient)).items():
         noisy = value + (rng.normal(0, reader_noise_mm) if reader_noise_mm > 0 else 0.0)
         fields[name] = round(max(0.0, noisy), 2)
     return fields

@@ -26,7 +26,7 @@ from sihnet.synth.geometry import (
     rotation_matrix,
     template_to_head,
 )
-from sihnet.synth.patient import Patient
+from sihnet.synth.patient import Patient, Signs
 
 FIELD_OF_VIEW_MM = np.array(
     [180.0, 236.0, 220.0]
@@ -151,6 +151,39 @@ def _skull_base(
     return value.float()
 
 
+def sih_layers(
+    cavity: torch.Tensor, points: torch.Tensor, depth: torch.Tensor, signs: Signs, soft: float
+) -> torch.Tensor:
+    """The dura, subdural collections and venous sinuses of a CE-T1 painted over the cranial
+    cavity's intensities.
+
+    Args:
+        cavity: (N,) relative intensities (white matter = 1) of brain and CSF.
+        points: (N, 3) the same voxels' template mm (the sinuses' and collections' positions).
+        depth: (N,) mm below the inner table of the skull.
+        signs: the patient's SIH signs (dura 0.8 -> 3.5 mm thick and faint -> bright; collections
+            up to ``subdural_mm`` over the convexities; sinuses larger and convex).
+        soft: partial-volume edge scale, mm.
+
+    Returns:
+        (N,) the intensities with the layers painted.
+    """
+    dura_thickness = 0.8 + 2.7 * signs.dural_enhancement
+    if signs.subdural_mm > 0:
+        x, _, z = points.unbind(-1)
+        extent = _step(z - 5.0, 8.0) * _step(x.abs() - 25.0, 6.0)
+        thickness = signs.subdural_mm * extent
+        cavity = _paint(
+            cavity,
+            _band(depth, dura_thickness, dura_thickness + thickness, soft)
+            * _step(thickness - 0.2, 0.2),
+            SUBDURAL_FLUID,
+        )
+    dura = _band(depth, 0.0, dura_thickness, soft)
+    cavity = _paint(cavity, dura, 0.55 + 1.1 * signs.dural_enhancement)
+    return _paint(cavity, _sinuses(points, depth, signs.venous_engorgement, soft), SINUS)
+
+
 def tissue_intensity(
     template: torch.Tensor, patient: Patient, anatomy: atlas.Anatomy, soft: float
 ) -> torch.Tensor:
@@ -169,21 +202,7 @@ def tissue_intensity(
         d = depth[inside]
         source = SagMap.of_patient(patient).inverse(points.numpy())
         brain = atlas.sample(anatomy.brain, anatomy.brain_grid, torch.from_numpy(source).float())
-        cavity = torch.clamp(brain, min=CSF)
-        dura_thickness = 0.8 + 2.7 * signs.dural_enhancement
-        if signs.subdural_mm > 0:
-            x, _, z = points.unbind(-1)
-            extent = _step(z - 5.0, 8.0) * _step(x.abs() - 25.0, 6.0)
-            thickness = signs.subdural_mm * extent
-            cavity = _paint(
-                cavity,
-                _band(d, dura_thickness, dura_thickness + thickness, soft)
-                * _step(thickness - 0.2, 0.2),
-                SUBDURAL_FLUID,
-            )
-        dura = _band(d, 0.0, dura_thickness, soft)
-        cavity = _paint(cavity, dura, 0.55 + 1.1 * signs.dural_enhancement)
-        cavity = _paint(cavity, _sinuses(points, d, signs.venous_engorgement, soft), SINUS)
+        cavity = sih_layers(torch.clamp(brain, min=CSF), points, d, signs, soft)
         image[inside] = _paint(image[inside], _step(d, soft), cavity)
     near = torch.nonzero(
         (

@@ -26,6 +26,9 @@ LATERAL_SD_MM = 20.0  # how fast the sag fades away from the midline (Gaussian S
 FADE_SHARE = 0.4  # of the cistern's width either side of its middle, over which the field fades
 MAX_SQUEEZE = 0.75  # the largest shift, as a share of the cistern's width (one-to-one below 0.8)
 INVERSE_ITERATIONS = 8
+FIXED_POINT_ITERATIONS = 600
+CHUNK = 1 << 20  # voxels warped at a time
+INVERSE_TOLERANCE_MM = 1e-6  # Newton stops once every point is this close
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,31 +89,44 @@ class SagField:
 
     def inverse(self, points: np.ndarray) -> np.ndarray:
         """The points (N, 3) that the field moves onto ``points``: x with x + D(x) = y (Newton's
-        method; the map is one-to-one while each shift is under twice its fade)."""
+        method; the few points whose Newton steps cycle across a layer's kink go on by the damped
+        fixed point x -= (x + D(x) - y) / 2, a contraction while each shift is under twice its
+        fade, where the map is one-to-one)."""
         target = np.atleast_2d(np.asarray(points, dtype=np.float64))
         source = target - self.displacement(target)
-        for _ in range(INVERSE_ITERATIONS):
-            moved, jacobian = self._with_jacobian(source)
-            residual = source + moved - target
-            step = np.linalg.solve(np.eye(3) + jacobian, residual[..., None])[..., 0]
-            source = source - step
+        active = np.arange(len(target))
+        for iteration in range(INVERSE_ITERATIONS + FIXED_POINT_ITERATIONS):
+            moved, jacobian = self._with_jacobian(source[active])
+            residual = source[active] + moved - target[active]
+            far = np.abs(residual).max(axis=1) >= INVERSE_TOLERANCE_MM
+            if not far.any():
+                break
+            active, residual, jacobian = active[far], residual[far], jacobian[far]
+            if iteration < INVERSE_ITERATIONS:
+                source[active] -= np.linalg.solve(np.eye(3) + jacobian, residual[..., None])[..., 0]
+            else:
+                source[active] -= 0.5 * residual
         return source
 
     def warp(self, volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """The scan (I, J, K) with its anatomy moved by the field (cubic B-spline resampling)."""
         from scipy import ndimage
 
-        index = np.indices(volume.shape, dtype=np.float64).reshape(3, -1).T
-        world = index @ affine[:3, :3].T + affine[:3, 3]
-        moved = np.linalg.norm(self.displacement(world), axis=1) > 1e-6
-        source = world.copy()
-        source[moved] = self.inverse(world[moved])
+        source = np.asarray(volume, dtype=np.float32)
+        coefficients = ndimage.spline_filter(source, order=3, mode="nearest")
         inverse_affine = np.linalg.inv(affine)
-        voxels = source[moved] @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
-        out = np.asarray(volume, dtype=np.float32).copy().reshape(-1)
-        out[moved] = ndimage.map_coordinates(
-            np.asarray(volume, dtype=np.float32), voxels.T, order=3, mode="nearest"
-        )
+        out = source.copy().reshape(-1)
+        for start in range(0, out.size, CHUNK):  # a million voxels at a time: bounded memory
+            flat = np.arange(start, min(start + CHUNK, out.size))
+            index = np.stack(np.unravel_index(flat, volume.shape), axis=1).astype(np.float64)
+            world = index @ affine[:3, :3].T + affine[:3, 3]
+            moved = np.linalg.norm(self.displacement(world), axis=1) > 1e-6
+            if not moved.any():
+                continue
+            voxels = self.inverse(world[moved]) @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
+            out[flat[moved]] = ndimage.map_coordinates(
+                coefficients, voxels.T, order=3, mode="nearest", prefilter=False
+            )
         return out.reshape(volume.shape)
 
     def change(self, start: np.ndarray, end: np.ndarray, direction: np.ndarray) -> float:
