@@ -83,6 +83,16 @@ def test_the_limits_of_an_alignment() -> None:
     )
 
 
+def test_a_stored_alignment_is_judged_by_todays_limits() -> None:
+    """The cache keeps an alignment's numbers; whether it is usable follows the limits of the
+    code reading it (a 2D T1 refused at 0.46 under the old limit of 0.5 is usable now)."""
+    identity = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    stored = Alignment(identity, (0.0, 0.0, 0.0), 1.0, 0.46, None, 0.17, "does not align (0.5)")
+    assert Alignment.from_json(stored.as_json()).problem == ""
+    low = Alignment(identity, (0.0, 0.0, 0.0), 1.0, 0.35, None, 0.17, "")
+    assert "does not align to a head" in Alignment.from_json(low.as_json()).problem
+
+
 def test_the_alignment_is_computed_once_per_content(tiny_cohort: Path, tmp_path: Path) -> None:
     from sihnet.preprocessing import cache as cache_module
     from sihnet.preprocessing.cache import VolumeCache

@@ -24,7 +24,7 @@ from sihnet.reader.regions import template_regions
 from sihnet.reader.warp import MESH, Warp, refine_alignment
 from sihnet.schemas import ReadDistance, Reading, ReadMeasure
 
-READER_VERSION = 14  # part of the cache key: raise it with any change of what is read
+READER_VERSION = 15  # part of the cache key: raise it with any change of what is read
 MAX_SLICE_MM = 3.5  # thicker slices average the midline structures: no distance is read
 # The signs' measures (sihnet.bern_reading) and the pituitary's height.
 SIGN_MEASURES = (*(str(r.measure) for r in SIGN_READINGS), "pituitary_height_mm")
