@@ -10,10 +10,11 @@ scan and the scans not measured. ``OUT/<cohort>.json`` per cohort, ``OUT/table.m
         --cohorts r1,r2,r3
 
 Cohorts (seed, voxel size mm, patients): ``r1``-``r3`` were used for no choice (the acceptance of
-issue 28); ``dev1``-``dev2`` are the ones the reader was developed on. ``ra1``-``ra3`` are real
-healthy heads with SIH added (``sihnet synth --heads HEADS``, issue 34; each study at its source
-head's voxel size): give ``--heads``, the folder of the healthy heads
-(``benchmarks/real_heads/get_heads.py``; its ``healthy`` rows), and they were used for no choice.
+issue 28); ``dev1``-``dev2`` are the ones the reader was developed on. ``radev`` and ``ra1``-``ra3``
+are real healthy heads with SIH added (``sihnet synth --heads HEADS``, issue 34; each study at its
+source head's voxel size): give ``--heads``, the folder of the healthy heads
+(``benchmarks/real_heads/get_heads.py``; its ``healthy`` rows). ``radev`` is opened: the reader's
+failures on real anatomy were diagnosed on its profiles; ``ra1``-``ra3`` were used for no choice.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ COHORTS: dict[str, tuple[int, float | None, int]] = {  # seed, voxel mm (None: t
     "r1": (811, 1.0, 60),
     "r2": (812, 1.5, 60),
     "r3": (813, 2.5, 60),
-    "ra1": (1511, None, 60),
-    "ra2": (1512, None, 60),
-    "ra3": (1513, None, 60),
+    "radev": (1511, None, 60),
+    "ra1": (1512, None, 60),
+    "ra2": (1513, None, 60),
+    "ra3": (1514, None, 60),
 }
-REAL = ("ra1", "ra2", "ra3")
+REAL = ("radev", "ra1", "ra2", "ra3")
 SIGNS = {  # Bern sign item -> the reader's continuous measure of it
     "pachymeningeal_enhancement": "dural_enhancement",
     "venous_sinus_engorgement": "sinus_height_mm",
