@@ -20,6 +20,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "ingest",
         "preprocessing",
         "reader",
+        "real_heads",
         "models",
         "inference",
         "training",

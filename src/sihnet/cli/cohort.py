@@ -47,7 +47,7 @@ def synth(
         manifest = run_synth(out, n, seed, spacing or 1.0, reader_noise)
     else:
         from sihnet.preprocessing.cache import VolumeCache
-        from sihnet.synth.real_cohort import head_files, run_real_synth
+        from sihnet.real_heads.cohort import head_files, run_real_synth
 
         cache = VolumeCache.open(cache_dir)
         manifest = run_real_synth(out, head_files(heads), cache, n, seed, spacing, reader_noise)

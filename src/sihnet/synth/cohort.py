@@ -184,29 +184,42 @@ def _render_all(jobs: list[tuple[Patient, float, Path, int]], workers: int) -> N
     )
 
 
-def _manifest_rows(
+def manifest_row(
     out: Path,
-    ids: list[str],
+    pid: str,
+    file: Path,
+    patient: Patient,
+    reader: tuple[float, np.random.Generator],
+    distances: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """One ``cohort.csv`` row: image, label, demographics and the Bern fields as a reader with
+    ``reader``'s noise (mm) measures them, drawn from its random source (also age and sex);
+    ``distances`` where the truth is not the generator's geometry (:mod:`sihnet.real_heads`)."""
+    noise_mm, rng = reader
+    return {
+        "patient_id": pid,
+        "image": file.relative_to(out).as_posix(),
+        "label": patient.label,
+        "age": int(np.clip(rng.normal(54, 14), 18, 90)),
+        "sex": "F" if rng.random() < 0.62 else "M",
+        "site": "synthetic" if distances is None else "real",
+        **measure_bern_fields(patient, noise_mm, rng, distances=distances),
+    }
+
+
+def write_cohort_tables(
+    out: Path,
+    manifest: list[dict[str, Any]],
+    truth: list[dict[str, Any]],
     patients: list[Patient],
-    files: list[Path],
-    seed: int,
-    reader_noise_mm: float,
-) -> list[dict[str, Any]]:
-    """``cohort.csv`` rows: image, label, demographics and the measured Bern fields."""
-    rng = np.random.default_rng([seed, len(ids), 7])
-    rows = []
-    for pid, patient, file in zip(ids, patients, files, strict=True):
-        row: dict[str, Any] = {
-            "patient_id": pid,
-            "image": file.relative_to(out).as_posix(),
-            "label": patient.label,
-            "age": int(np.clip(rng.normal(54, 14), 18, 90)),
-            "sex": "F" if rng.random() < 0.62 else "M",
-            "site": "synthetic",
-        }
-        row.update(measure_bern_fields(patient, reader_noise_mm, rng))
-        rows.append(row)
-    return rows
+    fields: list[dict[str, float | int]],
+) -> None:
+    """``cohort.csv``, ``truth.csv`` and ``ceiling.json`` (the generator's and these patients'
+    readers, from their exact Bern ``fields``)."""
+    write_table(out / MANIFEST, MANIFEST_COLUMNS, manifest)
+    write_table(out / TRUTH, list(truth[0]), truth)
+    ceiling = CeilingFile(generator=generator_ceiling(), cohort=cohort_readers(patients, fields))
+    write_json_atomic(out / CEILING, ceiling.model_dump())
 
 
 def run_synth(
@@ -238,13 +251,11 @@ def run_synth(
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(p, spacing_mm, f, threads) for p, f in zip(patients, files, strict=True)]
     _render_all(jobs, workers)
-    rows = _manifest_rows(out, ids, patients, files, seed, reader_noise_mm)
-    write_table(out / MANIFEST, MANIFEST_COLUMNS, rows)
+    reader = (reader_noise_mm, np.random.default_rng([seed, n, 7]))
+    rows = [manifest_row(out, *job, reader) for job in zip(ids, files, patients, strict=True)]
     bern = [measure_bern_fields(p) for p in patients]
     truth = [_truth_row(pid, p, b) for pid, p, b in zip(ids, patients, bern, strict=True)]
-    write_table(out / TRUTH, list(truth[0]), truth)
-    ceiling = CeilingFile(generator=generator_ceiling(), cohort=cohort_readers(patients, bern))
-    write_json_atomic(out / CEILING, ceiling.model_dump())
+    write_cohort_tables(out, rows, truth, patients, bern)
     shown = [
         (pid, p.label, f) for pid, p, f in zip(ids, patients, files, strict=True) if p.label == 1
     ][:4]

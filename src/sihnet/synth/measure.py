@@ -101,7 +101,7 @@ def measure_bern_fields(
     Args:
         patient: the synthetic patient.
         distances: its three Bern distances, mm, where they are known otherwise (a real head
-            with SIH added, :mod:`sihnet.synth.real`); else measured on the generator's geometry.
+            with SIH added, :mod:`sihnet.real_heads.sih`); else measured on the generator's geometry.
         reader_noise_mm: standard deviation of a reader's measurement error (0 = ground truth).
             Binary signs within 0.1 of the visible threshold are also called at random then.
         rng: source of the reader noise.

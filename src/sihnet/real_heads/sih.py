@@ -1,5 +1,5 @@
 """SIH added to real healthy heads with exact truth: the measuring stick of the reader and the
-network on real anatomy (issue 34; the cohort: :func:`sihnet.synth.cohort.run_real_synth`).
+network on real anatomy (issue 34; the cohort: :func:`sihnet.real_heads.cohort.run_real_synth`).
 
 A source head is a healthy T1 of any scanner, field of view and voxel size that the automatic
 reader measures. Each patient is one source head with the signs the synthetic generator draws

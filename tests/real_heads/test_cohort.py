@@ -15,11 +15,11 @@ import pytest
 
 from sihnet.bern import FIELDS
 from sihnet.preprocessing.cache import VolumeCache
+from sihnet.real_heads.cohort import run_real_synth
 from sihnet.synth.cohort import MANIFEST_COLUMNS
-from sihnet.synth.real_cohort import run_real_synth
 from sihnet.tables import read_rows
 from tests.helpers import sihnet
-from tests.synth.test_real import write_healthy_head
+from tests.real_heads.test_sih import write_healthy_head
 
 
 @pytest.fixture(scope="module")

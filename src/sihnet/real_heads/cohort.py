@@ -1,4 +1,4 @@
-"""``run_real_synth``: a cohort of real healthy heads with SIH added (:mod:`sihnet.synth.real`),
+"""``run_real_synth``: a cohort of real healthy heads with SIH added (:mod:`sihnet.real_heads.sih`),
 written as a synthetic cohort is (``cohort.csv``, ``truth.csv``, ``ceiling.json``,
 ``montage.png``), so that the reader's benchmark, training and evaluation take it unchanged."""
 
@@ -13,28 +13,24 @@ import nibabel as nib
 import numpy as np
 
 from sihnet import progress
-from sihnet.atomic import write_json_atomic, write_nifti_atomic
+from sihnet.atomic import write_nifti_atomic
 from sihnet.bern import bern_score
 from sihnet.errors import SihnetError
 from sihnet.preprocessing.cache import VolumeCache
 from sihnet.preprocessing.volume import voxel_spacing
-from sihnet.schemas import CeilingFile
-from sihnet.synth import real
-from sihnet.synth.ceiling import cohort_readers, generator_ceiling
+from sihnet.real_heads import sih
 from sihnet.synth.cohort import (
-    CEILING,
     MANIFEST,
-    MANIFEST_COLUMNS,
     MONTAGE,
-    TRUTH,
     TRUTH_PREFIX,
     cohort_patients,
+    manifest_row,
     prepare_output,
+    write_cohort_tables,
     write_montage,
 )
 from sihnet.synth.measure import measure_bern_fields
 from sihnet.synth.patient import Patient
-from sihnet.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +50,7 @@ def head_files(folder: Path) -> list[Path]:
     return files
 
 
-def _heads(paths: list[Path], cache: VolumeCache) -> list[real.SourceHead]:
+def _heads(paths: list[Path], cache: VolumeCache) -> list[sih.SourceHead]:
     """The source heads the reader can read (each one it cannot is logged with why and skipped).
 
     Raises:
@@ -63,7 +59,7 @@ def _heads(paths: list[Path], cache: VolumeCache) -> list[real.SourceHead]:
     heads = []
     for path in paths:
         try:
-            heads.append(real.source_head(path, cache))
+            heads.append(sih.source_head(path, cache))
         except SihnetError as error:
             log.warning("source head skipped: %s", error)
     if not heads:
@@ -74,7 +70,7 @@ def _heads(paths: list[Path], cache: VolumeCache) -> list[real.SourceHead]:
 def _one(
     out: Path,
     pid: str,
-    head: real.SourceHead,
+    head: sih.SourceHead,
     patient: Patient,
     spacing_mm: float | None,
     seed: list[int],
@@ -88,23 +84,23 @@ def _one(
     Returns:
         (the patient as imaged, its exact Bern fields, its truth row, its manifest row).
     """
-    field, diencephalon, pons = real.sag_of(head, patient.signs)
+    field, diencephalon, pons = sih.sag_of(head, patient.signs)
     shown = Patient(
         patient.label,
-        real.applied_signs(patient.signs, diencephalon),
+        sih.applied_signs(patient.signs, diencephalon),
         normal_appearing=patient.normal_appearing,
     )
-    volume = real.painted(head, shown.signs)
+    volume = sih.painted(head, shown.signs)
     if field is not None:
         volume = field.warp(volume, head.affine)
     spacing = spacing_mm or float(voxel_spacing(head.affine).min())
-    data, affine = real.acquired(volume, head.affine, spacing, np.random.default_rng(seed))
+    data, affine = sih.acquired(volume, head.affine, spacing, np.random.default_rng(seed))
     image = nib.Nifti1Image(data, affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     file = out / "images" / f"{pid}.nii.gz"
     write_nifti_atomic(file, image)
-    distances = real.distances_after(head, field)
+    distances = sih.distances_after(head, field)
     exact = measure_bern_fields(shown, distances=distances)
     truth = {
         "patient_id": pid,
@@ -119,17 +115,7 @@ def _one(
         **{f"{TRUTH_PREFIX}{k}": v for k, v in exact.items()},
         f"{TRUTH_PREFIX}score": bern_score(exact),
     }
-    noise_mm, rng = reader
-    manifest = {
-        "patient_id": pid,
-        "image": file.relative_to(out).as_posix(),
-        "label": shown.label,
-        "age": int(np.clip(rng.normal(54, 14), 18, 90)),
-        "sex": "F" if rng.random() < 0.62 else "M",
-        "site": "real",
-        **measure_bern_fields(shown, noise_mm, rng, distances=distances),
-    }
-    return shown, exact, truth, manifest
+    return shown, exact, truth, manifest_row(out, pid, file, shown, reader, distances)
 
 
 def run_real_synth(
@@ -169,10 +155,7 @@ def run_real_synth(
             job.update("synthesis", i + 1, n)
     log.info("made %d studies in %.1f s", n, time.perf_counter() - started)
     imaged, fields, truth, manifest = (list(column) for column in zip(*made, strict=True))
-    write_table(out / MANIFEST, MANIFEST_COLUMNS, manifest)
-    write_table(out / TRUTH, list(truth[0]), truth)
-    ceiling = CeilingFile(generator=generator_ceiling(), cohort=cohort_readers(imaged, fields))
-    write_json_atomic(out / CEILING, ceiling.model_dump())
+    write_cohort_tables(out, manifest, truth, imaged, fields)
     write_montage(
         out / MONTAGE,
         [(r["patient_id"], int(r["label"]), out / r["image"]) for r in manifest[:8]],
