@@ -23,7 +23,11 @@ The cohorts are of the generator without a label below the visible threshold (De
 results on the earlier generator are in ``OUT/old_generator/`` and cannot be compared.
 
     python benchmarks/bern_levers.py --out benchmarks/results/bern_levers --work /tmp/levers
-    python benchmarks/bern_levers.py --cohorts c1 --variants single,heads   # one at a time
+    python benchmarks/bern_levers.py --cohorts n1 --variants single,heads   # one at a time
+    python benchmarks/bern_levers.py --cohorts d1,d2,d3 --variants epochs8,single  # issue 35
+
+``n1``-``n3`` have 60 patients; ``d1``-``d3`` are ``benchmarks/PROTOCOL.md``'s development cohorts
+(129 patients, 66 with a fistula: the paper's size), where a lever is kept or dropped.
 
 A ``single`` job took 9.5 min on a 2-core AMD EPYC with native bf16 (60 patients; the probe chose
 fp32 + channels_last there).
@@ -42,11 +46,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-# Cohorts no choice was made on: (seed, voxel size of the synthetic studies in mm, reader noise mm).
-COHORTS: dict[str, tuple[int, float, float]] = {
-    "n1": (801, 2.0, 0.0),
-    "n2": (802, 1.5, 0.5),
-    "n3": (803, 2.5, 1.0),
+# Cohorts: (seed, voxel size of the synthetic studies in mm, reader noise mm, patients). n1-n3 were
+# used for no choice before issue 35; d1-d3 are benchmarks/PROTOCOL.md's development cohorts.
+COHORTS: dict[str, tuple[int, float, float, int]] = {
+    "n1": (801, 2.0, 0.0, 60),
+    "n2": (802, 1.5, 0.5, 60),
+    "n3": (803, 2.5, 1.0, 60),
+    "d1": (701, 1.5, 0.5, 129),
+    "d2": (702, 2.0, 0.0, 129),
+    "d3": (703, 1.0, 1.0, 129),
 }
 REGISTERED = {"preprocessing": {"align": "mni152", "size": [48, 56, 48]}}
 MIDLINE = {
@@ -139,11 +147,12 @@ def job_result(run: Path, truth: dict[str, int]) -> dict[str, Any]:
     return result
 
 
-def run_job(cohort: str, variant: str, work: Path, out: Path, n: int) -> None:
+def run_job(cohort: str, variant: str, work: Path, out: Path, n: int | None) -> None:
     target = out / f"{cohort}_{variant}.json"
     if target.is_file():
         return
-    seed, spacing, noise = COHORTS[cohort]
+    seed, spacing, noise, patients = COHORTS[cohort]
+    n = n or patients
     data, log, cache = work / cohort, work / f"{cohort}_{variant}.log", work / "cache"
     if not (data / "cohort.csv").is_file():
         sihnet("synth", "--out", data, "--n", n, "--seed", seed, "--spacing", spacing,
@@ -175,7 +184,7 @@ def _cell(value: Any, form: str = "{:.3f}") -> str:
 
 def write_table(out: Path) -> None:
     """``table.md`` from the finished jobs."""
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("n*_*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("[nd][0-9]*_*.json"))]
     lines = [
         "| cohort (seed, mm, reader noise) | variant | pooled OOF AUROC [95% CI] | ground-truth Bern AUROC | "
         "difference (DeLong p) | ceiling: ideal reader (generator / these patients) | "
@@ -195,12 +204,13 @@ def write_table(out: Path) -> None:
             f"{' / '.join(_cell(v) for v in signs.values()) or 'n/a'} | "
             f"{' / '.join(_cell(v) for v in iccs.values()) or 'n/a'} |"
         )
-    for variant in order:
-        chosen = [r for r in results if r["variant"] == variant]
+    for family, variant in ((f, v) for f in "nd" for v in order):
+        chosen = [r for r in results if r["variant"] == variant and r["cohort"][0] == family]
         if chosen:
             mean = np.mean([r["auroc"] - r["bern_truth_auroc"] for r in chosen])
             lines.append(
-                f"| mean over {len(chosen)} cohort(s) | {variant} | model − Bern {mean:+.3f} | | | | | |"
+                f"| mean over {len(chosen)} {family} cohort(s) | {variant} | "
+                f"AUROC {np.mean([r['auroc'] for r in chosen]):.3f}, model − Bern {mean:+.3f} | | | | | |"
             )
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
@@ -213,7 +223,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sihnet-levers"))
     parser.add_argument("--cohorts", default=",".join(COHORTS))
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--n", type=int, default=None, help="patients (default: the cohort's)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
