@@ -4,6 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_run
 DEMO_SEED ?= 0
+DEMO_N ?= 60
 
 .PHONY: venv demo test test-slow lint bench clean
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/sihnet demo --out $(DEMO_OUT) --seed $(DEMO_SEED)
+	$(BIN)/sihnet demo --out $(DEMO_OUT) --seed $(DEMO_SEED) --n $(DEMO_N)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -43,6 +43,7 @@ from sihnet.config_sections import (
 from sihnet.errors import SihnetError
 
 __all__ = [
+    "DEMO_PATIENTS",
     "MAX_SIZE_VOXELS",
     "PROFILES",
     "RESERVED_VIEW_NAMES",
@@ -91,6 +92,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "augmentation": {"affine_prob": 0.3, "bias_field_prob": 0.0, "histogram_shift_prob": 0.0},
     },
 }
+
+
+# The demo's synthetic cohort: 60 patients (about half with a fistula) fit `make demo` in ten
+# minutes on a 2-core CPU (docs/benchmarks.md "Demo results"); `--n 129` is the paper's cohort.
+DEMO_PATIENTS = 60
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:
