@@ -29,11 +29,11 @@ from sihnet.training.cross_validation import run_training
 
 # Shares of the demo's time per stage, for the job bar's estimate of the time left (a demo's
 # stage_seconds.json, benchmarks/demo_time.py, on a 2-core machine; docs/benchmarks.md).
-DEMO_SHARES = {  # 2026-12-07, AVX-512 class, fp32: 69 / 1,799 / 1 / 27 / 0.4 s
-    "synthesis": 0.04,
-    "training": 0.94,
+DEMO_SHARES = {  # 2026-12-08, AVX-512 class, fp32, 60 patients, 8 epochs: 35 / 410 / 0.5 / 38 / 0.4 s
+    "synthesis": 0.07,
+    "training": 0.84,
     "evaluation": 0.005,
-    "occlusion": 0.01,
+    "occlusion": 0.08,
     "report": 0.005,
 }
 
